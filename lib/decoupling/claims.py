@@ -1,0 +1,87 @@
+"""Claims as data: checks and findings.
+
+- A *check* must hold if the code is right (a control near zero, a known answer, a model that can
+  memorize). A failing check fails `decoupling rebuild` and CI.
+- A *finding* is one of the essay's hypotheses put to experiment. It carries the essay's prediction, our
+  value with its CI, and a verdict: holds / does not hold / inconclusive. A negative finding is a result.
+  The expected verdict per profile is committed in book/expected_verdicts.yml; a rebuild whose verdict
+  differs fails like a snapshot test, so a verdict only changes on purpose, in a commit that says why.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import yaml
+
+VERDICTS = ("holds", "does not hold", "inconclusive")
+EXPECTED_FILE = "book/expected_verdicts.yml"
+
+
+@dataclass
+class Claim:
+    chapter: str
+    name: str
+    kind: str                      # "check" or "finding"
+    profile: str                   # the profile it was measured under
+    applies_to: tuple = ("smoke", "full")  # profiles where it is enforced / expected
+    statement: str = ""            # what must hold (check) or what the essay predicts (finding), paraphrased
+    value: object = None           # our measured number (or a short list / dict)
+    ci: tuple | None = None        # (low, high) where there is one
+    verdict: str = ""              # check: "pass"/"fail"; finding: one of VERDICTS
+    anchor: str = ""               # published number to set beside ours, with its citation
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.chapter}/{self.name}"
+
+    @property
+    def enforced(self) -> bool:
+        return self.profile in self.applies_to
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["applies_to"] = list(self.applies_to)
+        d["ci"] = list(self.ci) if self.ci is not None else None
+        return d
+
+
+def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
+    """'holds' if the whole CI lies on the predicted side of `threshold`, 'does not hold' if it lies
+    wholly on the other side, else 'inconclusive'. predicted is '>' or '<'."""
+    lo, hi = ci
+    if any(map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)), (lo, hi))):
+        return "inconclusive"
+    if predicted == ">":
+        return "holds" if lo > threshold else ("does not hold" if hi <= threshold else "inconclusive")
+    return "holds" if hi < threshold else ("does not hold" if lo >= threshold else "inconclusive")
+
+
+def load_expected(root) -> dict:
+    """{profile: {"chapter/name": verdict}} from the committed snapshot file."""
+    p = root / EXPECTED_FILE
+    if not p.exists():
+        return {}
+    return yaml.safe_load(p.read_text()) or {}
+
+
+def problems(claims: list[dict], expected: dict, profile: str) -> list[str]:
+    """Why the rebuild must fail: failing checks and findings whose verdict differs from the snapshot."""
+    out = []
+    exp = expected.get(profile, {}) or {}
+    for c in claims:
+        if c["profile"] != profile or profile not in c["applies_to"]:
+            continue
+        key = f"{c['chapter']}/{c['name']}"
+        if c["kind"] == "check" and c["verdict"] != "pass":
+            out.append(f"check failed: {key}: {c['statement']} (measured {c['value']})")
+        elif c["kind"] == "finding":
+            want = exp.get(key)
+            if want is None:
+                out.append(f"finding {key} has no expected verdict for profile {profile!r} in "
+                           f"{EXPECTED_FILE} (measured: {c['verdict']}); add it on purpose")
+            elif want != c["verdict"]:
+                out.append(f"finding {key}: verdict {c['verdict']!r} differs from the committed {want!r} "
+                           f"({EXPECTED_FILE}); if this change is honest, update that file and say why")
+    return out

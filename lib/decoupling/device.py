@@ -1,0 +1,64 @@
+"""Device and dtype, chosen once for the whole process (nanoGPT/nanochat style).
+
+CUDA when present: bf16 autocast (same exponent range as fp32, so no loss scaling) and TF32 matmuls.
+CPU: fp32 and deterministic algorithms, so two CPU runs with one seed give bitwise-identical weights.
+Set DECOUPLING_DEVICE=cpu to force the CPU on a GPU machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+_want = os.environ.get("DECOUPLING_DEVICE", "")
+DEVICE = torch.device(_want or ("cuda" if torch.cuda.is_available() else "cpu"))
+DTYPE = torch.bfloat16 if DEVICE.type == "cuda" else torch.float32
+REASON = (
+    "CUDA present: bf16 autocast, TF32 matmuls, fused AdamW" if DEVICE.type == "cuda"
+    else "no CUDA: fp32 on CPU, deterministic algorithms (bitwise-reproducible runs)"
+)
+
+if DEVICE.type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+else:
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+# Dense bf16 peak FLOP/s per device (vendor datasheets, no sparsity) for MFU (PaLM appendix B).
+PEAK_BF16 = {
+    "H100": 989e12,  # H100 SXM
+    "H200": 989e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "T4": 65e12,
+}
+
+
+def autocast():
+    """The one autocast context of the process: bf16 on CUDA, a no-op on CPU."""
+    if DEVICE.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def name() -> str:
+    if DEVICE.type == "cuda":
+        return torch.cuda.get_device_name(DEVICE)
+    import platform
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def describe() -> str:
+    return f"{name()} — {REASON}"
+
+
+def peak_flops() -> float | None:
+    if DEVICE.type != "cuda":
+        return None
+    gpu = name()
+    for key, val in PEAK_BF16.items():
+        if key in gpu:
+            return val
+    return None

@@ -1,0 +1,31 @@
+"""Profiles: named, frozen sizes for every experiment.
+
+`smoke` runs the whole book on a 2-core laptop CPU in about ten minutes (CI and tests use it);
+`full` is sized for one H100/H200 GPU (the whole book in about twenty minutes). Each experiments module
+holds `PRESETS = {"smoke": Cfg(...), "full": Cfg(...)}`; chapters call `preset(PRESETS, profile)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+PROFILES: tuple[str, ...] = ("smoke", "full")
+
+
+class UnknownProfile(ValueError):
+    pass
+
+
+def check_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise UnknownProfile(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return name
+
+
+def preset(presets: dict, profile: str, **overrides):
+    """The frozen config for `profile`, with fields replaced by `overrides` (e.g. seed=...)."""
+    check_profile(profile)
+    if profile not in presets:
+        raise UnknownProfile(f"no preset for profile {profile!r}; this experiment has: {', '.join(presets)}")
+    cfg = presets[profile]
+    names = {f.name for f in dataclasses.fields(cfg)}
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in names})

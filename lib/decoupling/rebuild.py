@@ -1,0 +1,263 @@
+"""`decoupling rebuild`: execute the chapters with papermill, then build the book with jupyter-book.
+
+    _toc.yml -> book/<chapter>.md (MyST notebook) --jupytext--> .ipynb --papermill(profile, seed)-->
+    <build>/executed/<profile>/<chapter>.ipynb -> staged source tree <build>/src -> jupyter-book -> <build>/html
+
+- A chapter is re-executed only when its fingerprint changed: its source, the library, the data manifest,
+  the profile or the seed. Experiments inside it are cached by the results store in any case.
+- Each chapter runs in its own process group with a whole-chapter timeout (nbclient has only a per-cell
+  one); a timeout or a raising cell fails the rebuild naming the chapter (and the cell), and that
+  chapter's previous good executed notebook is kept.
+- After execution the chapter's claims are read: a failing check, or a finding whose verdict differs from
+  book/expected_verdicts.yml, fails the rebuild.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from decoupling import claims as _claims
+from decoupling.profiles import check_profile
+
+GENERATED = ("status", "scorecard")  # pages written by the rebuild from the records
+
+
+class RebuildError(Exception):
+    pass
+
+
+@dataclass
+class Book:
+    root: Path
+    build: Path
+    files: list[str] = field(default_factory=list)  # toc entries, e.g. "book/generality"
+
+    @classmethod
+    def load(cls, root: Path, build: Path) -> "Book":
+        toc = yaml.safe_load((root / "_toc.yml").read_text())
+        files: list[str] = []
+
+        def walk(node):
+            if isinstance(node, dict):
+                if "file" in node:
+                    files.append(node["file"])
+                for k in ("root",):
+                    if k in node:
+                        files.append(node[k])
+                for v in node.values():
+                    if isinstance(v, (list, dict)):
+                        walk(v)
+            elif isinstance(node, list):
+                for x in node:
+                    walk(x)
+        walk(toc)
+        return cls(root, build, files)
+
+    def source(self, entry: str) -> Path:
+        for ext in (".md", ".ipynb"):
+            p = self.root / (entry + ext)
+            if p.exists():
+                return p
+        raise RebuildError(f"_toc.yml names {entry!r} but no {entry}.md exists")
+
+    @property
+    def chapters(self) -> dict[str, str]:
+        """{chapter name: toc entry} for the entries that are notebooks (MyST with a kernelspec)."""
+        out = {}
+        for e in self.files:
+            p = self.source(e)
+            if p.suffix == ".md" and "kernelspec:" in p.read_text()[:2000]:
+                out[Path(e).name] = e
+        return out
+
+
+def fingerprint(src: Path, profile: str, seed: int) -> str:
+    from decoupling import provenance
+    h = hashlib.sha256()
+    h.update(src.read_bytes())
+    h.update(provenance.source_hash().encode())  # computing code
+    for p in sorted((provenance.LIB_DIR / "experiments").glob("*.py")):
+        h.update(p.read_bytes())
+    for name in sorted(provenance.PRESENTATION):
+        p = provenance.LIB_DIR / name
+        if p.exists():
+            h.update(p.read_bytes())
+    h.update(provenance.data_hash().encode())
+    h.update(f"{profile}:{seed}".encode())
+    return h.hexdigest()
+
+
+def _execute(book: Book, name: str, entry: str, profile: str, seed: int, timeout: float) -> tuple[bool, str]:
+    """Run one chapter in a child process group; returns (ok, message)."""
+    out_dir = book.build / "executed" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{name}.running.ipynb"
+    cmd = [sys.executable, "-m", "decoupling.rebuild", "_exec", str(book.source(entry)), str(tmp),
+           profile, str(seed), name]
+    env = {**os.environ, "DECOUPLING_ROOT": str(book.root), "DECOUPLING_BUILD": str(book.build)}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=None, text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        tmp.unlink(missing_ok=True)
+        return False, f"chapter {name!r} ran out of time ({timeout:.0f} s for the whole chapter)"
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        msg = (out or "").strip().splitlines()
+        return False, msg[-1] if msg else f"chapter {name!r} failed (exit {proc.returncode})"
+    os.replace(tmp, out_dir / f"{name}.ipynb")
+    return True, ""
+
+
+def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
+    """Child process: jupytext -> papermill. Prints one line naming chapter and cell on failure."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("jupytext", {})
+    staged = Path(dst).with_suffix(".input.ipynb")
+    nbformat.write(nb, staged)
+    try:
+        pm.execute_notebook(str(staged), dst, parameters={"profile": profile, "seed": int(seed)},
+                            kernel_name="python3", cwd=str(Path(src).parent), progress_bar=_progress(name),
+                            report_mode=False, request_save_on_cell_execute=False)
+    except pm.PapermillExecutionError as e:
+        print(f"chapter {name!r} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+              f"{e.ename}: {str(e.evalue)[:300]}")
+        return 1
+    finally:
+        staged.unlink(missing_ok=True)
+    return 0
+
+
+def _progress(name):
+    from decoupling import progress
+    return {"desc": f"{name:>14}", "file": sys.stderr, "leave": True} if progress.enabled() else False
+
+
+def _stage(book: Book, profile: str) -> Path:
+    """A copy of the book's source tree where each chapter is its executed notebook."""
+    src = book.build / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml", "CITATION.cff", "environment.yml"):
+        if (book.root / f).exists():
+            shutil.copy2(book.root / f, src / f)
+    shutil.copytree(book.root / "book", src / "book",
+                    ignore=shutil.ignore_patterns("*.ipynb", "_build", ".ipynb_checkpoints"))
+    for name, entry in book.chapters.items():
+        ex = book.build / "executed" / profile / f"{name}.ipynb"
+        md = src / (entry + ".md")
+        md.unlink(missing_ok=True)
+        if ex.exists():
+            shutil.copy2(ex, src / (entry + ".ipynb"))
+        else:  # never executed successfully: show the source with a note rather than break the build
+            md.write_text(f"# {name}\n\nThis chapter has not been executed successfully at profile "
+                          f"`{profile}` yet. Run `decoupling rebuild --chapters {name}`.\n")
+    return src
+
+
+def _tree_hash(d: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and "_build" not in p.parts:
+            h.update(str(p.relative_to(d)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _jupyter_book(book: Book, src: Path, force: bool) -> None:
+    html = book.build / "html"
+    stamp = book.build / "html.fingerprint"
+    fp = _tree_hash(src)
+    if not force and html.joinpath("index.html").exists() and stamp.exists() and stamp.read_text() == fp:
+        print("[rebuild] html unchanged; skipping jupyter-book")
+        return
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--builder", "html"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-4000:] + r.stderr[-4000:])
+        raise RebuildError("jupyter-book build failed (output above)")
+    warnings = [l for l in (r.stdout + r.stderr).splitlines() if "WARNING" in l]
+    if warnings:
+        print(f"[rebuild] jupyter-book: {len(warnings)} warnings, e.g. {warnings[0][:200]}")
+    tmp = book.build / ".html.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src / "_build" / "html", tmp)
+    shutil.rmtree(html, ignore_errors=True)
+    os.replace(tmp, html)
+    stamp.write_text(fp)
+
+
+def rebuild(profile: str = "smoke", chapters: list[str] | None = None, force: bool = False, seed: int = 0,
+            root: Path | None = None, build: Path | None = None, timeout: float | None = None,
+            html: bool = True) -> int:
+    from decoupling import paths, status
+    check_profile(profile)
+    root = Path(root or paths.ROOT)
+    build = Path(build or paths.BUILD_DIR)
+    book = Book.load(root, build)
+    valid = book.chapters
+    chosen = list(valid) if not chapters else chapters
+    unknown = [c for c in chosen if c not in valid]
+    if unknown:
+        raise RebuildError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid chapters: {', '.join(valid)}")
+    timeout = timeout or float(os.environ.get("DECOUPLING_CHAPTER_TIMEOUT", 1800 if profile == "smoke" else 3600))
+    errors: list[str] = []
+    fps_file = build / "executed" / profile / "fingerprints.json"
+    fps = json.loads(fps_file.read_text()) if fps_file.exists() else {}
+    timings = {}
+    for name in chosen:
+        src = book.source(valid[name])
+        fp = fingerprint(src, profile, seed)
+        done = build / "executed" / profile / f"{name}.ipynb"
+        if not force and fps.get(name) == fp and done.exists():
+            print(f"[rebuild] {name}: unchanged, not re-executed")
+            continue
+        t0 = time.perf_counter()
+        ok, msg = _execute(book, name, valid[name], profile, seed, timeout)
+        timings[name] = time.perf_counter() - t0
+        if ok:
+            fps[name] = fp
+            fps_file.parent.mkdir(parents=True, exist_ok=True)
+            fps_file.write_text(json.dumps(fps, indent=1))
+            print(f"[rebuild] {name}: executed in {timings[name]:.0f} s")
+        else:
+            fps.pop(name, None)
+            fps_file.write_text(json.dumps(fps, indent=1))
+            errors.append(msg)
+            print(f"[rebuild] FAILED {msg}", file=sys.stderr)
+    # Claims of every chapter executed at this profile (not only the chosen ones).
+    recs = status.load_records(build, list(valid))
+    expected = _claims.load_expected(root)
+    all_claims = [c for r in recs.values() if r.get("profile") == profile for c in r.get("claims", [])]
+    errors += _claims.problems([c for c in all_claims if c["chapter"] in chosen], expected, profile)
+    if html:
+        src = _stage(book, profile)
+        status.write_pages(src, recs, profile, expected, errors)
+        _jupyter_book(book, src, force)
+        print(f"[rebuild] book: {build / 'html' / 'index.html'}")
+    if errors:
+        print("[rebuild] failed:\n  " + "\n  ".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "_exec":
+    raise SystemExit(_exec_child(*sys.argv[2:7]))

@@ -1,0 +1,171 @@
+"""The results store: every experiment result, cached as a small JSON record.
+
+Key = sha256(experiment, config, library source, data manifest, profile, torch version, device type), so
+a rebuild with nothing changed trains nothing, and any change that could alter a number recomputes it.
+Writes are atomic (temp file + os.replace in the same directory); each record carries a checksum of its
+content, and a corrupted record is reported, ignored and recomputed.
+
+Layout: <root>/<experiment>/<logical>/<key>.json where `logical` hashes only (experiment, config,
+profile). Two roots are searched: the local store (.cache/store) and the committed results/ folder that
+holds `full` records computed on a GPU. When a `full` build on a machine without CUDA finds no exact key
+but a committed record with the same logical key, it uses it and marks it *stale* (its code changed
+since), rather than silently retraining for hours on a CPU or showing it as current.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from decoupling import paths, provenance
+from decoupling.profiles import check_profile
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(o):
+    if dataclasses.is_dataclass(o):
+        return {"__type__": type(o).__name__, **dataclasses.asdict(o)}
+    if hasattr(o, "tolist"):  # numpy arrays and scalars, torch tensors
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _sha(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+@dataclass
+class Record:
+    value: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.meta.get("cache_hit"))
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.meta.get("stale"))
+
+
+def experiment_name(fn: Callable) -> str:
+    return f"{fn.__module__.removeprefix('decoupling.')}.{fn.__qualname__}"
+
+
+def keys(fn: Callable, config, profile: str) -> tuple[str, str, dict]:
+    import torch
+    from decoupling.device import DEVICE
+    module_file = None
+    if fn.__module__.startswith("decoupling.experiments."):
+        module_file = fn.__module__.rsplit(".", 1)[1] + ".py"
+    name = experiment_name(fn)
+    cfg = json.loads(canonical(config))
+    logical = _sha(canonical({"experiment": name, "config": cfg, "profile": profile}))
+    parts = {
+        "experiment": name, "config": cfg, "profile": profile,
+        "source": provenance.source_hash(module_file), "data": provenance.data_hash(),
+        "torch": torch.__version__.split("+")[0], "device": DEVICE.type,
+    }
+    return logical, _sha(canonical(parts)), parts
+
+
+def _checksum(body: dict) -> str:
+    return _sha(canonical({k: v for k, v in body.items() if k != "checksum"}))
+
+
+def _read(path: Path) -> dict | None:
+    """A verified record, or None (reported) when it is corrupted."""
+    try:
+        body = json.loads(path.read_text())
+        if body.get("checksum") != _checksum(body):
+            raise ValueError("checksum mismatch")
+        return body
+    except (OSError, ValueError) as e:
+        from decoupling.progress import report
+        report(f"[store] corrupted record {path}: {e}; ignoring it and recomputing")
+        return None
+
+
+def _write_atomic(path: Path, body: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(body, sort_keys=True, indent=1, default=_jsonable))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _roots(store: Path | None) -> list[Path]:
+    return [store or paths.STORE_DIR, paths.RESULTS_DIR]
+
+
+def lookup(fn: Callable, config, profile: str, store: Path | None = None) -> Record | None:
+    from decoupling.device import DEVICE
+    logical, key, _ = keys(fn, config, profile)
+    name = experiment_name(fn)
+    for root in _roots(store):
+        p = root / name / logical[:16] / f"{key[:16]}.json"
+        if p.exists() and (body := _read(p)) is not None:
+            return Record(body["value"], {**body["meta"], "cache_hit": True, "stale": False, "path": str(p)})
+    if profile == "full" and DEVICE.type != "cuda":
+        cands = sorted((paths.RESULTS_DIR / name / logical[:16]).glob("*.json"),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for p in cands:
+            if (body := _read(p)) is not None:
+                return Record(body["value"], {**body["meta"], "cache_hit": True, "stale": True, "path": str(p)})
+    return None
+
+
+def run(fn: Callable, config, *, profile: str, store: Path | None = None, force: bool = False) -> Record:
+    """Return fn(config), from the store when an identical computation was done before.
+
+    `fn` must be a module-level function of one frozen-dataclass argument returning a JSON-able dict.
+    """
+    check_profile(profile)
+    if not force and (rec := lookup(fn, config, profile, store)) is not None:
+        return rec
+    from decoupling import device
+    logical, key, parts = keys(fn, config, profile)
+    t0 = time.perf_counter()
+    value = fn(config)
+    wall = time.perf_counter() - t0
+    value = json.loads(canonical(value))  # fail now, not at read time, if it is not JSON-able
+    commit, dirty = provenance.git_state()
+    meta = {
+        "experiment": parts["experiment"], "profile": profile, "key": key, "logical": logical,
+        "wall_time_s": round(wall, 3), "device": device.name(), "device_type": device.DEVICE.type,
+        "commit": commit, "dirty": dirty, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seeds": _seeds(config), **provenance.versions(), "source": parts["source"], "data": parts["data"],
+    }
+    body = {"config": parts["config"], "value": value, "meta": meta}
+    body["checksum"] = _checksum(body)
+    path = (store or paths.STORE_DIR) / parts["experiment"] / logical[:16] / f"{key[:16]}.json"
+    _write_atomic(path, body)
+    return Record(value, {**meta, "cache_hit": False, "stale": False, "path": str(path)})
+
+
+def _seeds(config) -> list:
+    d = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    out = []
+    for k, v in d.items():
+        if "seed" in k:
+            out.extend(v if isinstance(v, (list, tuple)) else [v])
+    return out
