@@ -1,0 +1,30 @@
+"""Shared fixtures. `smoke_book` builds the real book once per test session at the smoke profile, through
+the real `decoupling rebuild` (papermill + jupyter-book). It reuses the default results store and build
+dir, so `make test` after `make book` (or a second `make test`) retrains nothing."""
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BuiltBook:
+    returncode: int
+    stdout: str
+    stderr: str
+    html: Path
+    build: Path
+
+
+@pytest.fixture(scope="session")
+def smoke_book() -> BuiltBook:
+    env = {**os.environ, "DECOUPLING_PROGRESS": os.environ.get("DECOUPLING_PROGRESS", "0")}
+    r = subprocess.run([sys.executable, "-m", "decoupling", "rebuild", "--profile", "smoke"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=3600)
+    build = Path(os.environ.get("DECOUPLING_BUILD", ROOT / "_build"))
+    return BuiltBook(r.returncode, r.stdout, r.stderr, build / "html", build)
