@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from decoupling import paths, provenance
+from decoupling.progress import report
 from decoupling.profiles import check_profile
 
 
@@ -94,7 +95,6 @@ def _read(path: Path) -> dict | None:
             raise ValueError("checksum mismatch")
         return body
     except (OSError, ValueError) as e:
-        from decoupling.progress import report
         report(f"[store] corrupted record {path}: {e}; ignoring it and recomputing")
         return None
 
@@ -169,3 +169,37 @@ def _seeds(config) -> list:
         if "seed" in k:
             out.extend(v if isinstance(v, (list, tuple)) else [v])
     return out
+
+
+def artifact(fn: Callable, config, *, profile: str, store: Path | None = None, force: bool = False) -> Path:
+    """A directory of files (e.g. a pretrained checkpoint as safetensors) made once by `fn(config, out_dir)`
+    and cached under the same key as `run` would use. Built in a temp dir and renamed into place, so an
+    interrupted run leaves nothing half-written. `fn` may return a dict that is saved as result.json.
+
+    Chapters share pretrained bodies through this: the generality chapter pretrains them, the computers
+    chapter finds them here instead of training again."""
+    import shutil
+    check_profile(profile)
+    logical, key, parts = keys(fn, config, profile)
+    final = (store or paths.STORE_DIR) / "artifacts" / parts["experiment"] / f"{logical[:12]}-{key[:12]}"
+    if final.exists() and not force:
+        if (final / "DONE").exists():
+            return final
+        report(f"[store] incomplete artifact {final}; rebuilding it")
+        shutil.rmtree(final, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
+    try:
+        t0 = time.perf_counter()
+        out = fn(config, tmp)
+        meta = {"experiment": parts["experiment"], "config": parts["config"], "profile": profile,
+                "wall_time_s": round(time.perf_counter() - t0, 3), "result": out}
+        (tmp / "result.json").write_text(json.dumps(meta, indent=1, default=_jsonable, sort_keys=True))
+        (tmp / "DONE").write_text(key)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,97 @@
+"""Results store and claims: unit tests with known answers (fast)."""
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from decoupling import claims, store
+from decoupling.profiles import UnknownProfile, preset
+
+CALLS = []
+
+
+@dataclass(frozen=True)
+class Cfg:
+    x: int = 2
+    seed: int = 0
+
+
+def square(cfg: Cfg) -> dict:
+    CALLS.append(cfg)
+    return {"y": cfg.x ** 2}
+
+
+def make_files(cfg: Cfg, out):
+    CALLS.append(cfg)
+    (out / "w.txt").write_text(str(cfg.x))
+    return {"ok": True}
+
+
+def test_run_caches_and_keys_on_config(tmp_path):
+    CALLS.clear()
+    a = store.run(square, Cfg(3), profile="smoke", store=tmp_path)
+    b = store.run(square, Cfg(3), profile="smoke", store=tmp_path)
+    c = store.run(square, Cfg(4), profile="smoke", store=tmp_path)
+    d = store.run(square, Cfg(3), profile="full", store=tmp_path)
+    assert (a.value, b.value, c.value) == ({"y": 9}, {"y": 9}, {"y": 16})
+    assert not a.cache_hit and b.cache_hit and not c.cache_hit and not d.cache_hit
+    assert len(CALLS) == 3
+    assert a.meta["seeds"] == [0] and a.meta["wall_time_s"] >= 0 and a.meta["commit"]
+
+
+def test_corrupted_record_is_reported_and_recomputed(tmp_path, capfd):
+    CALLS.clear()
+    rec = store.run(square, Cfg(5), profile="smoke", store=tmp_path)
+    path = rec.meta["path"]
+    body = json.loads(open(path).read())
+    body["value"]["y"] = 26  # tampered: checksum no longer matches
+    open(path, "w").write(json.dumps(body))
+    again = store.run(square, Cfg(5), profile="smoke", store=tmp_path)
+    assert again.value == {"y": 25} and not again.cache_hit and len(CALLS) == 2
+    assert "corrupted record" in capfd.readouterr().err
+    open(path, "w").write("{not json")
+    assert store.run(square, Cfg(5), profile="smoke", store=tmp_path).value == {"y": 25}
+
+
+def test_no_temp_files_left(tmp_path):
+    store.run(square, Cfg(7), profile="smoke", store=tmp_path)
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_artifact_is_built_once_and_atomic(tmp_path):
+    CALLS.clear()
+    d1 = store.artifact(make_files, Cfg(3), profile="smoke", store=tmp_path)
+    d2 = store.artifact(make_files, Cfg(3), profile="smoke", store=tmp_path)
+    assert d1 == d2 and (d1 / "w.txt").read_text() == "3" and len(CALLS) == 1
+
+    def boom(cfg, out):
+        (out / "half").write_text("x")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        store.artifact(boom, Cfg(9), profile="smoke", store=tmp_path)
+    assert not list((tmp_path / "artifacts").rglob("half"))
+
+
+def test_unknown_profile_is_refused_with_valid_names(tmp_path):
+    with pytest.raises(UnknownProfile, match="valid profiles: smoke, full"):
+        store.run(square, Cfg(), profile="huge", store=tmp_path)
+    with pytest.raises(UnknownProfile):
+        preset({"smoke": Cfg()}, "laptop")
+    assert preset({"smoke": Cfg(), "full": Cfg(x=9)}, "full", seed=4) == Cfg(x=9, seed=4)
+
+
+@pytest.mark.parametrize("ci,thr,pred,want", [
+    ((0.1, 0.5), 0.0, ">", "holds"), ((-0.5, -0.1), 0.0, ">", "does not hold"),
+    ((-0.1, 0.1), 0.0, ">", "inconclusive"), ((-0.5, -0.1), 0.0, "<", "holds"),
+    ((0.2, 0.4), 0.0, "<", "does not hold"), ((float("nan"), 1.0), 0.0, ">", "inconclusive")])
+def test_verdict_from_ci(ci, thr, pred, want):
+    assert claims.verdict_from_ci(ci, thr, pred) == want
+
+
+def test_problems_flags_failing_checks_and_changed_verdicts():
+    cs = [claims.Claim("ch", "a", "check", "smoke", ("smoke",), "s", 1, None, "fail").to_dict(),
+          claims.Claim("ch", "b", "finding", "smoke", ("smoke",), "s", 1, None, "holds").to_dict(),
+          claims.Claim("ch", "c", "finding", "smoke", ("full",), "s", 1, None, "holds").to_dict()]
+    probs = claims.problems(cs, {"smoke": {"ch/b": "does not hold"}}, "smoke")
+    assert len(probs) == 2 and "check failed: ch/a" in probs[0] and "ch/b" in probs[1]
+    assert claims.problems(cs[1:], {"smoke": {"ch/b": "holds"}}, "smoke") == []
