@@ -57,6 +57,8 @@ def data_hash() -> str:
     """The prepared data's manifest hash, or 'none' when no data was prepared (synthetic chapters)."""
     try:
         from decoupling import data
-        return data.manifest_hash()
+        # portable: the PyPI/stdlib sources only, so a machine without apt (no Debian extras) computes
+        # the same keys and finds the committed results
+        return data.manifest_hash(portable=True)
     except Exception:  # no data prepared yet: experiments that need data will fail on their own
         return "none"
