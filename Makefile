@@ -9,14 +9,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml environment.yml 2>/dev/null | sha1sum | cut -c1-12)
 DATA := .cache/data/manifest.json
 
-.PHONY: help book test data venv browser publish bench clean
+.PHONY: help book test data venv browser publish notebooks bench clean
 
 help:
 	@echo "make book [PROFILE=smoke|full]  build the book into _build/html (smoke: laptop CPU; full: one GPU)"
 	@echo "make test                       run the whole test suite (includes a smoke build and a browser test)"
 	@echo "make data                       obtain and prepare the offline data (done by book/test)"
 	@echo "make bench                      run the benchmarks (print ratios measured in one run)"
-	@echo "make publish                    push _build/html to the gh-pages branch (ghp-import)"
+	@echo "make publish [REMOTE=origin]    push _build/html to the gh-pages branch (ghp-import)"
+	@echo "make notebooks                  rewrite book/<chapter>.ipynb (launch buttons) from the .md"
 
 $(STAMP): pyproject.toml environment.yml
 	rm -f $(VENV)/.installed-*
@@ -39,10 +40,16 @@ data: $(DATA)
 book: $(DATA)
 	$(PY) -m decoupling rebuild --profile $(PROFILE)
 
-# Debian's Chromium + ChromeDriver for the browser test (browser downloads do not work offline).
+# Debian's Chromium + ChromeDriver for the browser test (a test tool's own browser download does not work
+# here), and an emoji font so the test's screenshot shows the claims' marks. Idempotent: apt runs only when
+# a package is missing; sudo only when not root.
+BROWSER_PKGS := chromium chromium-driver fonts-noto-color-emoji
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@dpkg -s $(BROWSER_PKGS) >/dev/null 2>&1 || \
+	  { ($(SUDO) apt-get update -qq || true) && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PKGS) >/dev/null; }
+	@chromium --version 2>/dev/null && chromedriver --version | cut -d' ' -f1-2
 
 test: $(DATA) browser
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -50,10 +57,20 @@ test: $(DATA) browser
 bench: $(DATA)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Publish the built site to the gh-pages branch of REMOTE (a remote name or a URL/path), as Jupyter Book
+# documents: ghp-import writes one commit holding HTML (plus .nojekyll: Sphinx folders start with `_`),
+# without older history, and force-pushes it. No dependency on the venv stamp: publishing never reinstalls.
 REMOTE ?= origin
-publish: $(STAMP)
-	@test -f _build/html/index.html || { echo 'no _build/html: run make book first'; exit 1; }
-	$(VENV)/bin/ghp-import --no-jekyll --push --force --remote $(REMOTE) --branch gh-pages _build/html
+HTML ?= _build/html
+publish:
+	@test -f $(HTML)/index.html || { echo "no $(HTML)/index.html: run make book first"; exit 1; }
+	@test -x $(VENV)/bin/ghp-import || $(MAKE) venv
+	$(VENV)/bin/ghp-import --no-jekyll --no-history --push --force --remote $(REMOTE) --branch gh-pages \
+	  --message "Book built from $$(git rev-parse --short HEAD 2>/dev/null || echo 'an unknown commit')" $(HTML)
+
+# The chapters' notebooks the Colab/Binder buttons open: book/<chapter>.ipynb from book/<chapter>.md.
+notebooks: $(STAMP)
+	$(PY) -m decoupling.publish notebooks
 
 clean:
 	rm -rf _build

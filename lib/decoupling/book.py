@@ -68,8 +68,9 @@ class Chapter:
         })
         png = (paths.BUILD_DIR / "figures" / f"{fig_id}.png").read_bytes()
         plt.close(fig)
+        display(HTML(figures.anchor_html(fig_id)))  # `#fig-<id>`: the cell that drew it
         display(Image(png))
-        display(HTML(figures.card_html(side, self._source_url(fig_id))))
+        display(HTML(figures.card_html(side, self._source_url(fig_id, side))))
         self.figures.append(side)
         self._pending = []
         self._save()
@@ -79,16 +80,19 @@ class Chapter:
         devs = sorted({m.get("device") for m in metas if m.get("device")})
         return ", ".join(devs) if devs else self.device
 
-    def _source_url(self, fig_id: str) -> str | None:
-        """Link to the line of the chapter's source that draws the figure (repository URL from _config)."""
+    def _source_url(self, fig_id: str, side: dict) -> str | None:
+        """Link to the line of the chapter's source that draws the figure (repository URL from _config),
+        at the figure's commit when the source is committed there, else on the configured branch."""
         src = paths.ROOT / "book" / f"{self.name}.md"
-        repo = _repo_url()
+        repo, branch = _repo_url()
         if not src.exists() or not repo:
             return None
+        ref = side["commit"] if side.get("commit", "unknown") != "unknown" and not side.get("dirty") else branch
+        url = f"{repo}/blob/{ref}/book/{self.name}.md"
         for i, line in enumerate(src.read_text().splitlines(), 1):
             if f'"{fig_id}"' in line:
-                return f"{repo}/blob/main/book/{self.name}.md#L{i}"
-        return f"{repo}/blob/main/book/{self.name}.md"
+                return f"{url}#L{i}"
+        return url
 
     # -- claims -----------------------------------------------------------------------------------
     def check(self, name: str, passed: bool, value=None, statement: str = "", ci=None,
@@ -132,13 +136,13 @@ class Chapter:
         os.replace(tmp, out)
 
 
-def _repo_url() -> str | None:
+def _repo_url() -> tuple[str | None, str]:
+    """(repository URL, branch) from _config.yml."""
     import yaml
     cfg = paths.ROOT / "_config.yml"
-    if not cfg.exists():
-        return None
-    url = ((yaml.safe_load(cfg.read_text()) or {}).get("repository") or {}).get("url")
-    return url.rstrip("/") if url else None
+    repo = ((yaml.safe_load(cfg.read_text()) or {}).get("repository") or {}) if cfg.exists() else {}
+    url = repo.get("url")
+    return (url.rstrip("/") if url else None), repo.get("branch") or "main"
 
 
 def _num(v):

@@ -25,12 +25,16 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 def save(fig, fig_id: str, out_dir: Path, meta: dict) -> dict:
     """Write <out_dir>/<fig_id>.{png,svg,json}; return the sidecar dict."""
     import io
+
+    import matplotlib
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt, kw in (("png", {"dpi": 150}), ("svg", {})):
         buf = io.BytesIO()
-        # metadata pinned so the files are byte-identical across rebuilds of the same result
+        # metadata pinned, and the SVG's element ids salted with the figure id instead of a random uuid,
+        # so the files are byte-identical across rebuilds of the same result (tests/test_determinism.py)
         md = {"Date": None} if fmt == "svg" else {"Software": None}
-        fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=md, **kw)
+        with matplotlib.rc_context({"svg.hashsalt": fig_id}):
+            fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=md, **kw)
         _atomic_bytes(out_dir / f"{fig_id}.{fmt}", buf.getvalue())
     commit, dirty = provenance.git_state()
     side = {"id": fig_id, "commit": commit, "dirty": dirty, **provenance.versions(), **meta,
@@ -39,26 +43,43 @@ def save(fig, fig_id: str, out_dir: Path, meta: dict) -> dict:
     return side
 
 
-def card_html(side: dict, source_url: str | None = None) -> str:
-    """The provenance card shown under a figure in the book (one line, plus a stale warning)."""
-    seeds = ",".join(str(s) for s in side.get("seeds", [])) or "–"
-    commit = side["commit"][:10] + (" (dirty)" if side.get("dirty") else "")
+def anchor_html(fig_id: str) -> str:
+    """An empty anchor shown just before the figure, in the cell that draws it: `#fig-<id>` links to it
+    (jupyter-book gives cells no ids of their own)."""
+    return f'<a id="fig-{html.escape(fig_id)}" class="figure-anchor"></a>'
+
+
+def card_html(side: dict, source_url: str | None = None, static: str = "../_static/") -> str:
+    """The provenance card shown under a figure in the book: id, profile, commit, device, seeds, compute
+    time, cache hits/misses, links to the cell (in the page and in the source at that commit) and to the
+    figure's SVG and sidecar, plus a warning when it was computed by code that has changed since.
+
+    `static` is the page's way to the site's _static folder (chapters are pages under book/)."""
+    e = lambda v: html.escape(str(v))  # noqa: E731
+    fid = e(side["id"])
+    seeds = ", ".join(str(s) for s in side.get("seeds", [])) or "–"
+    commit = side.get("commit") or "unknown"
+    commit_txt = commit[:10] + (" (dirty)" if side.get("dirty") else "")
     hits, n = side.get("cache_hits", 0), side.get("records", 0)
-    parts = [
-        f"<b>Figure {html.escape(side['id'])}</b>",
-        f"profile <code>{side['profile']}</code>",
-        f"commit <code>{html.escape(commit)}</code>",
-        f"device {html.escape(str(side.get('device', '?')))}",
-        f"seeds {seeds}",
-        f"compute {side.get('wall_time_s', 0):.1f} s",
-        f"cache {hits}/{n} hit",
-    ]
+    links = [f'<a href="#fig-{fid}" title="the notebook cell that drew this figure">cell</a>']
     if source_url:
-        parts.append(f'<a href="{html.escape(source_url)}">cell</a>')
+        links.append(f'<a href="{e(source_url)}" title="its source line">source</a>')
+    links += [f'<a href="{e(static)}figures/{fid}.svg">svg</a>',
+              f'<a href="{e(static)}figures/{fid}.json" title="provenance record">json</a>']
+    parts = [
+        f"<b>Figure <code>{fid}</code></b>",
+        f"profile <code>{e(side.get('profile', '?'))}</code>",
+        f'commit <code title="{e(commit)}">{e(commit_txt)}</code>',
+        f"device {e(side.get('device', '?'))}",
+        f"seeds {e(seeds)}",
+        f"compute {float(side.get('wall_time_s') or 0):.1f} s",
+        f"cache {hits} hit{'' if hits == 1 else 's'} / {n - hits} miss{'' if n - hits == 1 else 'es'}",
+        " ".join(links),
+    ]
     stale = ""
     if side.get("stale"):
-        stale = (' <span class="provenance-stale" style="color:#b00;font-weight:bold">STALE: '
-                 "computed at an older commit; the code that produced it has changed since</span>")
-    return (f'<div class="provenance" id="prov-{html.escape(side["id"])}" '
+        stale = ('<div class="provenance-stale" style="color:#b00;font-weight:bold">STALE: computed by '
+                 "code that has changed since; rerun it at this profile to refresh</div>")
+    return (f'<div class="provenance" id="prov-{fid}" data-figure="{fid}" data-commit="{e(commit)}" '
             f'style="font-size:0.8em;color:#555;border-top:1px solid #ddd;margin-top:2px">'
             + " · ".join(parts) + stale + "</div>")

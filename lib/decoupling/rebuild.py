@@ -150,8 +150,9 @@ def _progress(name):
     return {"desc": f"{name:>14}", "file": sys.stderr, "leave": True} if progress.enabled() else False
 
 
-def _stage(book: Book, profile: str) -> Path:
-    """A copy of the book's source tree where each chapter is its executed notebook."""
+def _stage(book: Book, profile: str, recs: dict | None = None) -> Path:
+    """A copy of the book's source tree where each chapter is its executed notebook (`recs`: the chapters'
+    records, for their figures)."""
     src = book.build / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
@@ -169,14 +170,20 @@ def _stage(book: Book, profile: str) -> Path:
         else:  # never executed successfully: show the source with a note rather than break the build
             md.write_text(f"# {name}\n\nThis chapter has not been executed successfully at profile "
                           f"`{profile}` yet. Run `decoupling rebuild --chapters {name}`.\n")
+    # Files the site serves besides its pages: MathJax (so formulas render offline) and each staged
+    # figure's SVG + provenance sidecar (the provenance card links to them). See publish.stage_assets.
+    from decoupling import publish
+    publish.stage_assets(src, book.build / "figures", [f["id"] for r in (recs or {}).values()
+                                                       if r.get("profile") == profile for f in r.get("figures", [])])
     return src
 
 
 def _tree_hash(d: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(d.rglob("*")):
-        if p.is_file() and "_build" not in p.parts:
-            h.update(str(p.relative_to(d)).encode())
+        rel = p.relative_to(d)  # not p.parts: the staged tree itself lives under <build>/src
+        if p.is_file() and "_build" not in rel.parts:
+            h.update(str(rel).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -249,7 +256,7 @@ def rebuild(profile: str = "smoke", chapters: list[str] | None = None, force: bo
     all_claims = [c for r in recs.values() if r.get("profile") == profile for c in r.get("claims", [])]
     errors += _claims.problems([c for c in all_claims if c["chapter"] in chosen], expected, profile)
     if html:
-        src = _stage(book, profile)
+        src = _stage(book, profile, recs)
         status.write_pages(src, recs, profile, expected, errors)
         _jupyter_book(book, src, force)
         print(f"[rebuild] book: {build / 'html' / 'index.html'}")

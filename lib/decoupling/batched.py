@@ -1,0 +1,354 @@
+"""Many small models trained as one: K members of one architecture stacked along a new leading dim.
+
+Why: the book trains hundreds of tiny models (the generality grid's fine-tunes, seeds, prequential blocks,
+the digits MLPs). One such model is far too small to fill a GPU — each step is a few dozen kernel
+launches on (B, d=64) tensors, and the launch overhead is most of the wall time. Stacking K models turns
+each matmul into one batched matmul over K, so K models cost about one launch sequence
+(benchmarks/bench_batched.py measures it).
+
+How: `torch.func.stack_module_state` stacks the members' parameters into tensors (K, ...);
+`functional_call` runs the shared architecture with member k's slice; `vmap` maps that over k. Each
+member keeps everything a sequential run (`train.train_module` / `train_classifier` / `train_lm`) has:
+
+- its own init (`make_model(seed)`), its own data order (`train.example_order` / `train.lm_windows` with
+  its data seed) and its own dataset (sizes may differ: shorter batches are padded and weighted out);
+- its own loss: the step backpropagates the *sum* of the members' mean losses, and member k's
+  parameters only enter member k's loss, so each gets exactly its own gradient;
+- its own gradient clipping: the global-norm clip of `torch.nn.utils.clip_grad_norm_`, with the norm
+  taken over member k's slice of every tensor and only that slice scaled;
+- its own optimizer state: AdamW is elementwise, so one AdamW over the stacked tensors is K AdamWs (the
+  schedule, weight decay groups and betas are shared — members share a TrainConfig).
+
+So K batched runs equal K sequential runs up to floating-point summation order
+(tests/test_batched.py checks it). Limits: members share the architecture (a scaling ladder's sizes do
+not: batch seeds within a size); dropout draws differ from a sequential run (vmap randomness="different").
+
+For GPT-2 classifiers a right-padded attention mask is dropped (`train.redundant_mask`): with causal
+attention the real tokens never see the padding, and without a mask SDPA takes the causal flash kernel and
+`transformers` does not inspect the mask (a data-dependent branch vmap cannot trace).
+
+Used by the experiments that train many same-shaped models (chapters 1 and 4).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from decoupling import progress, train
+from decoupling.device import DEVICE, autocast, describe, peak_flops
+
+
+@dataclass
+class Many:
+    """K trained members: stacked parameters plus each member's results (the dict train.train_* returns)."""
+    template: nn.Module  # the shared architecture (member 0's module, on the CPU, weights not trained)
+    params: dict[str, torch.Tensor]  # name -> (K, ...) on DEVICE
+    buffers: dict[str, torch.Tensor]  # name -> (K, ...) on DEVICE
+    results: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def member(self, k: int) -> nn.Module:
+        """Member k as an ordinary module on the CPU (a copy of the template with k's weights)."""
+        m = copy.deepcopy(self.template)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(self.params[name][k])
+            for name, b in m.named_buffers():
+                if name in self.buffers:
+                    b.copy_(self.buffers[name][k])
+        return m.eval()
+
+    def models(self) -> list[nn.Module]:
+        return [self.member(k) for k in range(len(self))]
+
+    @torch.no_grad()
+    def predict_proba(self, inputs_for_member: Callable[[int], tuple], batch_size: int = 256) -> list[np.ndarray]:
+        """Each member's q(y|x) on its own inputs — `inputs_for_member(k)` returns `(x,)` or
+        `(input_ids, attention_mask)` as train.predict_proba takes them; float64 numpy (n_k, C) per member.
+        All members are evaluated in one vmapped forward per batch (inputs are padded to the longest)."""
+        per = [tuple(torch.as_tensor(t) for t in inputs_for_member(k)) for k in range(len(self))]
+        hf, per = _prepare_inputs(self.template, per)
+        ns = [len(p[0]) for p in per]
+        n = max(ns)
+        if n == 0:
+            return [np.zeros((0, 0)) for _ in ns]
+        # pad every member to the longest input by repeating a row (trimmed away below)
+        per = [tuple(torch.cat([t, t[-1:].expand(n - len(t), *t.shape[1:])]) if len(t) else
+                     torch.zeros(n, *t.shape[1:], dtype=t.dtype) for t in p) for p in per]
+        xs = [torch.stack([p[j] for p in per]).to(DEVICE) for j in range(len(per[0]))]  # (K, n, ...)
+        call = _member_logits_fn(self.template, hf)
+        fwd = vmap(lambda p, b, *x: call(p, b, x).float().softmax(-1), randomness="different")
+        qs = []
+        for i in range(0, n, batch_size):
+            with autocast(), _attention_backend():
+                qs.append(fwd(self.params, self.buffers, *(x[:, i:i + batch_size] for x in xs)).float())
+        q = torch.cat(qs, 1).double().cpu()  # (K, n, C)
+        return [q[k, :nk].numpy() for k, nk in enumerate(ns)]
+
+
+# ---------------------------------------------------------------------------------------------- stacking
+def _stack(make_model: Callable[[int], nn.Module], seeds: Sequence[int]) -> tuple[nn.Module, dict, dict]:
+    members = [make_model(s) for s in seeds]
+    shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in members]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError("train_many: members must share one architecture (same parameter names and shapes)")
+    params, buffers = stack_module_state(members)  # (K, ...) copies, detached
+    params = {n: p.detach().to(DEVICE).requires_grad_(True) for n, p in params.items()}
+    buffers = {n: b.to(DEVICE) for n, b in buffers.items()}
+    return members[0], params, buffers
+
+
+def _skeleton(template: nn.Module) -> nn.Module:
+    """The architecture for functional_call, which supplies every tensor. A CPU copy, not a "meta" one:
+    moving to meta unties tied weights (the LM head and the embedding), and a member is small."""
+    return copy.deepcopy(template)
+
+
+def _attention_backend():
+    """On CPU, SDPA's math path: its matmuls and softmax have vmap batching rules, the CPU flash kernel
+    has none (vmap would loop over the members). On CUDA the flash/efficient kernels have batching rules
+    (the member dim is folded into the batch), so keep the default choice."""
+    if DEVICE.type == "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def _member_logits_fn(template: nn.Module, hf: bool):
+    skel = _skeleton(template)
+
+    def call(params, buffers, inputs):
+        def forward(*a, **kw):
+            return functional_call(skel, (params, buffers), a, kw)
+        if hf:  # a transformers classifier: input_ids (+ a mask when it cannot be dropped)
+            out = forward(input_ids=inputs[0], attention_mask=inputs[1] if len(inputs) > 1 else None)
+        else:
+            out = forward(*inputs)
+        return out.logits if hasattr(out, "logits") else out  # (B, C)
+    return call
+
+
+def _prepare_inputs(template: nn.Module, per: list[tuple]) -> tuple[bool, list[tuple]]:
+    """(is a transformers model, inputs with redundant masks dropped). A mask is dropped only when it is
+    redundant for every member, so all members take the same path."""
+    hf = isinstance(template, train.models.PreTrainedModel) and all(len(p) == 2 for p in per)
+    if hf and all(train.redundant_mask(template, p[0], p[1]) for p in per):
+        per = [train.drop_redundant_mask(template, p) for p in per]
+    return hf, per
+
+
+# ---------------------------------------------------------------------------------------------- optimizer
+def _optimizer(template: nn.Module, params: dict, cfg: train.TrainConfig):
+    """train._optimizer's groups over the stacked tensors: decay on members' matrices and embeddings
+    (the per-member dim, not the stacked one), a pretrained body at lr·body_lr_mult (frozen at 0)."""
+    prefix = getattr(template, "base_model_prefix", None) if cfg.body_lr_mult != 1.0 else None
+    groups: dict[tuple[bool, bool], list] = {}
+    trainable = dict(template.named_parameters())
+    for name, p in params.items():
+        if not trainable[name].requires_grad:
+            p.requires_grad_(False)
+            continue
+        body = bool(prefix) and name.startswith(prefix + ".")
+        if body and cfg.body_lr_mult == 0.0:
+            p.requires_grad_(False)
+            continue
+        groups.setdefault((p.dim() - 1 >= 2, body), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0,
+                     "lr_mult": cfg.body_lr_mult if body else 1.0} for (decay, body), ps in groups.items()]
+    opt = torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas, fused=True)
+    return opt, [p for g in param_groups for p in g["params"]]
+
+
+@torch.no_grad()
+def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """clip_grad_norm_ for each member separately: member k's norm is over its slices [k] of every
+    gradient; only those slices are scaled (same coefficient and epsilon as torch). Returns the (K,) norms."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # (n_tensors, K)
+    total = norms.norm(dim=0)  # (K,)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Callable[[int], tuple],
+               member_loss: Callable, units_per_step: list[int], unit: str, flops_per_step: list[float],
+               desc: str) -> list[dict]:
+    """train._loop for K stacked members. member_loss(params_k, buffers_k, *batch_k) -> scalar; batch_at(step)
+    gives tensors with a leading member dim K. Losses stay on the device until the end (no host sync)."""
+    K = len(units_per_step)
+    opt, trainable = _optimizer(template, params, cfg)
+    step_losses = vmap(member_loss, randomness="different")
+    if cfg.compile:  # the members' forward (and its backward) as one graph; a string is the mode
+        step_losses = torch.compile(step_losses, mode=cfg.compile if isinstance(cfg.compile, str) else None)
+    losses = torch.zeros(cfg.steps, K, device=DEVICE)
+    bar = progress.bar(total=cfg.steps * sum(units_per_step), unit=unit, unit_scale=True,
+                       desc=f"{desc} (K={K})", disable=not (cfg.progress and progress.enabled()))
+    cuda = [DEVICE.index or 0] if DEVICE.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(cfg.seed)
+            train._sync()
+            t0 = time.perf_counter()
+            for step in range(cfg.steps):
+                lr = train._lr_at(step, cfg)
+                for g in opt.param_groups:
+                    g["lr"] = lr * g["lr_mult"]
+                with autocast(), _attention_backend():
+                    loss = step_losses(params, buffers, *batch_at(step))  # (K,)
+                loss.sum().backward()  # member k's parameters see only member k's loss
+                if cfg.grad_clip > 0:
+                    clip_per_member(trainable, cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                losses[step] = loss.detach()
+                bar.update(sum(units_per_step))
+            train._sync()
+            wall = time.perf_counter() - t0
+    finally:
+        bar.close()
+        for p in params.values():
+            p.requires_grad_(False)
+    per_member = losses.float().cpu().T.tolist()  # (K, steps): the one host transfer of the run
+    peak = peak_flops()
+    total_flops = sum(flops_per_step) * cfg.steps
+    out = []
+    for k in range(K):
+        ls = per_member[k]
+        out.append({
+            "loss": ls,
+            "final_train_loss": float(np.mean(ls[-max(1, cfg.steps // 10):])) if ls else float("nan"),
+            "steps": cfg.steps,
+            unit + "s": units_per_step[k] * cfg.steps,
+            unit + "s_per_s": units_per_step[k] * cfg.steps / wall if wall > 0 else float("nan"),
+            "wall_s": wall,  # shared: the members trained together
+            "flops": flops_per_step[k] * cfg.steps,
+            "mfu": (total_flops / wall / peak) if peak and wall > 0 else None,  # of the whole batched run
+            "device": describe(),
+            "members": K,
+            f"all_members_{unit}s_per_s": sum(units_per_step) * cfg.steps / wall if wall > 0 else float("nan"),
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- supervised
+def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
+               data_for_member: Callable[[int], tuple], cfg: train.TrainConfig,
+               data_seeds: Sequence[int] | None = None, desc: str = "train_many") -> Many:
+    """Train K = len(seeds) classifiers/modules with cross-entropy, as one batched run.
+
+    Member k is `make_model(seeds[k])` trained on `data_for_member(k) = (inputs, y)` — inputs `(x,)` for a
+    module mapping x -> logits, `(input_ids, attention_mask)` for a transformers classifier — with data
+    order seed `data_seeds[k]` (default seeds[k]). Equals, up to float rounding,
+        train.train_module(make_model(s), x, y, replace(cfg, seed=s))   (or train_classifier)
+    for every member. Returns a `Many`: `.results[k]` has train_module's keys, `.member(k)` the model.
+    """
+    seeds = list(seeds)
+    data_seeds = list(data_seeds) if data_seeds is not None else seeds
+    if len(data_seeds) != len(seeds) or not seeds:
+        raise ValueError("train_many: need one data seed per member and at least one member")
+    template, params, buffers = _stack(make_model, seeds)
+    data = [data_for_member(k) for k in range(len(seeds))]
+    per = [tuple(torch.as_tensor(t) for t in inputs) for inputs, _ in data]
+    hf, per = _prepare_inputs(template, per)
+    ys = [torch.as_tensor(y).long() for _, y in data]
+    ns = [len(y) for y in ys]
+    # All members' data concatenated once on the device; member k's rows start at offsets[k].
+    offsets = np.cumsum([0] + ns[:-1]).tolist()
+    inputs = tuple(torch.cat([p[j] for p in per]).to(DEVICE) for j in range(len(per[0])))
+    y_all = torch.cat(ys).to(DEVICE)
+    orders = [train.example_order(n, cfg.batch_size, cfg.steps, s) for n, s in zip(ns, data_seeds)]
+    B = max(o.shape[1] for o in orders)
+    # Members whose batches are shorter (a small dataset, full batch) are padded with a repeated row
+    # that gets weight 0: their loss is still the mean over their own examples.
+    idx = torch.zeros(cfg.steps, len(seeds), B, dtype=torch.long)
+    w = torch.zeros(len(seeds), B)
+    for k, (o, off) in enumerate(zip(orders, offsets)):
+        idx[:, k, :o.shape[1]] = o + off
+        idx[:, k, o.shape[1]:] = off
+        w[k, :o.shape[1]] = 1.0
+    idx, w = idx.to(DEVICE), w.to(DEVICE)
+    call = _member_logits_fn(template, hf)
+
+    def member_loss(p, b, w_k, y_k, *x_k):
+        ce = F.cross_entropy(call(p, b, x_k).float(), y_k, reduction="none")  # (B,)
+        return (ce * w_k).sum() / w_k.sum()
+
+    def batch_at(step):
+        ix = idx[step]  # (K, B)
+        return (w, y_all[ix], *(t[ix] for t in inputs))
+
+    seq_len = per[0][0].shape[1] if hf else 1
+    fpe = train._flops_per_example(template, seq_len)
+    units = [o.shape[1] for o in orders]
+    results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, units, "example",
+                         [u * fpe for u in units], desc)
+    return Many(template, params, buffers, results)
+
+
+# ---------------------------------------------------------------------------------------------- LM
+def train_many_lm(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
+                  tokens_for_member: Callable[[int], torch.Tensor], cfg: train.TrainConfig,
+                  data_seeds: Sequence[int] | None = None, desc: str = "pretrain_many") -> Many:
+    """K language models of one size as one batched run: member k is `make_model(seeds[k])` trained on the
+    1-D stream `tokens_for_member(k)` with train.lm_windows(seed=data_seeds[k]). Equals train.train_lm per
+    member up to float rounding (no eval here: `Many.member(k)` then train.eval_lm)."""
+    seeds = list(seeds)
+    data_seeds = list(data_seeds) if data_seeds is not None else seeds
+    template, params, buffers = _stack(make_model, seeds)
+    T = template.config.n_positions
+    streams = [torch.as_tensor(tokens_for_member(k)).long() for k in range(len(seeds))]
+    offsets = np.cumsum([0] + [len(s) for s in streams[:-1]]).tolist()
+    tokens = torch.cat(streams).to(DEVICE)
+    starts = torch.stack([train.lm_windows(len(s), T, cfg.batch_size, cfg.steps, d) + off
+                          for s, d, off in zip(streams, data_seeds, offsets)], 1).to(DEVICE)  # (steps, K, B)
+    window = torch.arange(T + 1, device=DEVICE)
+    skel = _skeleton(template)
+
+    def member_loss(p, b, x, y):
+        logits = functional_call(skel, (p, b), (), {"input_ids": x}).logits  # (B, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+
+    def batch_at(step):
+        wdw = tokens[starts[step][..., None] + window]  # (K, B, T+1)
+        return wdw[..., :-1], wdw[..., 1:]
+
+    K = len(seeds)
+    fpe = train._flops_per_example(template, T)
+    results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, [cfg.batch_size * T] * K,
+                         "token", [cfg.batch_size * fpe] * K, desc)
+    return Many(template, params, buffers, results)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def sequential(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
+               data_for_member: Callable[[int], tuple], cfg: train.TrainConfig,
+               data_seeds: Sequence[int] | None = None) -> tuple[list[nn.Module], list[dict]]:
+    """The reference train_many replaces: one train.train_module / train_classifier per member.
+    For tests and benchmarks."""
+    data_seeds = list(data_seeds) if data_seeds is not None else list(seeds)
+    mods, outs = [], []
+    for k, (s, ds) in enumerate(zip(seeds, data_seeds)):
+        m = make_model(s)
+        inputs, y = data_for_member(k)
+        c = dataclasses.replace(cfg, seed=ds)
+        if len(inputs) == 2:
+            outs.append(train.train_classifier(m, inputs[0], inputs[1], torch.as_tensor(y), c))
+        else:
+            outs.append(train.train_module(m, inputs[0], torch.as_tensor(y), c))
+        mods.append(m)
+    return mods, outs

@@ -1,0 +1,786 @@
+"""Chapter 4, "General-purpose models" (book/generality.md): how many bits about a new task's labels a
+pretrained body gives, measured three ways, and the essay's "generality" integral over tasks × datasets.
+
+Notation: θ0 = random init, θP = pretrained init (the body of an LM, head replaced); q0, qP = the two
+models' predictive distributions after fine-tuning on the same target examples.
+
+Three experiments, each a plain function of a frozen config returning a JSON-able dict:
+
+1. `transfer` — one target task; our own GPT-2 bodies pretrained on several source domains
+   (`experiments.pretrain`, shared with the computers chapter), a random-init twin θ0 and a second random
+   init θ0' (the seed-vs-seed control), each fine-tuned with the *same* prequential protocol:
+   the target examples (same order for every init) are cut into blocks; block 1 costs log2 K bits per
+   label; every later block is coded by a model fine-tuned on all blocks before it. Per block the
+   fine-tuning hyperparameters are chosen among `hps` on data already seen only (`select_prequential`),
+   and log2(#hps) bits are charged per block. From the same fits: test-set learning curves, the essay's
+   KL, the held-out gain, calibration, how far each layer moved, and LogME on the frozen features.
+2. `minilm_transfer` — the same protocol for a real lab-pretrained body, all-MiniLM-L6-v2, against a
+   randomly initialised BERT of the same shape. `mode="probe"` (smoke: the CPU cannot fine-tune 22M
+   parameters hundreds of times) trains a linear head on frozen mean-pooled features; `mode="finetune"`
+   (full, GPU) fine-tunes the whole model.
+3. `digits_transfer` — a two-layer MLP pretrained on digits 0–4 transferred to 5–9 (the vision-style
+   case), with an early-stopped source and a random-label source to find out when transfer turns negative
+   ("ossification", Hernandez et al. 2021), and first-layer filters to show what is reused.
+
+The aggregations the chapter prints (the source → target ΔL matrix, generality scores with bootstrap
+CIs, the effective data transferred and its exponent, LogME ↔ ΔL rank correlation) are pure functions of
+these results, below the experiments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from decoupling import measures
+from decoupling.progress import bar
+
+SCRATCH = "scratch"  # θ0: random init, fine-tuned exactly like the pretrained bodies
+CONTROL = "scratch-seed"  # θ0': a second random init — the seed-vs-seed control (ΔL should be 0)
+
+
+# ================================================================================== the fair protocol
+@dataclass(frozen=True)
+class HP:
+    """One candidate fine-tuning setting. A chooser sees several and picks per block on seen data."""
+    name: str
+    lr: float  # peak learning rate of the head
+    body_lr_mult: float = 1.0  # body lr = lr · body_lr_mult; 0 = linear probe (frozen body)
+    weight_decay: float = 0.01
+    lp_frac: float = 0.0  # > 0: LP-FT (Kumar et al. 2022): this fraction of the steps trains the head alone
+
+
+def select_prequential(fit_predict: Callable[[int, np.ndarray, np.ndarray], np.ndarray], y, K: int,
+                       ends: Sequence[int], n_configs: int, on_fit: Callable | None = None) -> dict:
+    """Prequential code length with the hyperparameters chosen per block on data already seen.
+
+    `fit_predict(c, train_idx, test_idx) -> probs` fits candidate c on train_idx (the blocks already sent)
+    and predicts test_idx (the next block). Every candidate is fitted at every block; block i is coded
+    with the candidate whose code for block i−1 was shortest — a hold-out on the most recent *seen*
+    block, so the decoder, who knows those labels, can repeat the choice. The first coded block, with
+    nothing seen yet to choose on, uses candidate 0. Because the choice is recomputable it needs no bits;
+    we still charge log2(n_configs) per block, as Voita & Titov (2020) do for a searched setting: an upper
+    bound, the same for every init. `on_fit(block, c, train_idx, probs_for_test)` lets the caller keep
+    per-fit by-products (test-set predictions, weights).
+
+    Returns `measures.prequential`'s record plus the choices, and each candidate's code length as if it
+    had been used for every block (same fits, no choice).
+    """
+    y = np.asarray(y, dtype=np.int64)
+    per_block: list[list[float]] = []  # bits of each candidate on each coded block
+    choices: list[int] = []
+
+    def fp(train_idx, test_idx):
+        # the choice reads only per_block, i.e. labels of blocks already coded (indices < train_idx end)
+        c_star = 0 if not per_block else int(np.argmin(per_block[-1]))
+        probs = [np.asarray(fit_predict(c, train_idx, test_idx), dtype=np.float64) for c in range(n_configs)]
+        choices.append(c_star)
+        per_block.append([measures.log_loss_bits(p, y[test_idx], reduction="sum") for p in probs])
+        return probs[c_star]
+
+    res = measures.prequential(fp, None, y, K, ends, n_configs=n_configs)
+    first = res["block_bits"][0]
+    res["choices"] = choices
+    res["config_bits"] = [float(first + sum(b[c] for b in per_block)) for c in range(n_configs)]
+    return res
+
+
+def expected_calibration_error(probs, y, n_bins: int = 10) -> float:
+    """ECE (Guo et al. 2017): |accuracy − confidence| averaged over equal-width confidence bins, weighted
+    by bin size. An over-confident model pays for it in code length: each confident mistake costs many bits."""
+    p = np.asarray(probs, np.float64)
+    y = np.asarray(y)
+    conf, pred = p.max(1), p.argmax(1)
+    edges = np.linspace(0, 1, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean())
+    return float(ece)
+
+
+def _layer_group(name: str, prefix: str | None) -> str:
+    """'transformer.h.1.attn.c_attn.weight' -> 'h.1'; 'bert.encoder.layer.3.x' -> 'encoder.layer.3';
+    'score.weight' -> 'score': a parameter's block, for "which layers move least"."""
+    parts = name.split(".")
+    if prefix and parts[0] == prefix and len(parts) > 1 and not parts[1].isdigit():  # keep 'body.0'
+        parts = parts[1:]
+    for i, p in enumerate(parts):
+        if p.isdigit():
+            return ".".join(parts[:i + 1])
+    return parts[0]
+
+
+def layer_movement(before: dict, model: nn.Module) -> dict:
+    """Relative weight change per block, ‖θ_after − θ_before‖ / ‖θ_before‖ (norms over the block's
+    parameters): how much fine-tuning rewrote each layer (Raghu et al.-style "which layers move")."""
+    prefix = getattr(model, "base_model_prefix", None)
+    num: dict[str, float] = {}
+    den: dict[str, float] = {}
+    for k, v in model.state_dict().items():
+        if k not in before or not v.dtype.is_floating_point:
+            continue
+        g = _layer_group(k, prefix)
+        b = before[k].double()
+        num[g] = num.get(g, 0.0) + float(((v.detach().cpu().double() - b) ** 2).sum())
+        den[g] = den.get(g, 0.0) + float((b ** 2).sum())
+    return {g: math.sqrt(num[g] / den[g]) if den[g] > 0 else float("nan") for g in num}
+
+
+def _steps(n: int, epochs: float, batch_size: int, min_steps: int, max_steps: int) -> tuple[int, int]:
+    """(steps, batch size) for fine-tuning on n examples: `epochs` passes, clipped to [min, max] steps."""
+    bs = min(batch_size, n)
+    return int(min(max_steps, max(min_steps, math.ceil(epochs * n / bs)))), bs
+
+
+def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, bs: int, seed: int) -> nn.Module:
+    from decoupling import train
+    stages = [(steps, hp.body_lr_mult)]
+    if hp.lp_frac > 0:  # LP-FT: a linear probe first, then everything (same total steps)
+        lp = max(1, int(round(hp.lp_frac * steps)))
+        stages = [(lp, 0.0), (max(1, steps - lp), hp.body_lr_mult)]
+    for i, (n_steps, mult) in enumerate(stages):
+        tc = train.TrainConfig(steps=n_steps, batch_size=bs, lr=hp.lr, body_lr_mult=mult,
+                               weight_decay=hp.weight_decay, warmup_frac=0.1, seed=seed + i, progress=False)
+        if len(inputs) == 2:
+            train.train_classifier(model, inputs[0], inputs[1], y, tc)
+        else:
+            train.train_module(model, inputs[0], y, tc)
+    return model
+
+
+def _predict(model: nn.Module, inputs: tuple) -> np.ndarray:
+    from decoupling import train
+    return train.predict_proba(model, *inputs)
+
+
+def _take(inputs: tuple, idx) -> tuple:
+    idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    return tuple(t[idx] for t in inputs)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every init is fine-tuned and coded (the same for all of them)."""
+    ends: tuple[int, ...]  # prequential block ends (examples); block 1 is sent with the uniform code
+    hps: tuple[HP, ...]  # candidates chosen among per block on seen data (log2 len(hps) bits charged)
+    epochs: float = 5.0  # passes over the seen examples per fit
+    batch_size: int = 32
+    min_steps: int = 8
+    max_steps: int = 300
+
+
+def run_protocol(make: Callable[[], nn.Module], inputs: tuple, y: torch.Tensor, test_inputs: tuple,
+                 y_test: np.ndarray, K: int, proto: Protocol, seed: int, keep_model: bool = False) -> dict:
+    """Prequential coding of y from one init (`make()` builds it afresh, deterministically) under `proto`.
+
+    Returns the code length (chosen and per candidate), per-block bits and choices, the test-set learning
+    curve at every fit size (chosen candidate and each candidate), the chosen candidate's test predictions
+    at the last fit (for the essay's KL), its calibration, and how far each layer moved in the last fit
+    of the first candidate that trains the body."""
+    y_np = y.numpy()
+    test_bits = {}  # (block, c) -> bits/example on the test set
+    test_probs = {}  # block -> probs of the chosen candidate (filled below)
+    all_probs: dict[tuple[int, int], np.ndarray] = {}
+    ft = next((c for c, h in enumerate(proto.hps) if h.body_lr_mult > 0), None)
+    if getattr(make(), "base_model_prefix", None) is None:  # a bare head (frozen features): no layers
+        ft = None
+    last = len(proto.ends) - 2
+    extra: dict = {}
+
+    def fit_predict(c, train_idx, test_idx):
+        block = int(np.searchsorted(proto.ends, len(train_idx)))
+        steps, bs = _steps(len(train_idx), proto.epochs, proto.batch_size, proto.min_steps, proto.max_steps)
+        model = make()
+        before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if (
+            c == ft and block == last) else None
+        _fit(model, _take(inputs, train_idx), y[torch.as_tensor(train_idx)], proto.hps[c], steps, bs, seed)
+        p_test = _predict(model, test_inputs)
+        all_probs[(block, c)] = p_test
+        test_bits[(block, c)] = measures.log_loss_bits(p_test, y_test)
+        if before is not None:
+            extra["movement"] = layer_movement(before, model)
+            if keep_model:
+                extra["model"] = model
+        return _predict(model, _take(inputs, test_idx))
+
+    res = select_prequential(fit_predict, y_np, K, proto.ends, len(proto.hps))
+    n_fits = len(proto.ends) - 1
+    chosen = res["choices"]
+    for b in range(n_fits):
+        test_probs[b] = all_probs[(b, chosen[b])]
+    final = test_probs[n_fits - 1]
+    out = {
+        "L": res["total_bits"], "L_config": res["config_bits"], "block_bits": res["block_bits"],
+        "choices": [proto.hps[c].name for c in chosen],
+        "test_bits": [test_bits[(b, chosen[b])] for b in range(n_fits)],
+        "test_bits_config": [[test_bits[(b, c)] for b in range(n_fits)] for c in range(len(proto.hps))],
+        "test_acc": [float((test_probs[b].argmax(1) == y_test).mean()) for b in range(n_fits)],
+        "ece": expected_calibration_error(final, y_test),
+        "confidence": float(final.max(1).mean()),
+        "movement": extra.get("movement", {}),
+    }
+    return {"record": out, "test_probs": test_probs, "model": extra.get("model")}
+
+
+def _pair(ref: dict, other: dict, y_test: np.ndarray) -> dict:
+    """The three estimates for one (θ0 run, other run) pair of one seed, at every fit size."""
+    kl, rkl, gain = [], [], []
+    for b in sorted(ref["test_probs"]):
+        q0, qP = ref["test_probs"][b], other["test_probs"][b]
+        kl.append(measures.essay_kl(q0, qP))  # the essay's D_KL(q0 ‖ qP), exactly as written
+        rkl.append(float(np.mean(measures.kl_bits(qP, q0))))  # the reverse order, E_x D_KL(qP ‖ q0)
+        gain.append(measures.heldout_gain(q0, qP, y_test))
+    return {"dL": measures.delta_L(ref["record"]["L"], other["record"]["L"]), "essay_kl": kl,
+            "reverse_kl": rkl, "gain": gain}
+
+
+def _collect(runs: dict, pairs: dict, seed_runs: dict, y_test: np.ndarray, ref: str) -> None:
+    for name, r in seed_runs.items():
+        rec = runs.setdefault(name, {})
+        for k, v in r["record"].items():
+            if k == "movement":
+                for g, m in v.items():
+                    rec.setdefault("movement", {}).setdefault(g, []).append(m)
+            else:
+                rec.setdefault(k, []).append(v)
+        if name != ref:
+            pr = pairs.setdefault(name, {})
+            for k, v in _pair(seed_runs[ref], r, y_test).items():
+                pr.setdefault(k, []).append(v)
+
+
+def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """The first n of a seeded permutation: the target examples a seed sees, in the order they are sent."""
+    if n > n_total:
+        raise ValueError(f"asked for {n} examples but the split has {n_total}")
+    return np.random.default_rng(seed).permutation(n_total)[:n]
+
+
+# ================================================================================== 1. our bodies
+@dataclass(frozen=True)
+class TransferConfig:
+    """One target task, every source. smoke: ~15–25 s per target on one idle CPU core (6 inits × 2 seeds,
+    4 blocks up to 240 examples, 2 candidates); ΔL of weak smoke bodies is expected near or below 0."""
+    target: str = "sentiment/movies"  # a decoupling.data text task
+    sources: tuple[str, ...] = ("code", "prose", "c", "shuffled")  # pretrain domains (shuffled = control)
+    body_profile: str = "smoke"  # the experiments.pretrain preset the bodies come from (shared cache)
+    protocol: Protocol = field(default_factory=lambda: Protocol(
+        ends=(16, 48, 112, 240), hps=(HP("finetune", 2e-3, 1.0), HP("probe", 1e-2, 0.0))))
+    max_len: int = 48  # tokens per example (≤ the body's block_size)
+    n_test: int = 128  # fixed test subset for curves, KL and gain
+    seeds: tuple[int, ...] = (0, 1)  # fine-tuning seeds: head init, θ0 init, data order, target sample
+    control_offset: int = 10_000  # θ0' = random init from seed + offset (same data order as θ0)
+
+
+# smoke targets: every text task (4 sentiment datasets + two other task families), kept tiny
+TARGETS = {
+    "smoke": ("sentiment/movies", "sentiment/tweets", "sentiment/amazon", "sentiment/nyt", "code/module",
+              "prose/topic"),
+    "full": ("sentiment/movies", "sentiment/tweets", "sentiment/amazon", "sentiment/nyt", "code/module",
+             "prose/topic"),
+}
+FAMILIES = {"sentiment": "sentiment", "code": "code/module", "prose": "prose/topic"}
+
+TRANSFER = {
+    "smoke": TransferConfig(),
+    # full: the FULL bodies (6 layers, d=192, 4000 steps), 7 fits up to 1,280 examples, 3 candidates, 3 seeds
+    "full": TransferConfig(
+        body_profile="full", max_len=96, n_test=512, seeds=(0, 1, 2),
+        protocol=Protocol(ends=(20, 40, 80, 160, 320, 640, 1280),
+                          hps=(HP("finetune", 5e-4, 1.0), HP("finetune-slow-body", 1e-3, 0.1),
+                               HP("probe", 1e-2, 0.0)),
+                          epochs=6.0, batch_size=32, max_steps=400)),
+}
+
+
+def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
+    from decoupling import models
+    from decoupling.experiments import pretrain
+    lms, info = {}, {}
+    for d in cfg.sources:
+        path, res = pretrain.body(pretrain.config(cfg.body_profile, d), cfg.body_profile)
+        lms[d] = models.load_lm(path)
+        info[d] = {k: res.get(k) for k in ("eval_bits_per_token", "non_embedding_params", "tokens", "flops")}
+    return lms, info
+
+
+@torch.no_grad()
+def _gpt_features(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """The frozen feature the classifier head reads: the last non-pad token's final hidden state."""
+    from decoupling.device import DEVICE
+    model = model.to(DEVICE).eval()
+    body = model.transformer
+    out = []
+    for i in range(0, len(ids), batch_size):
+        x, m = ids[i:i + batch_size].to(DEVICE), mask[i:i + batch_size].to(DEVICE)
+        h = body(input_ids=x, attention_mask=m).last_hidden_state.float()  # (B, T, C)
+        last = m.sum(1) - 1  # (B,)
+        out.append(h[torch.arange(len(x), device=DEVICE), last].cpu())
+    return torch.cat(out).double().numpy()
+
+
+def transfer(cfg: TransferConfig) -> dict:
+    """ΔL, essay KL, held-out gain, learning curves, calibration, layer movement and LogME for one target
+    task and every source body (plus θ0 and the θ0' control). Chapter 4, experiments 1–5."""
+    from decoupling import data, models
+    from decoupling.experiments import pretrain
+    tok = data.tokenizer()
+    K = data.num_labels(cfg.target)
+    enc = data.encode(cfg.target, tok, cfg.max_len)
+    tr, te = enc["train"], enc["test"]
+    test_idx = np.sort(_subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
+    test_inputs = _take((te["input_ids"], te["attention_mask"]), test_idx)
+    y_test = te["labels"].numpy()[test_idx]
+    lms, info = _bodies(cfg)
+    body_cfg = pretrain.config(cfg.body_profile, "code").model
+    if cfg.max_len > body_cfg.block_size:
+        raise ValueError(f"max_len {cfg.max_len} > the bodies' block_size {body_cfg.block_size}")
+    pad = tok.pad_token_id
+    proto = cfg.protocol
+    n = proto.ends[-1]
+
+    def makers(seed):
+        mk = {SCRATCH: lambda: models.build_classifier(body_cfg, K, seed=seed),
+              CONTROL: lambda: models.build_classifier(body_cfg, K, seed=seed + cfg.control_offset)}
+        for d in cfg.sources:
+            mk[d] = (lambda d=d: models.replace_head(lms[d], K, seed=seed, pad_token_id=pad))
+        return mk
+
+    runs: dict = {}
+    pairs: dict = {}
+    logme: dict = {}
+    jobs = [(s, name) for s in cfg.seeds for name in [SCRATCH, CONTROL, *cfg.sources]]
+    done: dict = {}
+    for seed, name in bar(jobs, desc=f"generality: {cfg.target}"):
+        order = _subset(len(tr["labels"]), n, seed)
+        inputs = _take((tr["input_ids"], tr["attention_mask"]), order)
+        y = tr["labels"][torch.as_tensor(order)]
+        done[(seed, name)] = run_protocol(makers(seed)[name], inputs, y, test_inputs, y_test, K, proto, seed)
+        if name == cfg.sources[-1]:
+            _collect(runs, pairs, {k: done.pop((seed, k)) for k in [SCRATCH, CONTROL, *cfg.sources]},
+                     y_test, SCRATCH)
+        if seed == cfg.seeds[0] and name != CONTROL:  # LogME on frozen features of the seed's sample
+            m = makers(seed)[name]()
+            logme[name] = measures.logme(_gpt_features(m, *inputs), y.numpy(), K)
+    return {"target": cfg.target, "K": K, "n": n, "ends": list(proto.ends), "n_test": len(y_test),
+            "hps": [h.name for h in proto.hps], "uniform_bits": n * math.log2(K), "bodies": info,
+            "runs": runs, "pairs": pairs, "logme": logme, "max_len": cfg.max_len}
+
+
+# ================================================================================== 2. a lab-pretrained body
+@dataclass(frozen=True)
+class MiniLMConfig:
+    """all-MiniLM-L6-v2 vs a random BERT of the same shape. smoke: linear probes on frozen mean-pooled
+    features (two sentiment datasets, ~30 s on one CPU core, mostly the two encoders' forward passes);
+    full: whole-model fine-tuning on the GPU."""
+    targets: tuple[str, ...] = ("sentiment/movies", "sentiment/tweets")
+    mode: str = "probe"  # "probe": frozen features + linear head; "finetune": the whole model
+    protocol: Protocol = field(default_factory=lambda: Protocol(
+        ends=(16, 48, 112, 240), hps=(HP("probe-lr1e-2", 1e-2, 1.0, 0.0), HP("probe-lr5e-2", 5e-2, 1.0, 0.0)),
+        epochs=20.0, batch_size=64, min_steps=20))
+    max_len: int = 48
+    n_test: int = 128
+    seeds: tuple[int, ...] = (0, 1)
+
+
+MINILM = {
+    "smoke": MiniLMConfig(),
+    "full": MiniLMConfig(
+        targets=("sentiment/movies", "sentiment/tweets", "sentiment/amazon", "sentiment/nyt"),
+        mode="finetune", max_len=64, n_test=512, seeds=(0, 1, 2),
+        protocol=Protocol(ends=(20, 40, 80, 160, 320, 640, 1280),
+                          hps=(HP("finetune-lr5e-5", 5e-5, 1.0), HP("finetune-lr3e-4", 3e-4, 1.0)),
+                          epochs=6.0, batch_size=32, max_steps=400)),
+}
+
+
+def _random_bert(num_labels: int | None, seed: int):
+    """A BERT with all-MiniLM-L6-v2's exact config and random weights: MiniLM's θ0 twin."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    from decoupling import models
+    conf = AutoConfig.from_pretrained(models.minilm_path(), local_files_only=True,
+                                      **({} if num_labels is None else {"num_labels": num_labels}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModel.from_config(conf) if num_labels is None else AutoModelForSequenceClassification.from_config(conf)
+
+
+def minilm_transfer(cfg: MiniLMConfig) -> dict:
+    """The replace-the-head experiment on a real lab-pretrained model. Same protocol and outputs as
+    `transfer`, with inits "scratch" (random BERT), "scratch-seed" (another random BERT) and "minilm"."""
+    from decoupling import data, models
+    tok = models.minilm_tokenizer()
+    out = {"mode": cfg.mode, "targets": {}}
+    probe = cfg.mode == "probe"
+    if cfg.mode not in ("probe", "finetune"):
+        raise ValueError(f"mode must be 'probe' or 'finetune', not {cfg.mode!r}")
+    proto = cfg.protocol
+    n = proto.ends[-1]
+    for target in cfg.targets:
+        K = data.num_labels(target)
+        texts = data.arrays(target)
+        (xtr, ytr), (xte, yte) = texts["train"], texts["test"]
+        test_idx = np.sort(_subset(len(yte), min(cfg.n_test, len(yte)), 0))
+        y_test = yte[test_idx]
+        orders = {s: _subset(len(ytr), n, s) for s in cfg.seeds}
+        runs, pairs, logme = {}, {}, {}
+        if probe:
+            # frozen features once per encoder for every example any seed sees (union), then linear heads
+            need = np.unique(np.concatenate(list(orders.values())))
+            pos = {int(i): j for j, i in enumerate(need)}
+            # Three encoders, each embedding once (a forward pass of a 22M-parameter encoder is the smoke
+            # budget's largest item): MiniLM, and two random BERTs with fixed init seeds for θ0 and θ0'.
+            # The seeds then vary the head init, the examples and their order, not the random encoders.
+            encoders = {"minilm": models.load_minilm, SCRATCH: lambda: _random_bert(None, 0),
+                        CONTROL: lambda: _random_bert(None, 10_000)}
+            feats = {}
+            for name, mk in encoders.items():
+                enc = mk()
+                ftr = models.embed_minilm([xtr[i] for i in need], max_length=cfg.max_len, model=enc, tokenizer=tok)
+                fte = models.embed_minilm([xte[i] for i in test_idx], max_length=cfg.max_len, model=enc,
+                                          tokenizer=tok)
+                feats[name] = (torch.from_numpy(ftr), torch.from_numpy(fte))
+            for s in bar(cfg.seeds, desc=f"generality: MiniLM probe {target}"):
+                seed_runs = {}
+                rows = torch.as_tensor([pos[int(i)] for i in orders[s]])
+                y = torch.as_tensor(ytr[orders[s]])
+                for name in (SCRATCH, CONTROL, "minilm"):
+                    ftr, fte = feats[name]
+                    make = (lambda d=ftr.shape[1], s=s: models._seeded(s, lambda: nn.Linear(d, K)))
+                    seed_runs[name] = run_protocol(make, (ftr[rows].float(),), y, (fte.float(),), y_test, K,
+                                                   proto, s)
+                    if s == cfg.seeds[0] and name != CONTROL:
+                        logme[name] = measures.logme(ftr[rows].numpy(), y.numpy(), K)
+                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
+        else:
+            enc = data.encode(target, tok, cfg.max_len)
+            tr, te = enc["train"], enc["test"]
+            test_inputs = _take((te["input_ids"], te["attention_mask"]), test_idx)
+            for s in bar(cfg.seeds, desc=f"generality: MiniLM fine-tune {target}"):
+                inputs = _take((tr["input_ids"], tr["attention_mask"]), orders[s])
+                y = tr["labels"][torch.as_tensor(orders[s])]
+                makers = {SCRATCH: lambda: _random_bert(K, s), CONTROL: lambda: _random_bert(K, s + 10_000),
+                          "minilm": lambda: models.load_minilm(K, seed=s)}
+                seed_runs = {name: run_protocol(mk, inputs, y, test_inputs, y_test, K, proto, s)
+                             for name, mk in makers.items()}
+                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
+                if s == cfg.seeds[0]:
+                    for name in (SCRATCH, "minilm"):
+                        body = _random_bert(None, s) if name == SCRATCH else models.load_minilm()
+                        f = models.embed_minilm([xtr[i] for i in orders[s]], max_length=cfg.max_len,
+                                                model=body, tokenizer=tok)
+                        logme[name] = measures.logme(f, y.numpy(), K)
+        out["targets"][target] = {"target": target, "K": K, "n": n, "ends": list(proto.ends),
+                                  "n_test": len(y_test), "hps": [h.name for h in proto.hps],
+                                  "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs,
+                                  "logme": logme, "max_len": cfg.max_len}
+    return out
+
+
+# ================================================================================== 3. digits 0–4 → 5–9
+class MLP(nn.Module):
+    """Two hidden layers (the "body") and a linear head; `base_model_prefix` lets TrainConfig.body_lr_mult
+    treat the body like a transformers model's."""
+    base_model_prefix = "body"
+
+    def __init__(self, d_in: int = 64, hidden: int = 128, n_out: int = 5):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x):  # (B, 64) -> (B, n_out)
+        return self.head(self.body(x))
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Pretrain on digits 0–4, code the labels of 5–9. ~15 s on one CPU core at smoke. The published probe
+    (SCIENCE.md) found θP coding 400 labels in ≈ 228 bits vs θ0's ≈ 167: expect negative transfer."""
+    hidden: int = 128
+    pretrain_steps: int = 1500  # full-batch Adam steps on 0–4: to convergence (train accuracy 1.0)
+    early_steps: int = 40  # the same run stopped early (a less specialised source)
+    pretrain_lr: float = 3e-3
+    protocol: Protocol = field(default_factory=lambda: Protocol(
+        ends=(10, 25, 50, 100, 200, 400),
+        hps=(HP("finetune", 3e-3, 1.0), HP("finetune-slow-body", 3e-3, 0.1), HP("lp-ft", 3e-3, 1.0, lp_frac=0.5),
+             HP("probe", 1e-2, 0.0)),
+        epochs=30.0, batch_size=64, min_steps=30, max_steps=300))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_filters: int = 16  # first-layer units whose 8×8 filters are returned for the figure
+
+
+DIGITS = {"smoke": DigitsConfig(),
+          "full": DigitsConfig(seeds=tuple(range(5)), protocol=dataclasses.replace(
+              DigitsConfig().protocol, ends=(10, 20, 40, 80, 160, 320, 640)))}
+
+
+def _effective_rank(h: np.ndarray) -> float:
+    """exp(entropy of the normalised squared singular values) of centred features (Roy & Vetterli 2007):
+    how many directions the features really use."""
+    sv = np.linalg.svd(h - h.mean(0), compute_uv=False) ** 2
+    p = sv / sv.sum()
+    return float(np.exp(-(p * np.log(p + 1e-300)).sum()))
+
+
+def digits_transfer(cfg: DigitsConfig) -> dict:
+    """θ0 vs four sources on digits 5–9: "pretrained" (0–4 to convergence), "early" (0–4, stopped early),
+    "pretrained-rescaled" (the converged body with its output scaled down to θ0's feature norm — the same
+    directions, so it separates the *scale* of the features from their *collapse*), and "random-labels"
+    (0–4 with shuffled labels: memorisation features, an unrelated source). Diagnostics per source: feature
+    norm and effective rank on the target images, and what a fresh head on them codes before any training."""
+    from decoupling import data, models, train
+    src = data.arrays("digits/0-4")
+    tgt = data.arrays("digits/5-9")
+    xs, ys = torch.from_numpy(src["train"][0]), torch.from_numpy(src["train"][1])
+    (xt, yt), (xe, ye) = tgt["train"], tgt["test"]
+    xt, xe = torch.from_numpy(xt), torch.from_numpy(xe)
+    K = 5
+    proto = cfg.protocol
+    n = proto.ends[-1]
+
+    def fresh(seed: int) -> MLP:
+        return models._seeded(seed, lambda: MLP(64, cfg.hidden, K))
+
+    def pretrain_mlp(steps: int, labels: torch.Tensor) -> tuple[MLP, dict]:
+        m = models._seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
+        tc = train.TrainConfig(steps=steps, batch_size=len(labels), lr=cfg.pretrain_lr, weight_decay=0.0,
+                               warmup_frac=0.0, seed=0, progress=False)
+        train.train_module(m, xs, labels, tc)
+        p_tr = train.predict_proba(m, xs)
+        p_te = train.predict_proba(m, torch.from_numpy(src["test"][0]))
+        return m.cpu(), {"steps": steps, "train_acc": float((p_tr.argmax(1) == labels.numpy()).mean()),
+                         "test_acc": float((p_te.argmax(1) == src["test"][1]).mean()),
+                         "train_bits": measures.log_loss_bits(p_tr, labels.numpy())}
+
+    @torch.no_grad()
+    def feat_norm(m: MLP, x) -> float:
+        return float(m.body(x).norm(dim=1).mean())
+
+    shuffled = ys[torch.from_numpy(np.random.default_rng(0).permutation(len(ys)))]
+    sources = {"pretrained": pretrain_mlp(cfg.pretrain_steps, ys), "early": pretrain_mlp(cfg.early_steps, ys)}
+    # ReLU is positively homogeneous: scaling the last layer by c scales the features by c, same directions
+    m_res = models._seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
+    m_res.load_state_dict(sources["pretrained"][0].state_dict())
+    c = feat_norm(fresh(cfg.seeds[0]), xs) / feat_norm(m_res, xs)  # measured on the SOURCE images
+    with torch.no_grad():
+        m_res.body[2].weight.mul_(c)
+        m_res.body[2].bias.mul_(c)
+    sources["pretrained-rescaled"] = (m_res, {**sources["pretrained"][1], "scale": c})
+    sources["random-labels"] = pretrain_mlp(cfg.pretrain_steps, shuffled)
+
+    def from_source(m: MLP, seed: int) -> MLP:
+        new = fresh(seed)  # the same fresh head as θ0's for this seed: only the body differs
+        new.body.load_state_dict(m.body.state_dict())
+        return new
+
+    # diagnostics: the features a fresh head sees on the target, and its code before any fine-tuning
+    diag = {}
+    for name, m in [(SCRATCH, fresh(cfg.seeds[0]))] + [(k, from_source(v[0], cfg.seeds[0])) for k, v in
+                                                       sources.items()]:
+        with torch.no_grad():
+            h = m.body(xe).double().numpy()
+        p0 = train.predict_proba(m, xe)
+        diag[name] = {"feature_norm": float(np.linalg.norm(h, axis=1).mean()), "effective_rank": _effective_rank(h),
+                      "zero_shot_bits": measures.log_loss_bits(p0, ye), "zero_shot_confidence": float(p0.max(1).mean())}
+
+    runs, pairs, models_kept = {}, {}, {}
+    for seed in bar(cfg.seeds, desc="generality: digits 0-4 -> 5-9"):
+        order = _subset(len(yt), n, seed)
+        inputs, y = (xt[torch.as_tensor(order)],), torch.as_tensor(yt[order])
+        makers = {SCRATCH: lambda: fresh(seed), CONTROL: lambda: fresh(seed + 10_000)}
+        for name, (m, _) in sources.items():
+            makers[name] = (lambda m=m: from_source(m, seed))
+        seed_runs = {name: run_protocol(mk, inputs, y, (xe,), ye, K, proto, seed, keep_model=seed == cfg.seeds[0])
+                     for name, mk in makers.items()}
+        if seed == cfg.seeds[0]:
+            models_kept = {k: v["model"] for k, v in seed_runs.items()}
+        _collect(runs, pairs, seed_runs, ye, SCRATCH)
+    # what is reused: first-layer filters (8×8) of the random init, the pretrained bodies, and θ0 / θP
+    # after fine-tuning on 5–9 (the first candidate that trains the body, last fit, first seed)
+    f = cfg.n_filters
+
+    def w1(m):
+        return m.body[0].weight.detach().cpu()[:f].tolist()  # (f, 64)
+
+    filters = {"random": w1(fresh(cfg.seeds[0])), "pretrained": w1(sources["pretrained"][0]),
+               "early": w1(sources["early"][0])}
+    for k in (SCRATCH, "pretrained"):
+        if models_kept.get(k) is not None:
+            filters[f"{k}+finetuned"] = w1(models_kept[k])
+    # frozen features: LogME of each body's last hidden layer on the first seed's target sample
+    logme = {}
+    order0 = torch.as_tensor(_subset(len(yt), n, cfg.seeds[0]))
+    for name, m in [(SCRATCH, fresh(cfg.seeds[0]))] + [(k, v[0]) for k, v in sources.items()]:
+        with torch.no_grad():
+            feats = m.cpu().body(xt[order0]).double().numpy()
+        logme[name] = measures.logme(feats, yt[order0.numpy()], K)
+    return {"target": "digits/5-9", "source_task": "digits/0-4", "K": K, "n": n, "ends": list(proto.ends),
+            "n_test": len(ye), "hps": [h.name for h in proto.hps], "uniform_bits": n * math.log2(K),
+            "sources": {k: v[1] for k, v in sources.items()}, "diagnostics": diag, "runs": runs, "pairs": pairs,
+            "filters": filters, "logme": logme}
+
+
+# ================================================================================== aggregations
+def cells(transfers: Sequence[dict], minilm: dict | None = None) -> list[dict]:
+    """Every (target, init) result as one row: ΔL per seed (bits, total and per label), essay KL, reverse
+    KL and held-out gain per seed at the last fit, LogME. The input of all the summaries below."""
+    rows = []
+    blocks = [(t, "ours") for t in transfers] + [(t, "minilm-" + minilm["mode"]) for t in
+                                                (minilm or {}).get("targets", {}).values()]
+    for t, family in blocks:
+        for name, p in t["pairs"].items():
+            rows.append({"target": t["target"], "init": name, "body": family, "n": t["n"],
+                         "dL": list(p["dL"]), "dL_per_label": [v / t["n"] for v in p["dL"]],
+                         "essay_kl": [v[-1] for v in p["essay_kl"]], "reverse_kl": [v[-1] for v in p["reverse_kl"]],
+                         "gain": [v[-1] for v in p["gain"]], "logme": t["logme"].get(name),
+                         "logme_scratch": t["logme"].get(SCRATCH)})
+    return rows
+
+
+def task_family(target: str) -> str:
+    return target.split("/")[0]
+
+
+def generality_score(rows: Sequence[dict], init: str, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The essay's double integral as a Monte Carlo estimate: ΔL per label averaged over datasets within
+    each task family, then over task families (∫_T ∫_D), with a bootstrap CI that resamples seeds within
+    each (task, dataset) cell and datasets within each task family (the families are the fixed suite)."""
+    mine = [r for r in rows if r["init"] == init]
+    if not mine:
+        return {"init": init, "score": float("nan"), "ci": [float("nan")] * 2, "n_cells": 0}
+    fam: dict[str, list[np.ndarray]] = {}
+    for r in mine:
+        fam.setdefault(task_family(r["target"]), []).append(np.asarray(r["dL_per_label"], float))
+
+    def score(f):
+        return float(np.mean([np.mean([c.mean() for c in cs]) for cs in f.values()]))
+
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        f = {}
+        for k, cs in fam.items():
+            pick = [cs[i] for i in rng.integers(0, len(cs), len(cs))]
+            f[k] = [c[rng.integers(0, len(c), len(c))] for c in pick]
+        boots.append(score(f))
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    flat = np.concatenate([np.asarray(r["dL_per_label"]) for r in mine])
+    return {"init": init, "score": score(fam), "ci": [float(lo), float(hi)], "n_cells": len(mine),
+            "families": {k: float(np.mean([c.mean() for c in cs])) for k, cs in fam.items()},
+            "flat_mean": float(flat.mean())}
+
+
+def pooled_ci(values, n_boot: int = 2000, seed: int = 0) -> dict:
+    ci = measures.bootstrap_ci(np.asarray(values, float), n_boot=n_boot, seed=seed)
+    return {"mean": ci.value, "ci": [ci.lo, ci.hi], "n": len(values)}
+
+
+def effective_data(transfer_result: dict, init: str) -> dict:
+    """Effective data transferred D_T(n) (Hernandez et al. 2021) from the seed-mean test learning curves
+    (bits/example at each fit size) of θ0 and of `init`: the horizontal gap between the two curves."""
+    ends = np.asarray(transfer_result["ends"][:-1], float)
+    l0 = np.mean(transfer_result["runs"][SCRATCH]["test_bits"], axis=0)
+    lp = np.mean(transfer_result["runs"][init]["test_bits"], axis=0)
+    dt = measures.effective_data_transferred(ends, lp, ends, l0)
+    # where the pretrained model beats θ0's best point, the scratch curve never reaches it: D_T is then
+    # only bounded below, by (largest n on the scratch curve) − n
+    lower = [float(ends[-1] - e) if not np.isfinite(v) and p < l0.min() else None
+             for e, v, p in zip(ends, dt, lp)]
+    return {"n": ends.tolist(), "loss_scratch": l0.tolist(), "loss_init": lp.tolist(),
+            "dt": [None if not np.isfinite(v) else float(v) for v in dt], "dt_lower_bound": lower}
+
+
+def fit_dt_pooled(curves: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """One exponent α for D_T = k_pair · n^α over several (source, target) pairs, each with its own k
+    (a within-pair least-squares slope of log D_T on log n, the fixed-effects estimator), with a bootstrap
+    CI over pairs. Pairs need ≥ 2 finite, positive D_T points; fewer points → α is NaN."""
+    groups = []
+    for c in curves:
+        n = np.asarray(c["n"], float)
+        dt = np.asarray([np.nan if v is None else v for v in c["dt"]], float)
+        ok = np.isfinite(dt) & (dt > 0)
+        if ok.sum() >= 2:
+            groups.append((np.log(n[ok]), np.log(dt[ok])))
+
+    def slope(gs):
+        sxy = sum(((x - x.mean()) * (y - y.mean())).sum() for x, y in gs)
+        sxx = sum(((x - x.mean()) ** 2).sum() for x, _ in gs)
+        return float(sxy / sxx) if sxx > 0 else float("nan")
+
+    if not groups:
+        return {"alpha": float("nan"), "ci": [float("nan")] * 2, "pairs": 0, "points": 0}
+    rng = np.random.default_rng(seed)
+    boots = [slope([groups[i] for i in rng.integers(0, len(groups), len(groups))]) for _ in range(n_boot)]
+    boots = [b for b in boots if np.isfinite(b)]
+    ci = [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))] if len(groups) > 1 else \
+        [float("nan")] * 2
+    return {"alpha": slope(groups), "ci": ci, "pairs": len(groups), "points": int(sum(len(x) for x, _ in groups))}
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(spearmanr(a[ok], b[ok]).statistic)
+
+
+def logme_vs_dl(rows: Sequence[dict]) -> dict:
+    """Rank correlation of the cheap proxy (LogME on frozen features) with the measured ΔL: per target
+    across its bodies (how LogME is used: to rank candidate models for one task), averaged, and pooled."""
+    per_target = {}
+    for t in sorted({r["target"] for r in rows}):
+        # one family of bodies per target (ours share θ0; MiniLM's θ0 is a different network)
+        rs = [r for r in rows if r["target"] == t and r["logme"] is not None and r["init"] != CONTROL
+              and r["body"] == "ours"]
+        # θ0 itself is a candidate too: its ΔL is 0 by definition
+        xs = [r["logme"] for r in rs] + [rs[0]["logme_scratch"]] if rs else []
+        ys = [float(np.mean(r["dL_per_label"])) for r in rs] + [0.0] if rs else []
+        per_target[t] = spearman(xs, ys)
+    pooled = [(r["logme"] - r["logme_scratch"], float(np.mean(r["dL_per_label"]))) for r in rows
+              if r["logme"] is not None and r["logme_scratch"] is not None and r["init"] != CONTROL]
+    vals = [v for v in per_target.values() if np.isfinite(v)]
+    return {"per_target": per_target, "mean_per_target": float(np.mean(vals)) if vals else float("nan"),
+            "pooled": spearman([p[0] for p in pooled], [p[1] for p in pooled]), "n_pooled": len(pooled)}
+
+
+def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int = 2000) -> dict:
+    """Everything the chapter prints about the text grid: per-cell rows, the ΔL matrix (bits per label,
+    seed mean), each body's generality score, the seed-vs-seed control, the three estimators side by side,
+    D_T per (body, target) with the pooled exponent, and LogME ↔ ΔL."""
+    rows = cells(transfers, minilm)
+    ours = [r for r in rows if r["body"] == "ours"]
+    mini = [r for r in rows if r["body"] != "ours"]
+    inits = list(dict.fromkeys(r["init"] for r in ours))
+    targets = [t["target"] for t in transfers]
+    matrix = {i: {r["target"]: float(np.mean(r["dL_per_label"])) for r in ours if r["init"] == i} for i in inits}
+    if mini:
+        matrix["minilm"] = {r["target"]: float(np.mean(r["dL_per_label"])) for r in mini if r["init"] == "minilm"}
+    scores = {i: generality_score(ours, i, n_boot) for i in inits}
+    if mini:
+        scores["minilm"] = generality_score(mini, "minilm", n_boot)
+        scores["minilm-control"] = generality_score(mini, CONTROL, n_boot)
+    three = {}
+    for label, rs in [(i, [r for r in ours if r["init"] == i]) for i in inits] + (
+            [("minilm", [r for r in mini if r["init"] == "minilm"])] if mini else []):
+        vals = {k: [v for r in rs for v in r[k]] for k in ("essay_kl", "reverse_kl", "gain", "dL_per_label")}
+        three[label] = {k: pooled_ci(v, n_boot) for k, v in vals.items()}
+    dts = {}
+    for t in transfers:
+        for i in t["pairs"]:
+            if i not in (CONTROL,):
+                dts[(i, t["target"])] = effective_data(t, i)
+    for t in (minilm or {}).get("targets", {}).values():
+        dts[("minilm", t["target"])] = effective_data(t, "minilm")
+    real = [v for (i, _), v in dts.items() if i not in (CONTROL, "shuffled")]
+    return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "scores": scores,
+            "three_ways": three, "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
+            "dt_fit": fit_dt_pooled(real, n_boot), "logme": logme_vs_dl(rows)}

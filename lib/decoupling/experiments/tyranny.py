@@ -1,0 +1,479 @@
+"""Chapter 3, "The tyranny of memory" (book/tyranny.md): how loss scales with parameters, how many bits a
+network can memorize, and why compression, not memorization, is what generalizes.
+
+Four experiments, each a plain function of a frozen config returning a JSON-able dict:
+
+- `scaling`: decoder LMs of ≥ 6 widths trained on the same Python source in the same window order, each
+  at its own learning rate; eval loss per held-out window, so the power-law fits (pure, Kaplan et al.
+  2020; with an irreducible term, Hoffmann et al. 2022) get bootstrap CIs over windows.
+- `memorization`: Zhang et al. 2017's random-label experiment on handwritten digits with MLPs of several
+  widths, and memorized bits per parameter (Morris et al. 2025's capacity, in our estimator).
+- `compression`: prequential code length of the digit labels (Blier & Ollivier 2018) against test loss,
+  across models, with a random-label memorizer for contrast.
+- `double_descent`: min-norm least squares on random Fourier features of digits (Belkin et al. 2019;
+  Nakkiran et al. 2020): test error peaks where the number of features equals the number of samples.
+
+Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepared by `decoupling.data`
+("digits/0-4" and "digits/5-9" put back together: 10 classes, its train/test split).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+LN2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------------------------------------- shared
+@contextlib.contextmanager
+def _cpu_threads(n: int = 1):
+    """Run on one CPU thread (torch intra-op and the BLAS under numpy), then restore the thread counts.
+    At our sizes threading costs more than it saves, and on a shared 2-core machine two threads per process
+    were 10–30× slower than one (measured under load: a 64-wide MLP step 15 ms vs 1.3 ms; a 300×3000 SVD
+    4.1 s vs 0.14 s). One fixed thread count also keeps CPU results bitwise-reproducible. A GPU run's
+    machine has its CPU cores to itself: nothing is limited there."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+    from decoupling.device import DEVICE
+    if DEVICE.type != "cpu":  # the GPU machine's CPU cores are ours alone
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def digits10() -> dict:
+    """The 10-class digits task: {"train": (X, y), "test": (X, y)}, X float32 (n, 64) in [0, 1], y int64.
+    `decoupling.data` prepares digits as two 5-class tasks (for the transfer chapter); here they are put
+    back together, labels mapped by their names ("0".."9"), keeping the prepared train/test split."""
+    from decoupling import data
+    out = {}
+    parts = {name: (data.arrays(name), [int(s) for s in data.label_names(name)])
+             for name in ("digits/0-4", "digits/5-9")}
+    for split in ("train", "test"):
+        X = np.concatenate([a[split][0] for a, _ in parts.values()]).astype(np.float32)
+        y = np.concatenate([np.asarray(names)[a[split][1]] for a, names in parts.values()]).astype(np.int64)
+        out[split] = (X, y)
+    return out
+
+
+def mlp(d_in: int, width: int, k: int, seed: int) -> nn.Module:
+    """One-hidden-layer ReLU MLP d_in → width → k (width 0: a linear model, multinomial logistic
+    regression), PyTorch's default init under a private seed."""
+    from decoupling.models import _seeded
+    if width == 0:
+        return _seeded(seed, lambda: nn.Linear(d_in, k))
+    return _seeded(seed, lambda: nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, k)))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def memorized_bits(probs, y, K: int) -> np.ndarray:
+    """Per-example memorized bits, log2 K − (−log2 q(y_i|x_i)): what the model knows about each random
+    label beyond the uniform code. Summed over a random-label set, it is information that can only have
+    come from storing the labels (they are independent of the inputs). A perfect predictor scores log2 K
+    per example; a uniform one 0; a confidently wrong one is negative."""
+    from decoupling.measures import log_loss_bits
+    return math.log2(K) - log_loss_bits(probs, y, reduction="none")
+
+
+def _fit_mlp(X, y, width: int, K: int, steps: int, lr: float, weight_decay: float, seed: int):
+    """Full-batch AdamW on cross-entropy (decoupling.train.train_module): no augmentation, no dropout, no
+    early stopping, so nothing stands between the network and memorizing its training set."""
+    from decoupling import train
+    model = mlp(X.shape[1], width, K, seed)
+    tc = train.TrainConfig(steps=steps, batch_size=len(y), lr=lr, weight_decay=weight_decay, warmup_frac=0.02,
+                           min_lr_frac=0.01, grad_clip=0.0, seed=seed, progress=False)
+    train.train_module(model, torch.as_tensor(X), torch.as_tensor(y), tc, desc=f"mlp w={width}")
+    return model
+
+
+def _proba(model, X) -> np.ndarray:
+    from decoupling import train
+    return train.predict_proba(model, torch.as_tensor(X))
+
+
+# ---------------------------------------------------------------------------------------------- scaling
+@dataclass(frozen=True)
+class ScalingConfig:
+    """≥ 6 GPT-2-style decoders over ≥ 2 decades of non-embedding parameters N, one token budget for all,
+    trained on the bytes of the Python standard library (the "code" corpus) in one window order.
+
+    Why bytes (vocabulary 256) and not the book's BPE (4,096): with a 4,096-way softmax, a CPU-sized budget
+    (0.2M tokens) leaves every model from d_model 8 to 32 at the unigram entropy (measured 6.30–6.34 nats
+    vs 6.26 for unigram counts): no scaling to see. On bytes the same budget separates the sizes, and at
+    `full` the 5.7 MB corpus gives 5.7M training positions instead of 1.7M tokens (fewer repeated epochs).
+    smoke (2 CPU cores, ~40 s unloaded): N ≈ 0.9k → 0.1M, 0.3M bytes each — a tiny, undertrained range
+    that shows the method, not a scaling law. full (one H100): N ≈ 13k → 6.3M (the models.LADDER shapes),
+    20M bytes each."""
+    sizes: tuple[tuple[int, int], ...] = ((1, 8), (1, 12), (1, 16), (1, 24), (2, 32), (2, 48), (2, 64))  # (n_layer, d_model)
+    head_dim: int = 16  # n_head = max(1, d_model // head_dim)
+    domain: str = "code"  # decoupling.data corpus (Python stdlib, docstrings/comments stripped)
+    unit: str = "byte"  # "byte": UTF-8 bytes, vocab 256; "bpe": the book's tokenizer, vocab 4,096
+    block_size: int = 128  # context T (in units)
+    batch_size: int = 8  # sequences per step (small batches, more steps: better for a tiny budget)
+    steps: int = 300  # optimizer steps: units per model = steps·batch_size·block_size
+    lr_width: float = 0.32  # per-size peak lr = lr_width / d_model (see `lr_for`)
+    eval_units: int = 200_000  # the stream's tail, held out (other documents: the order is random)
+    eval_windows: int = 64  # evenly spaced eval windows of block_size (the bootstrap's units)
+    n_evals: int = 5  # eval points along training, for the loss-vs-data/compute curves
+    n_boot: int = 1000  # bootstrap resamples of the eval windows
+    n_boot_floor: int = 20  # fewer for the E + A·N^−α fit: each resample is ~12 nonlinear fits (~0.3 s)
+    seed: int = 0  # init and window order — the same window order for every size
+
+
+def lr_for(d_model: int, lr_width: float) -> float:
+    """Per-size peak learning rate lr = lr_width / d_model: Adam's best rate falls as 1/width (Yang et al.
+    2022, "Tensor Programs V", μP's rule for hidden weights; here applied to all weights, a simplification).
+
+    The constant comes from one pilot at the smoke budget (300 steps × 8 × 128 bytes, seed 0; held-out nats):
+      d_model 8:  lr 0.0069 → 2.699, 0.023 → 2.659, 0.04 (= 0.32/8) → 2.561, 0.08 → 2.573
+      d_model 24: lr 0.0067 (= 0.16/24) → 2.512, 0.0133 (= 0.32/24) → 2.468
+      d_model 64: lr 0.0025 (= 0.16/64) → 2.419, 0.0049 (≈ 0.32/64) → 2.373, 0.01 → 2.485, 0.016 → 2.620
+    so 0.32 is the best of {0.16, 0.32, 0.64} at every size tried. Kaplan et al. 2020's eq. D.1
+    (`train.kaplan_lr`, fit to 2.5·10⁵-step runs) is too flat across sizes for runs this short: ×3 of it is
+    too small at d 8 and ×10 too large at d 64. The pilot (10 runs) is not charged to the curve."""
+    return lr_width / d_model
+
+
+def stream(domain: str, unit: str) -> torch.Tensor:
+    """A corpus as one 1-D LongTensor: its UTF-8 bytes, or its ids under the book's BPE tokenizer."""
+    from decoupling import data
+    if unit == "bpe":
+        return data.token_ids(domain)
+    if unit != "byte":
+        raise ValueError(f"unit must be 'byte' or 'bpe', got {unit!r}")
+    return torch.from_numpy(np.frombuffer(data.corpus(domain).encode("utf-8"), np.uint8).astype(np.int64))
+
+
+def _window_losses(model, tokens: torch.Tensor, block_size: int, n_windows: int) -> list[float]:
+    """Mean next-token loss (nats) in each of the `n_windows` evenly spaced windows that
+    `train.eval_lm` averages over (same starts), kept per window for the bootstrap."""
+    from decoupling.train import eval_lm
+    last = len(tokens) - block_size - 1
+    starts = torch.linspace(0, last, min(n_windows, last + 1)).long().tolist()
+    return [eval_lm(model, tokens[s:s + block_size + 1], block_size, n_windows=1) for s in starts]
+
+
+def local_slopes(N, L) -> list[float]:
+    """−Δlog L / Δlog N between consecutive sizes: the power-law exponent the curve shows locally."""
+    lN, lL = np.log(np.asarray(N, float)), np.log(np.asarray(L, float))
+    return (-(np.diff(lL) / np.diff(lN))).tolist()
+
+
+def half_exponents(N, L) -> tuple[float, float]:
+    """(α_bottom, α_top): least-squares exponents −d log L/d log N over the smaller and the larger half of
+    the sizes (split at the median log N; with an odd count the middle size belongs to both halves)."""
+    N, L = np.asarray(N, float), np.asarray(L, float)
+    order = np.argsort(N)
+    k = len(N)
+    lo, hi = order[: (k + 1) // 2], order[k // 2:]
+
+    def alpha(idx):
+        return float(-np.polyfit(np.log(N[idx]), np.log(L[idx]), 1)[0])
+    return alpha(lo), alpha(hi)
+
+
+def scaling(cfg: ScalingConfig) -> dict:
+    """Train every size on the same windows; fit L(N) two ways; test whether returns diminish.
+
+    Loss is next-unit cross-entropy in nats on held-out windows (per window, for the bootstrap); N is
+    Kaplan's non-embedding parameter count. The CIs resample eval windows (paired across sizes): they
+    cover which text we evaluate on, not seed-to-seed training noise (one seed per size)."""
+    from decoupling import measures, models, train
+    from decoupling.progress import bar
+
+    ids = stream(cfg.domain, cfg.unit)
+    vocab = 256 if cfg.unit == "byte" else 4096
+    train_ids, eval_ids = ids[:-cfg.eval_units], ids[-cfg.eval_units:]
+    eval_every = max(1, cfg.steps // cfg.n_evals)
+    units_per_step = cfg.batch_size * cfg.block_size
+    runs = []
+    with _cpu_threads(1):
+        for n_layer, d in bar(cfg.sizes, desc="tyranny: scaling ladder"):
+            mc = models.ModelConfig(n_layer=n_layer, n_head=max(1, d // cfg.head_dim), d_model=d,
+                                    vocab_size=vocab, block_size=cfg.block_size)
+            lr = lr_for(d, cfg.lr_width)
+            tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed,
+                                   eval_every=eval_every, eval_windows=cfg.eval_windows)
+            lm = models.build_lm(mc, seed=cfg.seed)
+            res = train.train_lm(lm, train_ids, tc, eval_tokens=eval_ids, desc=f"tyranny L={n_layer} d={d}")
+            per_window = _window_losses(lm, eval_ids, cfg.block_size, cfg.eval_windows)
+            loss_ci = measures.bootstrap_ci(per_window, n_boot=cfg.n_boot, seed=cfg.seed)
+            runs.append({
+                "n_layer": n_layer, "d_model": d, "n_head": mc.n_head, "N": models.non_embedding_params(mc),
+                "params_total": n_params(lm), "lr": lr, "units": res["tokens"], "flops": res["flops"],
+                "units_per_s": res["tokens_per_s"], "wall_s": res["wall_s"],
+                "eval_loss_nats": loss_ci.value, "eval_loss_ci": [loss_ci.lo, loss_ci.hi],
+                "curve": [[s * units_per_step, v] for s, v in res["eval"]],  # (units seen, eval nats)
+                "window_loss_nats": per_window,
+            })
+            del lm
+    N = np.array([r["N"] for r in runs], float)
+    W = np.array([r["window_loss_nats"] for r in runs]).T  # (windows, sizes), nats
+    L = W.mean(0)
+    # fit_power_law* treat rows as replicates: the fit is to the row mean, the bootstrap resamples rows
+    pure = measures.fit_power_law(N, W, n_boot=cfg.n_boot, seed=cfg.seed)
+    floor = measures.fit_power_law_floor(N, W, n_boot=cfg.n_boot_floor, seed=cfg.seed)
+    a_lo, a_hi = half_exponents(N, L)
+
+    def delta(rows):  # top-half exponent minus bottom-half exponent: < 0 means the curve flattens
+        lo, hi = half_exponents(N, W[np.asarray(rows, int)].mean(0))
+        return hi - lo
+    d_ci = measures.bootstrap_ci(np.arange(len(W)), stat=delta, n_boot=cfg.n_boot, seed=cfg.seed)
+    return {
+        "runs": runs, "unit": cfg.unit,
+        "N": N.tolist(), "loss_nats": L.tolist(), "loss_bits": (L / LN2).tolist(),
+        "decades": float(np.log10(N.max() / N.min())),
+        "pure": pure, "floor": floor,
+        "local_slopes": local_slopes(N, L), "local_slope_at": np.sqrt(N[1:] * N[:-1]).tolist(),
+        "alpha_bottom": a_lo, "alpha_top": a_hi,
+        "alpha_delta": d_ci.value, "alpha_delta_ci": [d_ci.lo, d_ci.hi],
+        "units_per_model": runs[0]["units"], "train_units": int(len(train_ids)),
+        "eval_units": int(len(eval_ids)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- memorization
+@dataclass(frozen=True)
+class MemorizationConfig:
+    """Random labels on digits (Zhang et al. 2017) for MLPs of several widths, plus the true-label control.
+
+    The 1,436 random training labels hold 1,436·log2 10 ≈ 4,770 bits; widths below ~32 cannot store them
+    all (their bits/param measure capacity), wider ones memorize everything (train accuracy → 1). On a GPU
+    the forward pass runs under bf16 autocast (decoupling.device), which Morris et al. 2025 found to lower
+    capacity slightly (3.51 vs 3.83 bits/param); the CPU runs are fp32."""
+    widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # hidden units; params = 75·width + 10
+    control_widths: tuple[int, ...] = (128,)  # also trained on the TRUE labels (the control)
+    steps: int = 2500  # full-batch AdamW steps (memorizing random labels is slow: Zhang et al. 2017 fig. 1a)
+    lr: float = 1e-2
+    label_seed: int = 0  # draws the random labels
+    seed: int = 0  # init
+    n_boot: int = 1000  # bootstrap over training examples for the capacity CI
+
+
+def memorization(cfg: MemorizationConfig) -> dict:
+    from decoupling import measures
+    from decoupling.progress import bar
+
+    d = digits10()
+    (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
+    K = 10
+    y_rand = np.random.default_rng(cfg.label_seed).integers(0, K, len(ytr))
+    rows, bits_cols = [], []
+    with _cpu_threads(1):
+        for w in bar(cfg.widths, desc="tyranny: memorization"):
+            row = {"width": w}
+            for labels, y_fit in (("random", y_rand), ("true", ytr)):
+                if labels == "true" and w not in cfg.control_widths:
+                    continue
+                model = _fit_mlp(Xtr, y_fit, w, K, cfg.steps, cfg.lr, 0.0, cfg.seed)
+                p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
+                bits = memorized_bits(p_tr, y_fit, K)
+                row["params"] = n_params(model)
+                row[labels] = {
+                    "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
+                    "test_acc": float((p_te.argmax(1) == yte).mean()),  # always against the TRUE test labels
+                    "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
+                    "test_bits": float(measures.log_loss_bits(p_te, yte)),
+                    "stored_bits": float(bits.sum()),
+                    "bits_per_param": float(bits.sum() / row["params"]),
+                }
+                if labels == "random":
+                    bits_cols.append(bits)
+            rows.append(row)
+    P = np.array([r["params"] for r in rows], float)
+    B = np.stack(bits_cols, 1)  # (examples, widths) memorized bits of the random labels
+
+    def capacity(idx):  # the plateau: the best bits/param over widths, same examples for every width
+        return float((B[np.asarray(idx, int)].sum(0) / P).max())
+    cap = measures.bootstrap_ci(np.arange(len(B)), stat=capacity, n_boot=cfg.n_boot, seed=cfg.seed)
+    chance = 1.0 / K
+    widest = rows[int(np.argmax(P))]
+    return {
+        "rows": rows, "K": K, "n_train": int(len(ytr)), "n_test": int(len(yte)),
+        "label_bits_total": float(len(ytr) * math.log2(K)),
+        "chance": chance,
+        # a margin stated before looking: 4 binomial standard errors of chance accuracy on the test set
+        "chance_margin": 4 * math.sqrt(chance * (1 - chance) / len(yte)),
+        "widest": widest,
+        "capacity_bits_per_param": cap.value, "capacity_ci": [cap.lo, cap.hi],
+        "capacity_width": rows[int(np.argmax(B.sum(0) / P))]["width"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- compression
+@dataclass(frozen=True)
+class CompressionConfig:
+    """Prequential code length of the digit labels (true labels, one random order) for several models,
+    each model's test loss after training on the whole training set, and a random-label memorizer."""
+    widths: tuple[int, ...] = (0, 2, 8, 32, 128)  # 0 = linear (multinomial logistic regression)
+    fracs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)  # prequential block ends, × n
+    steps: int = 300  # full-batch AdamW steps per fit (every block, every model: one recipe)
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    memorizer_width: int = 128  # trained on random labels for contrast (they cannot be compressed)
+    order_seed: int = 0  # the order in which labels are transmitted
+    label_seed: int = 0  # random labels of the memorizer (train and test)
+    seed: int = 0  # init
+
+
+def compression(cfg: CompressionConfig) -> dict:
+    from scipy.stats import spearmanr
+
+    from decoupling import measures
+    from decoupling.progress import bar
+
+    d = digits10()
+    (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
+    K = 10
+    order = np.random.default_rng(cfg.order_seed).permutation(len(ytr))
+    Xtr, ytr = Xtr[order], ytr[order]
+    ends = measures.block_schedule(len(ytr), cfg.fracs)
+    rng = np.random.default_rng(cfg.label_seed)
+    y_rand_tr, y_rand_te = rng.integers(0, K, len(ytr)), rng.integers(0, K, len(yte))
+    jobs = [(w, "true") for w in cfg.widths] + [(cfg.memorizer_width, "random")]
+    rows = []
+    with _cpu_threads(1):
+        for w, labels in bar(jobs, desc="tyranny: prequential"):
+            y_fit, y_test = (ytr, yte) if labels == "true" else (y_rand_tr, y_rand_te)
+
+            def fit_predict(train_idx, test_idx):
+                model = _fit_mlp(Xtr[train_idx], y_fit[train_idx], w, K, cfg.steps, cfg.lr,
+                                 cfg.weight_decay, cfg.seed)
+                return _proba(model, Xtr[test_idx])
+            preq = measures.prequential(fit_predict, Xtr, y_fit, K, ends)
+            model = _fit_mlp(Xtr, y_fit, w, K, cfg.steps, cfg.lr, cfg.weight_decay, cfg.seed)
+            p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
+            rows.append({
+                "width": w, "labels": labels, "params": n_params(model),
+                "preq_bits_per_label": preq["bits_per_label"], "preq_total_bits": preq["total_bits"],
+                "block_bits": preq["block_bits"],
+                "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
+                "test_bits": float(measures.log_loss_bits(p_te, y_test)),
+                "test_acc": float((p_te.argmax(1) == y_test).mean()),
+                "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
+            })
+    true = [r for r in rows if r["labels"] == "true"]
+    rho = spearmanr([r["preq_bits_per_label"] for r in true], [r["test_bits"] for r in true]).statistic
+    return {"rows": rows, "ends": ends, "K": K, "uniform_bits_per_label": math.log2(K),
+            "spearman_preq_vs_test": float(rho)}
+
+
+# ---------------------------------------------------------------------------------------------- double descent
+@dataclass(frozen=True)
+class DoubleDescentConfig:
+    """Min-norm least squares on p random Fourier features of n digits, p swept across p = n."""
+    n_train: int = 300  # samples (a fixed random subset of the digits training set)
+    ratios: tuple[float, ...] = tuple(float(r) for r in np.round(np.geomspace(0.1, 10, 25), 4))  # p / n
+    feature_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # independent draws of the random features
+    subset_seed: int = 0
+    n_boot: int = 1000  # bootstrap over feature seeds for the peak's location
+
+
+def min_norm_solve(Phi, Y, rcond: float | None = None) -> np.ndarray:
+    """The minimum-norm least-squares solution β = Φ⁺Y via the SVD (float64), as `np.linalg.lstsq` and
+    `np.linalg.pinv` define it: singular values below rcond·σ_max are treated as zero (default rcond =
+    machine epsilon × max(n, p), lstsq's). Under- or over-determined alike: for p > n it interpolates."""
+    Phi, Y = np.asarray(Phi, np.float64), np.asarray(Y, np.float64)
+    U, s, Vt = np.linalg.svd(Phi, full_matrices=False)
+    if rcond is None:
+        rcond = np.finfo(np.float64).eps * max(Phi.shape)
+    keep = s > rcond * (s[0] if len(s) else 0.0)
+    return (Vt[keep].T / s[keep]) @ (U[:, keep].T @ Y)
+
+
+def random_fourier_features(d_in: int, p: int, bandwidth: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rahimi & Recht 2007: φ(x) = √(2/p)·cos(Wx + b), W ~ N(0, σ⁻²I), b ~ U[0, 2π) — an unbiased
+    approximation of the Gaussian kernel of bandwidth σ. Returns (W, b) applied by `_rff`."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, 1.0 / bandwidth, (d_in, p))
+    b = rng.uniform(0.0, 2 * math.pi, p)
+    return W, b
+
+
+def _rff(X, W, b) -> np.ndarray:
+    return np.sqrt(2.0 / W.shape[1]) * np.cos(X @ W + b)
+
+
+def double_descent(cfg: DoubleDescentConfig) -> dict:
+    from decoupling import measures
+    from scipy.spatial.distance import pdist
+
+    d = digits10()
+    (Xall, yall), (Xte, yte) = d["train"], d["test"]
+    idx = np.random.default_rng(cfg.subset_seed).permutation(len(yall))[: cfg.n_train]
+    Xtr, ytr = Xall[idx].astype(np.float64), yall[idx]
+    mu, sd = Xtr.mean(0), Xtr.std(0)
+    sd[sd == 0] = 1.0  # always-blank corner pixels
+    Xtr, Xte = (Xtr - mu) / sd, (Xte.astype(np.float64) - mu) / sd
+    bandwidth = float(np.median(pdist(Xtr)))  # the median heuristic for a Gaussian kernel's width
+    K = 10
+    Ytr, Yte = np.eye(K)[ytr], np.eye(K)[yte]
+    ps = sorted({max(1, int(round(r * cfg.n_train))) for r in cfg.ratios} | {cfg.n_train})
+    mse = np.zeros((len(cfg.feature_seeds), len(ps)))
+    err, train_mse, norm = np.zeros_like(mse), np.zeros_like(mse), np.zeros_like(mse)
+    with _cpu_threads(1):
+        for i, s in enumerate(cfg.feature_seeds):
+            for j, p in enumerate(ps):
+                W, b = random_fourier_features(Xtr.shape[1], p, bandwidth, seed=1000 * s + j)
+                F, Ft = _rff(Xtr, W, b), _rff(Xte, W, b)
+                beta = min_norm_solve(F, Ytr)
+                pred = Ft @ beta
+                mse[i, j] = ((pred - Yte) ** 2).sum(1).mean()
+                err[i, j] = (pred.argmax(1) != yte).mean()
+                train_mse[i, j] = ((F @ beta - Ytr) ** 2).sum(1).mean()
+                norm[i, j] = np.linalg.norm(beta)
+    ps_arr = np.array(ps, float)
+
+    def peak_ratio(rows):  # where the median (over feature draws) test loss is highest, as p/n
+        return float(ps_arr[np.argmax(np.median(mse[np.asarray(rows, int)], 0))] / cfg.n_train)
+    ci = measures.bootstrap_ci(np.arange(len(cfg.feature_seeds)), stat=peak_ratio, n_boot=cfg.n_boot, seed=0)
+    return {
+        "n_train": cfg.n_train, "p": ps, "ratio": (ps_arr / cfg.n_train).tolist(), "bandwidth": bandwidth,
+        "test_mse": mse.tolist(), "test_err": err.tolist(), "train_mse": train_mse.tolist(),
+        "beta_norm": norm.tolist(),
+        "peak_ratio": ci.value, "peak_ratio_ci": [ci.lo, ci.hi],
+        "peak_ratio_err": float(ps_arr[np.argmax(err.mean(0))] / cfg.n_train),
+        "best_test_err": float(err.mean(0).min()), "best_p": int(ps_arr[np.argmin(err.mean(0))]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- presets
+SCALING = {
+    "smoke": ScalingConfig(),
+    # full: the models.LADDER shapes nano … medium (N ≈ 12.8k → 6.3M, 2.7 decades), context 256 bytes,
+    # 32 sequences × 2,500 steps = 20M bytes per model (≈ 3.7 epochs of the 5.5M-byte training stream;
+    # up to ~4 epochs repeated data is nearly as good as fresh, Muennighoff et al. 2023)
+    "full": ScalingConfig(sizes=((1, 32), (2, 48), (3, 64), (4, 128), (6, 192), (8, 256)), block_size=256,
+                          batch_size=32, steps=2500, n_evals=8, eval_units=500_000, eval_windows=256,
+                          n_boot_floor=100),
+}
+MEMORIZATION = {
+    "smoke": MemorizationConfig(),
+    "full": MemorizationConfig(widths=(2, 4, 8, 16, 32, 64, 128, 256, 512), control_widths=(8, 32, 128, 512),
+                               steps=10_000),
+}
+COMPRESSION = {
+    "smoke": CompressionConfig(),
+    "full": CompressionConfig(widths=(0, 2, 4, 8, 16, 32, 64, 128, 256),
+                              fracs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.7, 0.85, 1.0), steps=1000),
+}
+DOUBLE_DESCENT = {
+    "smoke": DoubleDescentConfig(),
+    "full": DoubleDescentConfig(n_train=500, ratios=tuple(float(r) for r in np.round(np.geomspace(0.1, 10, 31), 4)),
+                                feature_seeds=tuple(range(10))),
+}
+PRESETS = {"scaling": SCALING, "memorization": MEMORIZATION, "compression": COMPRESSION,
+           "double_descent": DOUBLE_DESCENT}

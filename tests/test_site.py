@@ -1,0 +1,303 @@
+"""The built site, read the way a reader reads it: the whole book built at `smoke` (the session's
+`smoke_book`), served on loopback, every page opened in headless Chromium (Debian's chromium and
+chromedriver, driven by Selenium; `make browser` installs them).
+
+On every page: no console error, every image loaded, nothing fetched from outside the site (Chromium is
+told that every other host does not exist, so a CDN script fails here as it would for an offline reader),
+every same-site link answers 200 and its #fragment exists, every figure is followed by its provenance
+card. Formulas are typeset by the vendored MathJax. The launch buttons open notebooks that exist in the
+repository, the download button offers the executed notebook, search finds a word. A screenshot of a
+chapter is saved to <build>/artifacts/.
+
+Console errors are not filtered: a new one fails the test until it is fixed or a reason to ignore it is
+written in IGNORED_CONSOLE below.
+"""
+import functools
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOT_PREFERENCE = ["generality", "memory", "tyranny", "computers"]  # the first that has a figure
+# (regex on the console message, why it is harmless). Empty: nothing is ignored.
+IGNORED_CONSOLE: list[tuple[str, str]] = []
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                       reason="Debian chromium + chromium-driver not installed: run `make browser`"),
+]
+
+
+# -- the site, served on loopback -------------------------------------------------------------------
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(smoke_book):
+    assert smoke_book.returncode == 0, smoke_book.stdout[-3000:] + smoke_book.stderr[-5000:]
+    html = smoke_book.html
+    assert (html / "index.html").exists()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(html)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", html, smoke_book.build
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download a browser or driver
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}",
+                 # every host but loopback fails to resolve: the site must need nothing from the internet
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    d = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    d.set_page_load_timeout(60)
+    d.set_script_timeout(60)
+    yield d
+    d.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _pages(html: Path) -> list[str]:
+    skip = {"_static", "_sources", "_images"}
+    return sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html") if not skip & set(p.relative_to(html).parts))
+
+
+# What each page reports once loaded and typeset (one pass over the site; the tests below read it).
+PAGE_JS = r"""
+const done = arguments[arguments.length - 1];
+const settle = async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  window.scrollTo(0, document.body.scrollHeight);              // lazy images, if any, start loading
+  for (let i = 0; i < 100 && !Array.from(document.images).every(im => im.complete); i++) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  window.scrollTo(0, 0);
+  const cellImgs = Array.from(document.querySelectorAll('.cell_output img'));
+  const hasCard = el => !!el && (el.matches('.provenance') || !!el.querySelector('.provenance'));
+  const hasAnchor = el => !!el && (el.matches('a.figure-anchor') || !!el.querySelector('a.figure-anchor'));
+  return {
+    url: location.href,
+    images: Array.from(document.images).map(im => [im.currentSrc || im.src, im.complete, im.naturalWidth]),
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    resources: performance.getEntriesByType('resource').map(e => e.name),
+    uncarded: cellImgs.filter(im => !hasCard(im.nextElementSibling)).map(im => im.src),
+    unanchored: cellImgs.filter(im => !hasAnchor(im.previousElementSibling)).map(im => im.src),
+    n_figures: cellImgs.length,
+    cards: Array.from(document.querySelectorAll('.provenance')).map(c => ({
+      id: c.id, text: c.textContent, links: Array.from(c.querySelectorAll('a')).map(a => [a.textContent, a.href])})),
+    math: document.querySelectorAll('.math').length,
+    math_unrendered: Array.from(document.querySelectorAll('.math')).filter(m => !m.querySelector('mjx-container')).length,
+    mjx: document.querySelectorAll('mjx-container').length,
+    mathjax_src: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
+    launch: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"], a[href*="mybinder.org"]')).map(a => a.href),
+    downloads: Array.from(document.querySelectorAll('a[href*="_sources/"]')).map(a => a.href),
+  };
+};
+settle().then(done, e => done({error: String(e)}));
+"""
+
+
+@pytest.fixture(scope="module")
+def visited(site, driver):
+    base, html, _ = site
+    out = {}
+    for page in _pages(html):
+        driver.get(base + page)
+        if 'http-equiv="Refresh"' in (html / page).read_text()[:2000]:  # index.html: a redirect page
+            from selenium.webdriver.support.ui import WebDriverWait
+            WebDriverWait(driver, 20).until(lambda d: d.current_url != base + page)
+        info = driver.execute_async_script(PAGE_JS)
+        assert "error" not in info, (page, info)
+        info["console"] = driver.get_log("browser")
+        out[page] = info
+    return out
+
+
+# -- every page ---------------------------------------------------------------------------------------
+
+def test_site_has_the_books_pages(visited):
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = re.findall(r"(?:file|root): (\S+)", yaml.safe_dump(toc))
+    missing = [e for e in entries if f"{e}.html" not in visited]
+    assert not missing, missing
+    assert "search.html" in visited and "book/bibliography.html" in visited
+
+
+def test_no_console_errors(visited):
+    errors = [(page, e["message"]) for page, info in visited.items() for e in info["console"]
+              if e["level"] == "SEVERE" and not any(re.search(rx, e["message"]) for rx, _ in IGNORED_CONSOLE)]
+    assert not errors, "\n".join(f"{p}: {m}" for p, m in errors)
+
+
+def test_every_image_loaded(visited):
+    broken = [(page, src) for page, info in visited.items() for src, complete, w in info["images"]
+              if not (complete and w > 0)]
+    assert not broken, broken
+
+
+def test_nothing_is_fetched_from_outside_the_site(site, visited):
+    base = site[0]
+    outside = sorted({(page, r) for page, info in visited.items() for r in info["resources"]
+                      if not r.startswith((base, "data:", "blob:"))})
+    assert not outside, outside
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("id", "name") and v:
+                self.ids.add(v)
+
+
+def test_every_internal_link_resolves(site, visited):
+    base, html, _ = site
+    targets: dict[str, set[str]] = {}
+    for page, info in visited.items():
+        for href in info["links"]:
+            if href.startswith(base):
+                url, frag = urldefrag(href)
+                targets.setdefault(url, set())
+                if frag:
+                    targets[url].add(unquote(frag))
+    assert len(targets) > len(visited) // 2, "too few internal links collected"
+    problems = []
+    for url, frags in sorted(targets.items()):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                status, body, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            problems.append(f"{url}: HTTP {e.code}")
+            continue
+        if status != 200:
+            problems.append(f"{url}: HTTP {status}")
+        elif frags and "html" in ctype:
+            p = _Ids()
+            p.feed(body.decode("utf-8", "replace"))
+            problems += [f"{url}#{f}: no such anchor" for f in sorted(frags - p.ids)]
+    assert not problems, "\n".join(problems)
+
+
+# -- figures and their provenance -----------------------------------------------------------------
+
+def test_every_figure_has_its_provenance_card(site, visited):
+    _, _, build = site
+    uncarded = [(p, src) for p, info in visited.items() for src in info["uncarded"]]
+    assert not uncarded, f"images in cell outputs without a provenance card right after them: {uncarded}"
+    unanchored = [(p, src) for p, info in visited.items() for src in info["unanchored"]]
+    assert not unanchored, f"figures without their #fig-<id> anchor right before them: {unanchored}"
+    n = 0
+    for rec_file in sorted((build / "records").glob("*.json")):
+        rec = json.loads(rec_file.read_text())
+        page = f"book/{rec['chapter']}.html"
+        if rec.get("profile") != "smoke" or page not in visited:
+            continue
+        cards = {c["id"]: c for c in visited[page]["cards"]}
+        for fig in rec.get("figures", []):
+            n += 1
+            card = cards.get(f"prov-{fig['id']}")
+            assert card, f"{page}: figure {fig['id']} has no provenance card"
+            for word in ("profile", "commit", "device", "seeds", "compute", "cache", "hit", "miss"):
+                assert word in card["text"], (fig["id"], word, card["text"])
+            assert fig["id"] in card["text"] and fig["commit"][:10] in card["text"]
+            assert fig["profile"] in card["text"]
+            links = dict(card["links"])
+            assert links.get("cell", "").endswith(f"#fig-{fig['id']}"), card["links"]
+            assert {"svg", "json"} <= set(links), card["links"]
+    assert n > 0 and n == sum(info["n_figures"] for info in visited.values()), \
+        "every figure of the records is on its page, and every image in a cell output is a recorded figure"
+
+
+# -- formulas, buttons, search -------------------------------------------------------------------
+
+def test_mathjax_is_vendored_and_typesets_every_formula(site, visited):
+    base = site[0]
+    with_math = {p: i for p, i in visited.items() if i["math"]}
+    assert "book/reproducibility.html" in with_math
+    for page, info in with_math.items():
+        assert info["mathjax_src"] and all(s.startswith(base + "_static/mathjax/") for s in info["mathjax_src"]), \
+            (page, info["mathjax_src"])
+        assert info["math_unrendered"] == 0 and info["mjx"] >= info["math"], (page, info["math"], info["mjx"])
+
+
+def test_essays_kl_formula_is_rendered(site, visited):
+    """The essay's information gain D_KL(p(y;θ0) || p(y;θP)) is typeset wherever the book writes it
+    (the preface, the generality chapter, the reproducibility page)."""
+    html = site[1]
+    pages = [p for p in visited if "D_{KL}" in (html / p).read_text()]
+    assert "book/reproducibility.html" in pages, pages
+    for p in pages:
+        assert visited[p]["mjx"] > 0 and visited[p]["math_unrendered"] == 0, p
+
+
+def test_launch_and_download_buttons_point_at_files_that_exist(site, visited):
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = urlparse(cfg["repository"]["url"]).path.strip("/")
+    branch = cfg["repository"]["branch"]
+    assert (ROOT / "environment.yml").exists()  # what Binder builds from
+    chapters = [f"book/{p.stem}.html" for p in (ROOT / "book").glob("*.md")
+                if "kernelspec:" in p.read_text()[:2000] and f"book/{p.stem}.html" in visited]
+    assert chapters
+    for page in chapters:
+        info = visited[page]
+        nb = page.removesuffix(".html") + ".ipynb"
+        colab = [u for u in info["launch"] if "colab" in u]
+        binder = [u for u in info["launch"] if "mybinder" in u]
+        assert colab == [f"https://colab.research.google.com/github/{repo}/blob/{branch}/{nb}"], colab
+        assert binder and binder[0].startswith(f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath="), binder
+        assert binder[0].endswith(f"/tree/{nb}"), binder
+        assert (ROOT / nb).is_file(), f"the launch buttons open {nb}, which is not in the repository (make notebooks)"
+        # download: the executed notebook itself (its link is checked by the internal-link test)
+        assert any(u.endswith(f"_sources/{nb}") for u in info["downloads"]), info["downloads"]
+
+
+def test_search_finds_a_word(site, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(site[0] + "search.html?q=provenance")
+    hits = WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.search li a"))
+    assert any("reproducibility" in h.get_attribute("href") for h in hits)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_screenshot_of_a_chapter(site, driver, visited):
+    base, _, build = site
+    chapter = next((c for c in SCREENSHOT_PREFERENCE if visited.get(f"book/{c}.html", {}).get("n_figures")),
+                   next((p.split("/")[-1][:-5] for p, i in visited.items() if i["n_figures"]), None))
+    assert chapter, "no chapter with a figure"
+    driver.get(f"{base}book/{chapter}.html")
+    driver.execute_script("document.querySelector('.cell_output img').scrollIntoView({block: 'center'})")
+    out = build / "artifacts" / f"screenshot-{chapter}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(out)) and out.stat().st_size > 10_000
