@@ -27,6 +27,8 @@ class Chapter:
     def __init__(self, name: str, profile: str = "smoke", seed: int = 0):
         self.name, self.profile, self.seed = name, check_profile(profile), int(seed)
         self.t0 = time.perf_counter()
+        import warnings  # tqdm.auto's notice when ipywidgets is absent: not ours to show in the book
+        warnings.filterwarnings("ignore", message="IProgress not found")
         self.records: list[dict] = []   # meta of every ch.run
         self.figures: list[dict] = []
         self.claims: list[_claims.Claim] = []

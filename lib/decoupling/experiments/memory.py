@@ -22,7 +22,6 @@ Information is in bits throughout. Seeds are a sweep dimension; claims use boots
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -34,33 +33,16 @@ from torch import nn
 from torch.func import vmap
 
 from decoupling import batched, measures, models, train
-from decoupling.device import DEVICE, autocast
+from decoupling.device import DEVICE, autocast, cpu_threads
 from decoupling.progress import bar
 
 LOG2E = measures.LOG2E
 
 
-@contextlib.contextmanager
-def _one_cpu_thread():
-    """One torch thread on CPU, restored afterwards. Why: these models are far too small for intra-op
-    threads to pay, and on a shared 2-core machine two threads per process ran 10–30× slower than one
-    (measured under load: a 1-layer GPT-2 run 75 s vs 2.4 s). One fixed count also makes CPU results
-    independent of the machine's core count. (tyranny.py has the same guard; it belongs in device.py.)"""
-    if DEVICE.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _single_threaded(fn):
     @functools.wraps(fn)
     def wrapper(cfg):
-        with _one_cpu_thread():
+        with cpu_threads(1):
             return fn(cfg)
     return wrapper
 
