@@ -126,7 +126,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads or 1)
     print(f"device: {device.describe()}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}")
-    runs = [measure(m, args, gpu) for m in (["mlp", "gpt2"] if args.model == "both" else [args.model])]
+    runs = []
+    for m in (["mlp", "gpt2"] if args.model == "both" else [args.model]):
+        try:
+            runs.append(measure(m, args, gpu))
+        except Exception as e:  # noqa: BLE001 - keep the other model's numbers
+            import traceback
+            traceback.print_exc()
+            runs.append({"model": m, "error": f"{type(e).__name__}: {e}"})
     out = {"benchmark": "batched", "device": device.name(), "runs": runs}
     if args.json:
         with open(args.json, "w") as f:

@@ -11,8 +11,16 @@ from torch import nn
 from decoupling import batched
 from decoupling import models as M
 from decoupling import train as T
+from decoupling.device import cpu_threads
 
 CFG = M.PRESETS["test"]  # 1 layer, d=16, vocab 128, context 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: on a shared 2-core machine a second thread mostly waits (device.cpu_threads)."""
+    with cpu_threads(1):
+        yield
 
 
 def _mlp(seed):

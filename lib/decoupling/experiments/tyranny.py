@@ -18,7 +18,6 @@ Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepare
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -26,31 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from decoupling.device import cpu_threads  # every experiment runs on one CPU thread (see its docstring)
+
 LN2 = math.log(2.0)
 
 
 # ---------------------------------------------------------------------------------------------- shared
-@contextlib.contextmanager
-def _cpu_threads(n: int = 1):
-    """Run on one CPU thread (torch intra-op and the BLAS under numpy), then restore the thread counts.
-    At our sizes threading costs more than it saves, and on a shared 2-core machine two threads per process
-    were 10–30× slower than one (measured under load: a 64-wide MLP step 15 ms vs 1.3 ms; a 300×3000 SVD
-    4.1 s vs 0.14 s). One fixed thread count also keeps CPU results bitwise-reproducible. A GPU run's
-    machine has its CPU cores to itself: nothing is limited there."""
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-    from decoupling.device import DEVICE
-    if DEVICE.type != "cpu":  # the GPU machine's CPU cores are ours alone
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def digits10() -> dict:
     """The 10-class digits task: {"train": (X, y), "test": (X, y)}, X float32 (n, 64) in [0, 1], y int64.
     `decoupling.data` prepares digits as two 5-class tasks (for the transfer chapter); here they are put
@@ -114,9 +94,9 @@ class ScalingConfig:
     (0.2M tokens) leaves every model from d_model 8 to 32 at the unigram entropy (measured 6.30–6.34 nats
     vs 6.26 for unigram counts): no scaling to see. On bytes the same budget separates the sizes, and at
     `full` the 5.7 MB corpus gives 5.7M training positions instead of 1.7M tokens (fewer repeated epochs).
-    smoke (2 CPU cores, ~40 s unloaded): N ≈ 0.9k → 0.1M, 0.3M bytes each — a tiny, undertrained range
-    that shows the method, not a scaling law. full (one H100): N ≈ 13k → 6.3M (the models.LADDER shapes),
-    20M bytes each."""
+    smoke (2 CPU cores, ~1 min): N ≈ 0.9k → 0.1M, 0.3M bytes each — a tiny, undertrained range that shows
+    the method, not a scaling law. full (one GPU; not yet timed on one): N ≈ 13k → 6.3M (the models.LADDER
+    shapes), 20M bytes each."""
     sizes: tuple[tuple[int, int], ...] = ((1, 8), (1, 12), (1, 16), (1, 24), (2, 32), (2, 48), (2, 64))  # (n_layer, d_model)
     head_dim: int = 16  # n_head = max(1, d_model // head_dim)
     domain: str = "code"  # decoupling.data corpus (Python stdlib, docstrings/comments stripped)
@@ -191,16 +171,16 @@ def scaling(cfg: ScalingConfig) -> dict:
     Loss is next-unit cross-entropy in nats on held-out windows (per window, for the bootstrap); N is
     Kaplan's non-embedding parameter count. The CIs resample eval windows (paired across sizes): they
     cover which text we evaluate on, not seed-to-seed training noise (one seed per size)."""
-    from decoupling import measures, models, train
+    from decoupling import data, measures, models, train
     from decoupling.progress import bar
 
     ids = stream(cfg.domain, cfg.unit)
-    vocab = 256 if cfg.unit == "byte" else 4096
+    vocab = 256 if cfg.unit == "byte" else data.VOCAB_SIZE
     train_ids, eval_ids = ids[:-cfg.eval_units], ids[-cfg.eval_units:]
     eval_every = max(1, cfg.steps // cfg.n_evals)
     units_per_step = cfg.batch_size * cfg.block_size
     runs = []
-    with _cpu_threads(1):
+    with cpu_threads(1):
         for n_layer, d in bar(cfg.sizes, desc="tyranny: scaling ladder"):
             mc = models.ModelConfig(n_layer=n_layer, n_head=max(1, d // cfg.head_dim), d_model=d,
                                     vocab_size=vocab, block_size=cfg.block_size)
@@ -272,7 +252,7 @@ def memorization(cfg: MemorizationConfig) -> dict:
     K = 10
     y_rand = np.random.default_rng(cfg.label_seed).integers(0, K, len(ytr))
     rows, bits_cols = [], []
-    with _cpu_threads(1):
+    with cpu_threads(1):
         for w in bar(cfg.widths, desc="tyranny: memorization"):
             row = {"width": w}
             for labels, y_fit in (("random", y_rand), ("true", ytr)):
@@ -345,7 +325,7 @@ def compression(cfg: CompressionConfig) -> dict:
     y_rand_tr, y_rand_te = rng.integers(0, K, len(ytr)), rng.integers(0, K, len(yte))
     jobs = [(w, "true") for w in cfg.widths] + [(cfg.memorizer_width, "random")]
     rows = []
-    with _cpu_threads(1):
+    with cpu_threads(1):
         for w, labels in bar(jobs, desc="tyranny: prequential"):
             y_fit, y_test = (ytr, yte) if labels == "true" else (y_rand_tr, y_rand_te)
 
@@ -424,7 +404,7 @@ def double_descent(cfg: DoubleDescentConfig) -> dict:
     ps = sorted({max(1, int(round(r * cfg.n_train))) for r in cfg.ratios} | {cfg.n_train})
     mse = np.zeros((len(cfg.feature_seeds), len(ps)))
     err, train_mse, norm = np.zeros_like(mse), np.zeros_like(mse), np.zeros_like(mse)
-    with _cpu_threads(1):
+    with cpu_threads(1):
         for i, s in enumerate(cfg.feature_seeds):
             for j, p in enumerate(ps):
                 W, b = random_fourier_features(Xtr.shape[1], p, bandwidth, seed=1000 * s + j)
@@ -454,7 +434,7 @@ def double_descent(cfg: DoubleDescentConfig) -> dict:
 SCALING = {
     "smoke": ScalingConfig(),
     # full: the models.LADDER shapes nano … medium (N ≈ 12.8k → 6.3M, 2.7 decades), context 256 bytes,
-    # 32 sequences × 2,500 steps = 20M bytes per model (≈ 3.7 epochs of the 5.5M-byte training stream;
+    # 32 sequences × 2,500 steps = 20M bytes per model (≈ 4 epochs of the 5.2M-byte training stream;
     # up to ~4 epochs repeated data is nearly as good as fresh, Muennighoff et al. 2023)
     "full": ScalingConfig(sizes=((1, 32), (2, 48), (3, 64), (4, 128), (6, 192), (8, 256)), block_size=256,
                           batch_size=32, steps=2500, n_evals=8, eval_units=500_000, eval_windows=256,
