@@ -226,7 +226,9 @@ def _pure_fit(N, L) -> tuple[float, float, float]:
     slope, intercept, r2 = _loglog(N, L)
     alpha = -slope
     # log L = α log Nc − α log N  →  Nc = exp(intercept / α)
-    Nc = math.exp(intercept / alpha) if alpha != 0 else float("nan")
+    # a tiny |α| makes Nc astronomically large (inf, not an OverflowError: the fit is still reported)
+    with np.errstate(over="ignore"):
+        Nc = float(np.exp(intercept / alpha)) if alpha != 0 else float("nan")
     return alpha, Nc, r2
 
 

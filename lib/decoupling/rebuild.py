@@ -105,6 +105,8 @@ def _execute(book: Book, name: str, entry: str, profile: str, seed: int, timeout
     cmd = [sys.executable, "-m", "decoupling.rebuild", "_exec", str(book.source(entry)), str(tmp),
            profile, str(seed), name]
     env = {**os.environ, "DECOUPLING_ROOT": str(book.root), "DECOUPLING_BUILD": str(book.build)}
+    if Path(f"/proc/{os.getpid()}/fd/2").exists():  # bars and reports to our terminal, not into the book
+        env["DECOUPLING_PROGRESS_TO"] = f"/proc/{os.getpid()}/fd/2"
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=None, text=True)
     try:
