@@ -128,3 +128,11 @@ def test_check_table_catches_a_wrong_year():
     wrong = {**years_of, "williams1948electronic": 1949}
     assert any("Manchester Baby" in p for p in history.check_table(wrong))
     assert any("not in references.bib" in p for p in history.check_table({}))
+
+
+def test_bib_years_agrees_with_pybtex():
+    pybtex = pytest.importorskip("pybtex.database")
+    bib = ROOT / "book" / "references.bib"
+    db = pybtex.parse_file(str(bib))
+    want = {k: int(str(e.fields.get("year", "0"))[:4] or 0) for k, e in db.entries.items()}
+    assert history.bib_years(bib) == want

@@ -130,13 +130,19 @@ def test_generality_score_and_dt_fit_known_answers():
     rows = [{"init": "a", "target": t, "dL_per_label": [v, v]} for t, v in
             [("sentiment/x", 0.1), ("sentiment/y", 0.3), ("code/module", 0.5), ("prose/topic", 0.0)]]
     s = E.generality_score(rows, "a", n_boot=200)
-    assert s["score"] == pytest.approx((0.2 + 0.5 + 0.0) / 3)  # mean over datasets, then over families
+    assert s["score"] == pytest.approx((0.1 + 0.3 + 0.5 + 0.0) / 4)  # uniform over (task, dataset) pairs
     assert s["ci"][0] <= s["score"] <= s["ci"][1]
+    assert s["families"] == pytest.approx({"sentiment": 0.2, "code": 0.5, "prose": 0.0})
+    # cells are independent draws: every (target, seed) gets its own seed, the control another one
+    seeds = {E.run_seed(t, s) for t in E.TARGETS["smoke"] for s in (0, 1, 2)}
+    assert len(seeds) == 3 * len(E.TARGETS["smoke"])
+    assert not seeds & {v + E.CONTROL_OFFSET for v in seeds}
     n = [10, 20, 40, 80]
     curves = [{"n": n, "dt": [3 * v ** 0.25 for v in n]}, {"n": n, "dt": [50 * v ** 0.25 for v in n]}]
     fit = E.fit_dt_pooled(curves, n_boot=100)
     assert fit["alpha"] == pytest.approx(0.25)  # one exponent, a different k per pair
     assert E.fit_dt_pooled([{"n": n, "dt": [None, -3, None, 5]}])["pairs"] == 0
+    assert E.fit_dt_pooled([{"n": n, "dt": [None, 4, None, 5]}])["pairs"] == 0  # two points test nothing
 
 
 # ------------------------------------------------------------------------------- tiny real runs

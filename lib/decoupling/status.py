@@ -131,7 +131,7 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
                                       if n else "no findings recorded"))
     lines.append("")
     for name, per in by.items():
-        lines += [f"## [{name}]({name}.md)", ""]
+        lines += [f"## {{doc}}`{name}`", ""]  # a chapter is staged as .ipynb: link by document name
         srcs = sorted({f"{p}: {r.get('_source')}" + (f" (commit {str(r.get('figures', [{}])[0].get('commit', ''))[:10]})"
                                                      if r.get("figures") else "")
                        for p, r in per.items()})
@@ -142,9 +142,7 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
             for c in r.get("claims", []):
                 (findings if c["kind"] == "finding" else checks).setdefault(c["name"], {})[p] = c
         if findings:
-            head = ["finding", "the essay says (paraphrased)", "published"]
-            for p in profiles:
-                head += [f"ours, `{p}`", f"verdict, `{p}`"]
+            head = ["finding", "the essay says (paraphrased)", "published"] + [f"ours, `{p}`" for p in profiles]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for fname, per_p in findings.items():
                 any_c = next(iter(per_p.values()))
@@ -152,7 +150,7 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
                        _cell(next((c.get("anchor") for c in per_p.values() if c.get("anchor")), "") or "–")]
                 for p in profiles:
                     c = per_p.get(p)
-                    row += [_cell(value(c)), _cell(verdict(c, p))]
+                    row.append(_cell(verdict(c, p) if c is None else f"{verdict(c, p)}: {value(c)}"))
                 lines.append("| " + " | ".join(row) + " |")
             notes = [(f, p, c["detail"]) for f, per_p in findings.items() for p, c in per_p.items() if c.get("detail")]
             if notes:
