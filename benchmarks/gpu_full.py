@@ -170,23 +170,9 @@ def code_cells(md: str) -> list[tuple[list[str], str]]:
 def chapters(root: Path, only: list[str] | None) -> list[tuple[str, Path]]:
     """The book's chapters in _toc.yml order: entries whose .md is a notebook (a kernelspec in its header).
     A missing file is reported and skipped (rebuild would refuse the whole book)."""
-    import yaml
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for k in ("root", "file"):
-                if isinstance(node.get(k), str):
-                    found.append(node[k])
-            for v in node.values():
-                if isinstance(v, (list, dict)):
-                    walk(v)
-        elif isinstance(node, list):
-            for x in node:
-                walk(x)
-    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    from decoupling.rebuild import toc_entries
     out = []
-    for entry in dict.fromkeys(found):
+    for entry in toc_entries(root):
         p = root / f"{entry}.md"
         if not p.exists():
             say(f"  (toc entry {entry}: no {p.name}; skipped)")

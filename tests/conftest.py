@@ -28,3 +28,14 @@ def smoke_book() -> BuiltBook:
                        env=env, capture_output=True, text=True, timeout=3600)
     build = Path(os.environ.get("DECOUPLING_BUILD", ROOT / "_build"))
     return BuiltBook(r.returncode, r.stdout, r.stderr, build / "html", build)
+
+
+@pytest.fixture
+def one_thread():
+    """Tests of ~3k-parameter models: one thread is as fast as two, and immune to the 10x slowdown of
+    OpenMP spin-waiting when other processes share the cores (seen on the 2-core dev machine)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -12,15 +12,7 @@ from decoupling import models as M
 
 CFG = M.PRESETS["test"]  # 1 layer, 2 heads, d=16, vocab 128, context 32
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are ~3k parameters: one thread is as fast as two, and immune to the 10× slowdown of
-    OpenMP spin-waiting when other processes share the cores (seen on the 2-core dev machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _equal_state(a, b) -> bool:

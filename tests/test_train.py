@@ -14,15 +14,7 @@ from decoupling.device import DEVICE
 CFG = M.PRESETS["test"]  # 1 layer, d=16, vocab 128, context 32
 cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="bitwise determinism is a CPU guarantee")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are ~3k parameters: one thread is as fast as two, and immune to the 10× slowdown of
-    OpenMP spin-waiting when other processes share the cores (seen on the 2-core dev machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _markov_stream(n: int, V: int = 128, fanout: int = 4, seed: int = 0) -> torch.Tensor:

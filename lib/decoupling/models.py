@@ -15,6 +15,7 @@ Initialisation is deterministic from a seed and leaves the global RNG as it foun
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -244,3 +245,20 @@ def describe(cfg: ModelConfig) -> dict:
     """A JSON-ready summary of a config for results records and figure captions."""
     return {**dataclasses.asdict(cfg), "non_embedding_params": non_embedding_params(cfg),
             "train_flops_per_token": flops_per_token(cfg)}
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Checkpoint loads without `transformers`' per-load progress bar ("Loading weights", "Writing model
+    shards") and load report: a chapter loads dozens of bodies, which would fill the executed notebook.
+    Both settings are restored afterwards; our own bars (decoupling.progress) still show."""
+    from transformers.utils import logging as hf_logging
+    bar_on, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar_on:
+            hf_logging.enable_progress_bar()

@@ -36,6 +36,25 @@ class RebuildError(Exception):
     pass
 
 
+def toc_entries(root: Path) -> list[str]:
+    """Every `root:`/`file:` entry of _toc.yml, in order, once each (e.g. "book/generality")."""
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k in ("root", "file"):
+                if isinstance(node.get(k), str):
+                    found.append(node[k])
+            for v in node.values():
+                if isinstance(v, (list, dict)):
+                    walk(v)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    return list(dict.fromkeys(found))
+
+
 @dataclass
 class Book:
     root: Path
@@ -44,24 +63,7 @@ class Book:
 
     @classmethod
     def load(cls, root: Path, build: Path) -> "Book":
-        toc = yaml.safe_load((root / "_toc.yml").read_text())
-        files: list[str] = []
-
-        def walk(node):
-            if isinstance(node, dict):
-                if "file" in node:
-                    files.append(node["file"])
-                for k in ("root",):
-                    if k in node:
-                        files.append(node[k])
-                for v in node.values():
-                    if isinstance(v, (list, dict)):
-                        walk(v)
-            elif isinstance(node, list):
-                for x in node:
-                    walk(x)
-        walk(toc)
-        return cls(root, build, files)
+        return cls(root, build, toc_entries(root))
 
     def source(self, entry: str) -> Path:
         for ext in (".md", ".ipynb"):

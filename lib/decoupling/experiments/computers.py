@@ -21,7 +21,6 @@ Accuracy is measured on (a fixed prefix of) each task's test split, as time-to-a
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -130,22 +129,6 @@ def _fit_with_curve(model: nn.Module, inputs: tuple, y: torch.Tensor, tc: train.
             "final_train_loss": out["final_train_loss"]}
 
 
-@contextlib.contextmanager
-def _quiet_loading():
-    """No `transformers` progress bars ("Loading weights", "Writing model shards") or load reports in the
-    executed chapter; both settings restored afterwards. Our own bars (decoupling.progress) still show."""
-    from transformers.utils import logging as hf_logging
-    bar_on, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar_on:
-            hf_logging.enable_progress_bar()
-
-
 def _accuracy(model, ids, mask, labels) -> float:
     q = train.predict_proba(model, ids, mask)
     return float((q.argmax(1) == labels.numpy()).mean())
@@ -194,7 +177,7 @@ def economics(cfg: EconomicsConfig) -> dict:
     Returns the body's pretraining cost, and per task: baselines, target, and per init ("scratch",
     "pretrained") and seed the accuracy curve over training FLOPs and seconds and the first point that
     reaches the target (None: not reached within the budget). One CPU thread (device.cpu_threads)."""
-    with cpu_threads(1), _quiet_loading():
+    with cpu_threads(1), models.quiet_loading():
         return _economics(cfg)
 
 
@@ -355,7 +338,7 @@ def minilm_platform(cfg: MiniLMConfig) -> dict:
     """Adapt all-MiniLM-L6-v2 to each task; cost of adapting (FLOPs, seconds) and accuracy reached.
     Its pretraining was paid by others and is not counted (or known) here. One CPU thread, as everywhere
     in the book: on a busy 2-core machine a second thread made even MiniLM's forward passes 2× slower."""
-    with cpu_threads(1), _quiet_loading():
+    with cpu_threads(1), models.quiet_loading():
         return _minilm_platform(cfg)
 
 

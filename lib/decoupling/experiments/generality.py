@@ -28,7 +28,6 @@ these results, below the experiments.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import zlib
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoupling import measures
+from decoupling import measures, models
 from decoupling.device import cpu_threads  # tiny models: one CPU thread (10-30x faster on a busy 2-core box)
 from decoupling.progress import bar
 
@@ -161,22 +160,6 @@ def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, b
 def _predict(model: nn.Module, inputs: tuple) -> np.ndarray:
     from decoupling import train
     return train.predict_proba(model, *inputs)
-
-
-@contextlib.contextmanager
-def _quiet_loading():
-    """Checkpoint loads without `transformers`' per-load progress bar and load report (dozens of loads
-    per chapter would fill the executed notebook); both settings are restored afterwards."""
-    from transformers.utils import logging as hf_logging
-    bar_on, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar_on:
-            hf_logging.enable_progress_bar()
 
 
 def _take(inputs: tuple, idx) -> tuple:
@@ -353,7 +336,7 @@ def _gpt_features(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, batch
 def transfer(cfg: TransferConfig) -> dict:
     """ΔL, essay KL, held-out gain, learning curves, calibration, layer movement and LogME for one target
     task and every source body (plus θ0 and the θ0' control). Chapter 4, experiments 1–5."""
-    with cpu_threads(1), _quiet_loading():
+    with cpu_threads(1), models.quiet_loading():
         return _transfer(cfg)
 
 
@@ -444,7 +427,7 @@ def _random_bert(num_labels: int | None, seed: int):
 def minilm_transfer(cfg: MiniLMConfig) -> dict:
     """The replace-the-head experiment on a real lab-pretrained model. Same protocol and outputs as
     `transfer`, with inits "scratch" (random BERT), "scratch-seed" (another random BERT) and "minilm"."""
-    with cpu_threads(1), _quiet_loading():
+    with cpu_threads(1), models.quiet_loading():
         return _minilm_transfer(cfg)
 
 
@@ -572,7 +555,7 @@ def digits_transfer(cfg: DigitsConfig) -> dict:
     directions, so it separates the *scale* of the features from their *collapse*), and "random-labels"
     (0–4 with shuffled labels: memorisation features, an unrelated source). Diagnostics per source: feature
     norm and effective rank on the target images, and what a fresh head on them codes before any training."""
-    with cpu_threads(1), _quiet_loading():
+    with cpu_threads(1), models.quiet_loading():
         return _digits_transfer(cfg)
 
 
