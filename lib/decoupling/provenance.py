@@ -9,7 +9,7 @@ from decoupling.paths import LIB_DIR, ROOT
 
 # Modules that only present results: editing them must not invalidate trained results.
 PRESENTATION = {"figures.py", "book.py", "rebuild.py", "cli.py", "claims.py", "status.py", "__main__.py",
-                "sweeps.py", "publish.py"}
+                "sweeps.py", "publish.py", "history.py", "demo.py"}
 
 
 @functools.lru_cache(maxsize=None)
