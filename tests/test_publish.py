@@ -75,6 +75,19 @@ def test_without_npm_mathjax_falls_back_to_the_cdn_with_one_warning(tmp_path, mo
     assert not (src / "_extra" / "_static" / "mathjax").exists()
 
 
+def test_links_to_a_chapters_md_point_at_its_staged_notebook(tmp_path):
+    """The staged book has book/memory.ipynb, not book/memory.md; links written to the .md must still work."""
+    from types import SimpleNamespace
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "memory.ipynb").write_text("{}")
+    (tmp_path / "book" / "scorecard.md").write_text("# s")
+    app = SimpleNamespace(env=SimpleNamespace(doc2path=lambda doc: str(tmp_path / f"{doc}.md")))
+    text = ["[m](memory.md) [m](memory.md#gate) [s](scorecard.md) [w](https://e.org/memory.md) [o](other.md)"]
+    publish._md_links_to_staged_notebooks(app, "book/intro", text)
+    assert text == ["[m](memory.ipynb) [m](memory.ipynb#gate) [s](scorecard.md) [w](https://e.org/memory.md) "
+                    "[o](other.md)"]
+
+
 # -- bibliography -----------------------------------------------------------------------------------
 
 def test_references_bib_holds_every_reference_of_the_essay_and_the_chapters():

@@ -76,7 +76,7 @@ class Chapter:
         self.figures.append(side)
         self._pending = []
         self._save()
-        return side
+        return _Sidecar(side)
 
     def _device_of(self, metas):
         devs = sorted({m.get("device") for m in metas if m.get("device")})
@@ -136,6 +136,14 @@ class Chapter:
         with os.fdopen(fd, "w") as f:
             json.dump(self.state(), f, indent=1, default=str)
         os.replace(tmp, out)
+
+
+class _Sidecar(dict):
+    """A figure's sidecar as `Chapter.figure` returns it: already shown as the card, so a cell that ends
+    with `ch.figure(...)` does not print it again as a dict."""
+
+    def _ipython_display_(self):
+        pass
 
 
 def _repo_url() -> tuple[str | None, str]:

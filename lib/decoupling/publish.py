@@ -12,8 +12,8 @@ from the book itself, and each figure's provenance files.
   `npm pack` for one pinned version once, checks the registry's sha512, and keeps the files the page
   needs under .cache/vendor; the rebuild stages them into the book (`stage_assets`). No npm, or no
   registry: one warning line and the CDN.
-- It is also a Sphinx extension (_config.yml `sphinx.extra_extensions`) for what the pinned Sphinx stack
-  gets wrong in a reader's browser (`setup`).
+- It is also a Sphinx extension (_config.yml `sphinx.extra_extensions`) for what a reader would otherwise
+  meet: a console error from the pinned Sphinx, and links to `<chapter>.md` left dead by the staging.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,9 +151,28 @@ def stage_assets(src: Path, figures_dir: Path, figure_ids: list[str]) -> None:
 
 
 def setup(app):
-    """Fixes for the pinned Sphinx stack that show in a reader's browser console."""
+    """What the reader would otherwise meet: errors in the browser console, dead links to chapters."""
     app.connect("builder-inited", _inline_scripts_once, priority=0)  # before the extensions that add them
+    app.connect("source-read", _md_links_to_staged_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+_MD_LINK = re.compile(r"(\]\(\s*<?)([^()\s<>#]+)\.md(?=[>)#\s])")  # [text](<target>.md...)
+
+
+def _md_links_to_staged_notebooks(app, docname, source) -> None:
+    """The rebuild stages each chapter as its executed notebook in place of its .md, so a MyST link to
+    `memory.md` (natural to write, and what GitHub renders) names a file the build no longer has and
+    renders as a dead `#memory.md`. Point such a link at the notebook when only the notebook is there
+    (in pages, generated pages and notebooks' markdown alike)."""
+    here = Path(app.env.doc2path(docname)).parent
+
+    def to_notebook(m):
+        target = here / f"{m.group(2)}.md"
+        if not target.exists() and target.with_suffix(".ipynb").exists():
+            return f"{m.group(1)}{m.group(2)}.ipynb"
+        return m.group(0)
+    source[0] = _MD_LINK.sub(to_notebook, source[0])
 
 
 def _inline_scripts_once(app) -> None:
