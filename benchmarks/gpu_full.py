@@ -382,15 +382,9 @@ def import_child(root: str) -> int:
         except Exception as e:  # noqa: BLE001
             ok = False
             print(f"  FAIL {name}: {type(e).__name__}: {e}")
-    for p in sorted((Path(root) / "lib" / "decoupling" / "experiments").glob("[!_]*.py")):
-        mod = f"decoupling.experiments.{p.stem}"
-        try:
-            importlib.import_module(mod)
-            print(f"  ok   import {mod}")
-        except Exception as e:  # noqa: BLE001
-            ok = False
-            print(f"  FAIL import {mod}: {type(e).__name__}: {e}")
-    for mod in ("decoupling.book", "decoupling.store", "decoupling.batched", "decoupling.figures"):
+    experiments = [f"decoupling.experiments.{p.stem}"
+                   for p in sorted((Path(root) / "lib" / "decoupling" / "experiments").glob("[!_]*.py"))]
+    for mod in [*experiments, "decoupling.book", "decoupling.store", "decoupling.batched", "decoupling.figures"]:
         try:
             importlib.import_module(mod)
             print(f"  ok   import {mod}")
