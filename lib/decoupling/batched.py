@@ -31,7 +31,6 @@ Used by the experiments that train many same-shaped models (chapters 1 and 4).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -117,11 +116,12 @@ def _skeleton(template: nn.Module) -> nn.Module:
 
 
 def _attention_backend():
-    """On CPU, SDPA's math path: its matmuls and softmax have vmap batching rules, the CPU flash kernel
-    has none (vmap would loop over the members). On CUDA the flash/efficient kernels have batching rules
-    (the member dim is folded into the batch), so keep the default choice."""
-    if DEVICE.type == "cuda":
-        return contextlib.nullcontext()
+    """SDPA's math path (matmul + softmax) for vmapped members, on every device. Why: the fused kernels
+    either have no batching rule (CPU flash: vmap falls back to a Python loop over members) or break under
+    one (CUDA memory-efficient backward on an H100, torch 2.11: "LSE is not correctly aligned (strideH)",
+    because folding the member dim into the batch leaves the saved log-sum-exp with strides the kernel
+    rejects). The members here attend over ≤ 256 positions, so the L×L scores the math path materialises
+    are cheap, and one code path on CPU and GPU keeps batched == sequential testable here."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     return sdpa_kernel(SDPBackend.MATH)
 

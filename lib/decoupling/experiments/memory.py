@@ -249,13 +249,6 @@ def _task_token_data(cfg: TaskTokenConfig, seed: int) -> dict:
             "null_tok": 1 + S + T, "vocab": 2 + S + T}
 
 
-def _eager(model):
-    """Plain-matmul attention. Why: vmapped SDPA's memory-efficient backward failed on an H100 ("LSE is not
-    correctly aligned (strideH)", torch 2.11), and at 5–32 positions eager attention costs nothing extra."""
-    model.set_attn_implementation("eager")
-    return model
-
-
 def _with_token(X: torch.Tensor, tok) -> torch.Tensor:
     tok = torch.as_tensor(tok).expand(len(X))
     return torch.cat([tok[:, None], 1 + X], 1)  # (B, 1 + L)
@@ -279,7 +272,7 @@ def task_token(cfg: TaskTokenConfig) -> dict:
 
     mcfg = models.ModelConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
                               vocab_size=data[0]["vocab"], block_size=1 + cfg.length)
-    many = batched.train_many(lambda s: _eager(models.build_classifier(mcfg, num_labels=cfg.n_symbols, seed=s)),
+    many = batched.train_many(lambda s: models.build_classifier(mcfg, num_labels=cfg.n_symbols, seed=s),
                               cfg.seeds, train_set, train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size,
                                                                       lr=cfg.lr, progress=False),
                               desc="memory: task token")
@@ -350,7 +343,7 @@ class ICLRegressor(nn.Module):
         hf = GPT2Config(vocab_size=1, n_positions=2 * cfg.n_points, n_embd=cfg.width, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
                         bos_token_id=None, eos_token_id=None,
-                        attn_implementation="eager")  # see _eager
+                        attn_implementation="sdpa")  # vmapped through batched._attention_backend (math path)
         self.read_in = nn.Linear(cfg.dim + 1, cfg.width)
         self.body = GPT2Model(hf)
         self.read_out = nn.Linear(cfg.width, 1)
