@@ -16,6 +16,8 @@ pytestmark = pytest.mark.slow
 def _rebuild(book: Path, tmp: Path, *args, **env_extra):
     env = {**os.environ, "DECOUPLING_ROOT": str(book), "DECOUPLING_BUILD": str(book / "_build"),
            "DECOUPLING_STORE": str(tmp / "store"), "TINY_COUNTER": str(tmp / "counter"),
+           # the repository's prepared data (store keys hash its manifest): not a second copy per fixture
+           "DECOUPLING_DATA": os.environ.get("DECOUPLING_DATA", str(FIX.parents[1] / ".cache" / "data")),
            "PYTHONPATH": str(FIX) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "DECOUPLING_PROGRESS": "0", **env_extra}
     return subprocess.run([sys.executable, "-m", "decoupling", "rebuild", *args], env=env,
@@ -114,3 +116,17 @@ def test_unknown_profile_and_chapter_refused_before_running(built):
     r = _rebuild(book, tmp, "--chapters", "nope")
     assert r.returncode == 2 and "valid chapters: tiny" in r.stderr
     assert _trained(tmp) == n
+
+
+def test_full_without_gpu_stops_with_a_pointer_unless_allowed(built):
+    book, tmp = built
+    n = _trained(tmp)
+    r = _rebuild(book, tmp, "--profile", "full", "--no-html")
+    assert r.returncode != 0
+    assert "'tiny'" in r.stderr and "gpu_full.py" in r.stderr and "--allow-cpu-full" in r.stderr
+    assert _trained(tmp) == n  # refused before training anything
+    r = _rebuild(book, tmp, "--profile", "full", "--no-html", "--allow-cpu-full")
+    assert "tiny: executed" in r.stdout, r.stdout + r.stderr
+    assert _trained(tmp) == n + 1
+    # computed here, so its verdict is new: the snapshot rule still asks for it to be added on purpose
+    assert "no expected verdict for profile 'full'" in r.stderr

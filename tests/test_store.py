@@ -27,7 +27,8 @@ def make_files(cfg: Cfg, out):
     return {"ok": True}
 
 
-def test_run_caches_and_keys_on_config(tmp_path):
+def test_run_caches_and_keys_on_config(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")  # the full run below is tiny
     CALLS.clear()
     a = store.run(square, Cfg(3), profile="smoke", store=tmp_path)
     b = store.run(square, Cfg(3), profile="smoke", store=tmp_path)
@@ -51,6 +52,36 @@ def test_corrupted_record_is_reported_and_recomputed(tmp_path, capfd):
     assert "corrupted record" in capfd.readouterr().err
     open(path, "w").write("{not json")
     assert store.run(square, Cfg(5), profile="smoke", store=tmp_path).value == {"y": 25}
+
+
+def test_full_without_gpu_or_record_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv(store.ALLOW_CPU_FULL, raising=False)
+    monkeypatch.setattr(store.paths, "RESULTS_DIR", tmp_path / "results")
+    CALLS.clear()
+    with pytest.raises(store.NeedsGPU, match="gpu_full.py.*--allow-cpu-full"):
+        store.run(square, Cfg(6), profile="full", store=tmp_path / "store")
+    assert CALLS == []  # refused before any work
+    monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")
+    assert store.run(square, Cfg(6), profile="full", store=tmp_path / "store").value == {"y": 36}
+
+
+def test_full_on_cpu_draws_committed_records_and_marks_changed_code_stale(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setattr(store.paths, "RESULTS_DIR", results)
+    monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")
+    made = store.run(square, Cfg(8), profile="full", store=results)  # as if brought back from the GPU
+    monkeypatch.delenv(store.ALLOW_CPU_FULL)
+    CALLS.clear()
+    same = store.run(square, Cfg(8), profile="full", store=tmp_path / "local")
+    assert same.value == {"y": 64} and same.cache_hit and not same.stale and CALLS == []
+    # The library changed since: the exact key no longer exists, the logical key (experiment, config,
+    # profile) still does -> the committed value is shown, marked stale, and nothing is recomputed.
+    old = __import__("pathlib").Path(made.meta["path"])
+    old.rename(old.with_name("0000000000000000.json"))
+    stale = store.run(square, Cfg(8), profile="full", store=tmp_path / "local")
+    assert stale.value == {"y": 64} and stale.stale and CALLS == []
+    # A smoke record never falls back: other configs are other experiments.
+    assert not store.run(square, Cfg(8), profile="smoke", store=tmp_path / "local").cache_hit
 
 
 def test_no_temp_files_left(tmp_path):

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="base seed injected into every chapter (default 0)")
     r.add_argument("--timeout", type=float, help="seconds allowed per chapter (default 1800 smoke, 3600 full)")
     r.add_argument("--no-html", action="store_true", help="execute and check claims, skip jupyter-book")
+    r.add_argument("--allow-cpu-full", action="store_true",
+                   help="at --profile full without a CUDA GPU, compute results missing from results/ on this "
+                        "machine (hours) instead of stopping with a pointer to benchmarks/gpu_full.py")
     sub.add_parser("status", help="print the chapters' last records: profile, device, time, claims")
     sub.add_parser("demo", add_help=False,
                    help="pretrain a tiny LM on code, fine-tune it and a random twin on sentiment, print ΔL "
@@ -54,6 +57,11 @@ def main(argv=None) -> int:
             print(f"decoupling: unknown profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}",
                   file=sys.stderr)
             return 2
+        if args.allow_cpu_full:  # read by store.run in the chapters' kernels (they inherit the environment)
+            import os
+
+            from decoupling.store import ALLOW_CPU_FULL
+            os.environ[ALLOW_CPU_FULL] = "1"
         from decoupling.rebuild import RebuildError, rebuild
         try:
             return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,

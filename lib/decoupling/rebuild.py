@@ -142,7 +142,7 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
                             report_mode=False, request_save_on_cell_execute=False)
     except pm.PapermillExecutionError as e:
         print(f"chapter {name!r} failed in cell {e.cell_index} (execution count {e.exec_count}): "
-              f"{e.ename}: {str(e.evalue)[:300]}")
+              f"{e.ename}: {str(e.evalue)[:600]}")
         return 1
     finally:
         staged.unlink(missing_ok=True)

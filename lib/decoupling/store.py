@@ -9,7 +9,9 @@ Layout: <root>/<experiment>/<logical>/<key>.json where `logical` hashes only (ex
 profile). Two roots are searched: the local store (.cache/store) and the committed results/ folder that
 holds `full` records computed on a GPU. When a `full` build on a machine without CUDA finds no exact key
 but a committed record with the same logical key, it uses it and marks it *stale* (its code changed
-since), rather than silently retraining for hours on a CPU or showing it as current.
+since), rather than silently retraining for hours on a CPU or showing it as current. When there is no
+committed record at all, a `full` run on a machine without CUDA is refused with what to do (`NeedsGPU`)
+unless DECOUPLING_ALLOW_CPU_FULL=1 (`decoupling rebuild --allow-cpu-full`) says to compute it here anyway.
 """
 from __future__ import annotations
 
@@ -46,6 +48,13 @@ def _jsonable(o):
 
 def _sha(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
+
+
+ALLOW_CPU_FULL = "DECOUPLING_ALLOW_CPU_FULL"
+
+
+class NeedsGPU(RuntimeError):
+    """A `full` result that nobody has computed on a GPU yet, asked for on a machine without CUDA."""
 
 
 @dataclass
@@ -143,6 +152,13 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
     if not force and (rec := lookup(fn, config, profile, store)) is not None:
         return rec
     from decoupling import device
+    if profile == "full" and device.DEVICE.type != "cuda" and os.environ.get(ALLOW_CPU_FULL) != "1":
+        # `full` is sized for one H100: minutes there, hours on a laptop CPU. Say so instead of starting.
+        raise NeedsGPU(
+            f"{experiment_name(fn)} at profile 'full': no GPU-computed record in results/ and no CUDA GPU here "
+            f"({device.name()}). Compute it on a GPU with benchmarks/gpu_full.py and commit the returned "
+            f"results/, or here anyway with `decoupling rebuild --profile full --allow-cpu-full` "
+            f"({ALLOW_CPU_FULL}=1; hours on a CPU).")
     logical, key, parts = keys(fn, config, profile)
     t0 = time.perf_counter()
     value = fn(config)
