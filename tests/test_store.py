@@ -74,13 +74,21 @@ def test_full_on_cpu_draws_committed_records_and_marks_changed_code_stale(tmp_pa
     CALLS.clear()
     same = store.run(square, Cfg(8), profile="full", store=tmp_path / "local")
     assert same.value == {"y": 64} and same.cache_hit and not same.stale and CALLS == []
-    # The library changed since: the exact key no longer exists, the logical key (experiment, config,
-    # profile) still does -> the committed value is shown, marked stale, and nothing is recomputed.
-    old = __import__("pathlib").Path(made.meta["path"])
-    old.rename(old.with_name("0000000000000000.json"))
+    # A GPU record has another key here (torch version, device type): found by logical key, and current
+    # because the library source and the data are the ones it was computed with.
+    path = __import__("pathlib").Path(made.meta["path"])
+    gpu = path.rename(path.with_name("00000000000000aa.json"))
+    other = store.run(square, Cfg(8), profile="full", store=tmp_path / "local")
+    assert other.value == {"y": 64} and other.cache_hit and not other.stale and CALLS == []
+    # The library changed since it was computed: still shown (nothing recomputed), marked stale.
+    body = json.loads(gpu.read_text())
+    body["meta"]["source"] = "an older library"
+    body["checksum"] = store._checksum(body)
+    gpu.write_text(json.dumps(body))
+    assert store.is_intact(body)
     stale = store.run(square, Cfg(8), profile="full", store=tmp_path / "local")
     assert stale.value == {"y": 64} and stale.stale and CALLS == []
-    # A smoke record never falls back: other configs are other experiments.
+    # A smoke record never falls back: other profiles are other experiments.
     assert not store.run(square, Cfg(8), profile="smoke", store=tmp_path / "local").cache_hit
 
 

@@ -7,9 +7,10 @@ content, and a corrupted record is reported, ignored and recomputed.
 
 Layout: <root>/<experiment>/<logical>/<key>.json where `logical` hashes only (experiment, config,
 profile). Two roots are searched: the local store (.cache/store) and the committed results/ folder that
-holds `full` records computed on a GPU. When a `full` build on a machine without CUDA finds no exact key
-but a committed record with the same logical key, it uses it and marks it *stale* (its code changed
-since), rather than silently retraining for hours on a CPU or showing it as current. When there is no
+holds `full` records computed on a GPU. A `full` build on a machine without CUDA never has a GPU record's
+exact key (torch version and device type are in it), so it looks the record up by logical key and shows
+it — marked *stale* when the library source or the data changed since it was computed — rather than
+silently retraining for hours on a CPU or showing an outdated number as current. When there is no
 committed record at all, a `full` run on a machine without CUDA is refused with what to do (`NeedsGPU`)
 unless DECOUPLING_ALLOW_CPU_FULL=1 (`decoupling rebuild --allow-cpu-full`) says to compute it here anyway.
 """
@@ -100,7 +101,7 @@ def _read(path: Path) -> dict | None:
     """A verified record, or None (reported) when it is corrupted."""
     try:
         body = json.loads(path.read_text())
-        if body.get("checksum") != _checksum(body):
+        if not is_intact(body):
             raise ValueError("checksum mismatch")
         return body
     except (OSError, ValueError) as e:
@@ -126,20 +127,32 @@ def _roots(store: Path | None) -> list[Path]:
     return [store or paths.STORE_DIR, paths.RESULTS_DIR]
 
 
+def _current(body: dict, parts: dict) -> bool:
+    return body["meta"].get("source") == parts["source"] and body["meta"].get("data") == parts["data"]
+
+
+def is_intact(body: dict) -> bool:
+    """The record's content matches its checksum (what `lookup` trusts)."""
+    return body.get("checksum") == _checksum(body)
+
+
 def lookup(fn: Callable, config, profile: str, store: Path | None = None) -> Record | None:
     from decoupling.device import DEVICE
-    logical, key, _ = keys(fn, config, profile)
+    logical, key, parts = keys(fn, config, profile)
     name = experiment_name(fn)
     for root in _roots(store):
         p = root / name / logical[:16] / f"{key[:16]}.json"
         if p.exists() and (body := _read(p)) is not None:
             return Record(body["value"], {**body["meta"], "cache_hit": True, "stale": False, "path": str(p)})
     if profile == "full" and DEVICE.type != "cuda":
-        cands = sorted((paths.RESULTS_DIR / name / logical[:16]).glob("*.json"),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
-        for p in cands:
-            if (body := _read(p)) is not None:
-                return Record(body["value"], {**body["meta"], "cache_hit": True, "stale": True, "path": str(p)})
+        # A GPU's record never has this machine's exact key (torch version and device type differ), so
+        # search by logical key and judge freshness by what decides the numbers: the library source and
+        # the data. Current ones first, else the newest, marked stale.
+        found = [(p, b) for p in (paths.RESULTS_DIR / name / logical[:16]).glob("*.json") if (b := _read(p))]
+        if found:
+            p, body = max(found, key=lambda pb: (_current(pb[1], parts), pb[1]["meta"].get("created", "")))
+            return Record(body["value"], {**body["meta"], "cache_hit": True, "stale": not _current(body, parts),
+                                          "path": str(p)})
     return None
 
 
