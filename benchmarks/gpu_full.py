@@ -18,6 +18,9 @@ What comes back under --out (at most 8 files, 2 folders deep — the device tool
 
 On the device (carry the prepared data: carry=[".cache/data"]):
     PYTHONPATH=lib python benchmarks/gpu_full.py --out $OUT --budget-s 540
+Back here, with what came back (records verified and copied into results/, measured verdicts set beside
+book/expected_verdicts.yml — written there with --write-verdicts —, the numbers for the README):
+    python benchmarks/gpu_full.py --ingest full_results.tar.gz [--write-verdicts]
 Here (CPU), to see what would run and to check the import path without datasets/papermill/jupytext:
     python benchmarks/gpu_full.py --dry-run
     python benchmarks/gpu_full.py --skip-bench --profile smoke --root tests/fixtures/minibook   # a real, tiny run
@@ -70,6 +73,11 @@ def parse_args(argv=None):
                    help="arguments for bench_trainer.py on GPU")
     p.add_argument("--dry-run", action="store_true", help="check imports with the GPU machine's missing "
                                                           "packages blocked, list what would run, run nothing")
+    p.add_argument("--ingest", metavar="TAR", help="here, not on the GPU: bring a returned full_results.tar.gz "
+                                                  "home (see above); gpu_full.json beside it is summarised")
+    p.add_argument("--into", default=str(REPO), help="repository root that --ingest writes into (default this one)")
+    p.add_argument("--write-verdicts", action="store_true", help="with --ingest: write the measured verdicts of "
+                                                                  "--profile into book/expected_verdicts.yml")
     p.add_argument("cmd", nargs="*", help=argparse.SUPPRESS)  # internal: _chapter / _synccheck / _importcheck
     return p.parse_args(argv)
 
@@ -406,6 +414,88 @@ def environment(args) -> dict:
     return env
 
 
+# ---------------------------------------------------------------------------------------------- ingest
+RECORD = re.compile(r"results/[\w.\-]+/[0-9a-f]{16}/[0-9a-f]{16}\.json")
+
+
+def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> int:
+    """Bring a returned archive home: every record whose checksum verifies goes to <into>/results/ (the
+    store's layout, so a `full` build here finds it); the measured verdicts of `profile` are set beside
+    the committed snapshot; gpu_full.json, when it lies beside the archive, is summarised for the README.
+    Exit code 1 when a record was corrupted or a check failed on the GPU."""
+    import yaml
+
+    from decoupling import claims, store
+    counts = {"new": 0, "same": 0, "replaced": 0, "corrupted": 0, "skipped": 0}
+    chapter_records = {}
+    with tarfile.open(tar_path) as tar:
+        for m in tar.getmembers():
+            if not m.isfile():
+                continue
+            if RECORD.fullmatch(m.name):
+                raw = tar.extractfile(m).read()
+                body = json.loads(raw)
+                if not store.is_intact(body):
+                    counts["corrupted"] += 1
+                    say(f"!! corrupted record {m.name}: checksum mismatch; not copied")
+                    continue
+                dest = into / m.name
+                state = "new" if not dest.exists() else ("same" if dest.read_bytes() == raw else "replaced")
+                counts[state] += 1
+                if state != "same":
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dest.with_suffix(".part")
+                    tmp.write_bytes(raw)
+                    os.replace(tmp, dest)
+                    meta = body["meta"]
+                    say(f"  {state:8s} {m.name}  ({meta.get('device')}, {meta.get('wall_time_s')} s, "
+                        f"commit {str(meta.get('commit'))[:10]}{' dirty' if meta.get('dirty') else ''})")
+            elif re.fullmatch(r"build/records/[\w\-]+\.json", m.name):
+                chapter_records[Path(m.name).stem] = json.loads(tar.extractfile(m).read())
+            elif not m.name.startswith("build/figures/"):
+                counts["skipped"] += 1
+                say(f"  skipped  {m.name} (not a record)")
+    say(f"== records: {counts}")
+    measured, failed_checks = {}, []
+    for name, rec in sorted(chapter_records.items()):
+        say(f"== {name}: {rec.get('profile')} on {rec.get('device')}, {rec.get('wall_time_s')} s")
+        for c in rec.get("claims", []):
+            if c["profile"] != profile or profile not in c["applies_to"]:
+                continue
+            key = f"{c['chapter']}/{c['name']}"
+            if c["kind"] == "check" and c["verdict"] != "pass":
+                failed_checks.append(key)
+            elif c["kind"] == "finding":
+                measured[key] = c["verdict"]
+    expected_file = into / claims.EXPECTED_FILE
+    expected = claims.load_expected(into)
+    committed = expected.get(profile) or {}
+    say(f"== verdicts at {profile}: measured vs committed ({claims.EXPECTED_FILE})")
+    for key in sorted(set(measured) | set(committed)):
+        mark = "" if measured.get(key) == committed.get(key) else "   <- differs"
+        say(f"  {key:45s} {str(measured.get(key, '-')):14s} {str(committed.get(key, '-')):14s}{mark}")
+    for key in failed_checks:
+        say(f"!! check failed on the GPU: {key} (a `full` rebuild will fail on it)")
+    if write_verdicts and measured:
+        header = "".join(line for line in expected_file.read_text().splitlines(True) if line.startswith("#")) \
+            if expected_file.exists() else ""
+        expected[profile] = {**committed, **measured}
+        expected_file.write_text(header + yaml.safe_dump(expected, sort_keys=False, allow_unicode=True, width=120))
+        say(f"== wrote {len(measured)} {profile} verdict(s) into {expected_file}")
+    summary = Path(tar_path).with_name("gpu_full.json")
+    if summary.exists():
+        g = json.loads(summary.read_text())
+        say(f"== {summary.name}: {json.dumps(g.get('environment', {}).get('device'))}")
+        for name, r in (g.get("chapters") or {}).items():
+            say(f"  chapter {name}: {r.get('status')} in {r.get('wall_s')} s, {r.get('new_records')} new record(s)")
+        for name, r in (g.get("benchmarks") or {}).items():
+            nums = {k: v for k, v in r.items() if k not in ("status", "wall_s") and not isinstance(v, (dict, list))}
+            say(f"  {name}: {r.get('status')}; {nums}")
+        if g.get("book"):
+            say(f"  book: {g['book']}")
+    return 1 if counts["corrupted"] or failed_checks else 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def dry_run(args) -> int:
     say("== import check with " + ", ".join(ABSENT_ON_GPU) + " blocked (as on the GPU machine)")
@@ -444,6 +534,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown subcommand {kind!r}")
     if args.dry_run:
         return dry_run(args)
+    if args.ingest:
+        return ingest(Path(args.ingest), Path(args.into).resolve(), args.profile, args.write_verdicts)
     t_start = time.perf_counter()
     deadline = t_start + args.budget_s
     out = Path(args.out).resolve()

@@ -1,0 +1,83 @@
+"""benchmarks/gpu_full.py, the one script for the GPU machine, exercised here on CPU: its import check with
+the GPU machine's missing packages blocked, a real (tiny) run on the fixture book, and bringing the
+returned archive home (`--ingest`). GPU minutes are scarce: a script that breaks there wastes them."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = Path(__file__).parent / "fixtures"
+SCRIPT = ROOT / "benchmarks" / "gpu_full.py"
+pytestmark = pytest.mark.slow
+
+
+def _script(*args, **env_extra):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIX), os.environ.get("PYTHONPATH", "")]), **env_extra}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_dry_run_imports_without_the_packages_the_gpu_machine_lacks():
+    r = _script("--dry-run", "--skip-bench")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "import check: ok" in r.stdout
+    for chapter in ("computers", "memory", "tyranny", "generality"):
+        assert f"chapter {chapter}:" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def returned(tmp_path_factory):
+    """What the device tool would bring back from a (tiny, CPU, smoke-profile) run on the fixture book."""
+    tmp = tmp_path_factory.mktemp("gpu")
+    r = _script("--skip-bench", "--profile", "smoke", "--root", str(FIX / "minibook"), "--out", str(tmp / "out"),
+                "--store", str(tmp / "store"), "--budget-s", "300", TINY_COUNTER=str(tmp / "counter"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return tmp, r.stdout
+
+
+def test_tiny_run_returns_records_claims_and_a_warm_pass(returned):
+    tmp, out = returned
+    summary = json.loads((tmp / "out" / "gpu_full.json").read_text())
+    assert summary["chapters"]["tiny"]["status"] == "ok" and summary["chapters"]["tiny"]["new_records"] == 1
+    assert summary["chapters_warm"]["tiny"]["new_records"] == 0  # the warm pass trained nothing
+    assert len((tmp / "counter").read_text().splitlines()) == 1
+    with tarfile.open(tmp / "out" / "full_results.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.startswith("results/tests_fixture_exp.fit_line/") for n in names)
+    assert "build/records/tiny.json" in names
+
+
+def test_ingest_copies_verified_records_and_sets_verdicts_beside_the_snapshot(returned):
+    tmp, _ = returned
+    home = tmp / "home"
+    (home / "book").mkdir(parents=True)
+    exp = home / "book" / "expected_verdicts.yml"
+    exp.write_text("# the snapshot\nsmoke:\n  other/finding: holds\n")
+    tar = tmp / "out" / "full_results.tar.gz"
+    r = _script("--ingest", str(tar), "--into", str(home), "--profile", "smoke")
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = list((home / "results").rglob("*.json"))
+    assert len(recs) == 1 and "'new': 1" in r.stdout
+    assert "tiny/slope-positive" in r.stdout and "<- differs" in r.stdout
+    assert yaml.safe_load(exp.read_text()) == {"smoke": {"other/finding": "holds"}}  # not without --write-verdicts
+    r = _script("--ingest", str(tar), "--into", str(home), "--profile", "smoke", "--write-verdicts")
+    assert r.returncode == 0 and "'same': 1" in r.stdout
+    assert exp.read_text().startswith("# the snapshot\n")
+    assert yaml.safe_load(exp.read_text()) == {"smoke": {"other/finding": "holds", "tiny/slope-positive": "holds"}}
+    # A tampered record is refused, and says so in the exit code.
+    bad = tmp / "bad.tar.gz"
+    body = json.loads(recs[0].read_text())
+    body["value"]["slope"] = -1.0
+    forged = tmp / "forged.json"
+    forged.write_text(json.dumps(body))
+    with tarfile.open(bad, "w:gz") as t:
+        t.add(forged, arcname=str(recs[0].relative_to(home)))
+    shutil.rmtree(home / "results")
+    r = _script("--ingest", str(bad), "--into", str(home), "--profile", "smoke")
+    assert r.returncode == 1 and "checksum mismatch" in r.stdout and not (home / "results").exists()
