@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from decoupling import progress, train
-from decoupling.device import DEVICE, autocast, describe, peak_flops
+from decoupling import models, progress, train
+from decoupling.device import DEVICE, autocast, describe, peak_flops, sync
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _member_logits_fn(template: nn.Module, hf: bool):
 def _prepare_inputs(template: nn.Module, per: list[tuple]) -> tuple[bool, list[tuple]]:
     """(is a transformers model, inputs with redundant masks dropped). A mask is dropped only when it is
     redundant for every member, so all members take the same path."""
-    hf = isinstance(template, train.models.PreTrainedModel) and all(len(p) == 2 for p in per)
+    hf = isinstance(template, models.PreTrainedModel) and all(len(p) == 2 for p in per)
     if hf and all(train.redundant_mask(template, p[0], p[1]) for p in per):
         per = [train.drop_redundant_mask(template, p) for p in per]
     return hf, per
@@ -202,10 +202,10 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
     try:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed)
-            train._sync()
+            sync()
             t0 = time.perf_counter()
             for step in range(cfg.steps):
-                lr = train._lr_at(step, cfg)
+                lr = train.lr_at(step, cfg)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_mult"]
                 with autocast(), _attention_backend():
@@ -217,7 +217,7 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
                 opt.zero_grad(set_to_none=True)
                 losses[step] = loss.detach()
                 bar.update(sum(units_per_step))
-            train._sync()
+            sync()
             wall = time.perf_counter() - t0
     finally:
         bar.close()
@@ -293,7 +293,7 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
         return (w, y_all[ix], *(t[ix] for t in inputs))
 
     seq_len = per[0][0].shape[1] if hf else 1
-    fpe = train._flops_per_example(template, seq_len)
+    fpe = models.flops_per_example(template, seq_len)
     units = [o.shape[1] for o in orders]
     results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, units, "example",
                          [u * fpe for u in units], desc)
@@ -328,7 +328,7 @@ def train_many_lm(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
         return wdw[..., :-1], wdw[..., 1:]
 
     K = len(seeds)
-    fpe = train._flops_per_example(template, T)
+    fpe = models.flops_per_example(template, T)
     results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, [cfg.batch_size * T] * K,
                          "token", [cfg.batch_size * fpe] * K, desc)
     return Many(template, params, buffers, results)
