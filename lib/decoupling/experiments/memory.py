@@ -30,10 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import vmap
 
 from decoupling import batched, measures, models, train
-from decoupling.device import DEVICE, autocast, cpu_threads
+from decoupling.device import DEVICE, cpu_threads
 from decoupling.progress import bar
 
 LOG2E = measures.LOG2E
@@ -343,7 +342,7 @@ class ICLRegressor(nn.Module):
         hf = GPT2Config(vocab_size=1, n_positions=2 * cfg.n_points, n_embd=cfg.width, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
                         bos_token_id=None, eos_token_id=None,
-                        attn_implementation="sdpa")  # vmapped through batched._attention_backend (math path)
+                        attn_implementation="sdpa")  # vmapped by decoupling.batched on SDPA's math path
         self.read_in = nn.Linear(cfg.dim + 1, cfg.width)
         self.body = GPT2Model(hf)
         self.read_out = nn.Linear(cfg.width, 1)
@@ -412,9 +411,7 @@ def icl_diversity(cfg: ICLConfig) -> dict:
     for e, (M, seed) in enumerate(runs):
         gp = torch.Generator(device=DEVICE).manual_seed(1_000_003 * seed + M)
         pools[e, :M] = torch.randn(M, d, generator=gp, device=DEVICE)
-    template, params, buffers = batched._stack(lambda s: models._seeded(s, lambda: ICLRegressor(cfg)),
-                                               [seed for _, seed in runs])
-    call = batched._member_logits_fn(template, hf=False)  # member forward: (params, buffers, (xs, ys)) -> (B, n)
+    many = batched.stack(lambda s: models.seeded(s, lambda: ICLRegressor(cfg)), [seed for _, seed in runs])
     g = torch.Generator(device=DEVICE).manual_seed(int(np.random.SeedSequence(cfg.seeds).generate_state(1)[0]))
 
     def draw(B):  # (E, B, n, d), (E, B, n): each member's tasks drawn uniformly from its own pool
@@ -424,17 +421,15 @@ def icl_diversity(cfg: ICLConfig) -> dict:
         ys = torch.einsum("ebnd,ebd->ebn", xs, W) + math.sqrt(s2) * torch.randn(E_, B, n, generator=g, device=DEVICE)
         return xs, ys
 
-    def member_loss(p, b, xs, ys):
-        return F.mse_loss(call(p, b, (xs, ys)).float(), ys)
+    def member_loss(forward, xs, ys):
+        return F.mse_loss(forward(xs, ys).float(), ys)
 
-    n_params = sum(v[0].numel() for v in params.values())
+    n_params = sum(p[0].numel() for p in many.params.values())  # 6N FLOPs per token, 2n tokens a sequence
     tcfg = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0,
                              seed=cfg.seeds[0], progress=False)
-    hist = batched._loop_many(template, params, buffers, tcfg, lambda step: draw(cfg.batch_size), member_loss,
-                              [cfg.batch_size * n] * E_, "example", [6.0 * n_params * 2 * n * cfg.batch_size] * E_,
-                              f"memory: ICL ({E_} runs)")
-    forward = vmap(lambda p, b, xs, ys: call(p, b, (xs, ys)), in_dims=(0, 0, None, None))  # shared inputs
-    forward_own = vmap(lambda p, b, xs, ys: call(p, b, (xs, ys)))  # each member its own inputs
+    batched.train_stacked(many, member_loss, lambda step: draw(cfg.batch_size), tcfg, cfg.batch_size * n,
+                          6.0 * n_params * 2 * n * cfg.batch_size, "example", f"memory: ICL ({E_} runs)")
+    hist = many.results
 
     # Evaluation: one unseen-task set shared by every run (paired comparisons across M and seeds)
     g_eval = torch.Generator(device=DEVICE).manual_seed(999_983)
@@ -442,9 +437,8 @@ def icl_diversity(cfg: ICLConfig) -> dict:
     xs_e, ys_e = _regression_batch(W_eval, n, s2, g_eval)
     ridge = ridge_predictions(xs_e, ys_e, s2)
     xs_s, ys_s = draw(cfg.n_eval)  # each member's own pretraining tasks, fresh sequences
-    with torch.no_grad(), autocast(), batched._attention_backend():
-        f = forward(params, buffers, xs_e, ys_e).float()  # (E, n_eval, n)
-        f_seen = forward_own(params, buffers, xs_s, ys_s).float()
+    f = many.forward(xs_e, ys_e, shared=True).float()  # (E, n_eval, n)
+    f_seen = many.forward(xs_s, ys_s).float()
     out = []
     for e, (M, seed) in enumerate(runs):
         dm = dmmse_predictions(xs_e, ys_e, pools[e, :M], s2)
