@@ -58,7 +58,7 @@ def mlp_setup(args):
         y = (x @ torch.randn(64, 5, generator=g)).argmax(1)
 
     def make(seed):
-        return models._seeded(seed, lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 5)))
+        return models.seeded(seed, lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 5)))
     return make, lambda k: ((x,), y), "digits MLP 64-128-5"
 
 

@@ -25,7 +25,7 @@ def _one_thread():
 
 
 def _mlp(seed):
-    return M._seeded(seed, lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)))
+    return M.seeded(seed, lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)))
 
 
 def _mlp_data(k):

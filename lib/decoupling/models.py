@@ -101,7 +101,6 @@ def seeded(seed: int, make):
         return make()
 
 
-_seeded = seeded  # the older private name, still used by some experiments
 
 
 def build_lm(cfg: ModelConfig, seed: int = 0) -> GPT2LMHeadModel:

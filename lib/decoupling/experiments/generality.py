@@ -472,7 +472,7 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                 y = torch.as_tensor(ytr[orders[s]])
                 for name in (SCRATCH, CONTROL, "minilm"):
                     ftr, fte = feats[name]
-                    make = (lambda d=ftr.shape[1], s=rs[s]: models._seeded(s, lambda: nn.Linear(d, K)))
+                    make = (lambda d=ftr.shape[1], s=rs[s]: models.seeded(s, lambda: nn.Linear(d, K)))
                     seed_runs[name] = run_protocol(make, (ftr[rows].float(),), y, (fte.float(),), y_test, K,
                                                    proto, rs[s])
                     if s == cfg.seeds[0] and name != CONTROL:
@@ -571,10 +571,10 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     n = proto.ends[-1]
 
     def fresh(seed: int) -> MLP:
-        return models._seeded(seed, lambda: MLP(64, cfg.hidden, K))
+        return models.seeded(seed, lambda: MLP(64, cfg.hidden, K))
 
     def pretrain_mlp(steps: int, labels: torch.Tensor) -> tuple[MLP, dict]:
-        m = models._seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
+        m = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
         tc = train.TrainConfig(steps=steps, batch_size=len(labels), lr=cfg.pretrain_lr, weight_decay=0.0,
                                warmup_frac=0.0, seed=0, progress=False)
         train.train_module(m, xs, labels, tc)
@@ -591,7 +591,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     shuffled = ys[torch.from_numpy(np.random.default_rng(0).permutation(len(ys)))]
     sources = {"pretrained": pretrain_mlp(cfg.pretrain_steps, ys), "early": pretrain_mlp(cfg.early_steps, ys)}
     # ReLU is positively homogeneous: scaling the last layer by c scales the features by c, same directions
-    m_res = models._seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
+    m_res = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
     m_res.load_state_dict(sources["pretrained"][0].state_dict())
     c = feat_norm(fresh(cfg.seeds[0]), xs) / feat_norm(m_res, xs)  # measured on the SOURCE images
     with torch.no_grad():
@@ -634,7 +634,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     def w1(m):
         return m.body[0].weight.detach().cpu()[:f].tolist()  # (f, 64)
 
-    init = models._seeded(12_345, lambda: MLP(64, cfg.hidden, 5))  # the source runs' common initialisation
+    init = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))  # the source runs' common initialisation
     filters = {"random": w1(fresh(cfg.seeds[0])), "pretraining-init": w1(init),
                "pretrained": w1(sources["pretrained"][0]), "early": w1(sources["early"][0])}
     init_state = {k: v.clone() for k, v in init.state_dict().items()}

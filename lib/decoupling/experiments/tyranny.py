@@ -49,10 +49,10 @@ def digits10() -> dict:
 def mlp(d_in: int, width: int, k: int, seed: int) -> nn.Module:
     """One-hidden-layer ReLU MLP d_in → width → k (width 0: a linear model, multinomial logistic
     regression), PyTorch's default init under a private seed."""
-    from decoupling.models import _seeded
+    from decoupling.models import seeded
     if width == 0:
-        return _seeded(seed, lambda: nn.Linear(d_in, k))
-    return _seeded(seed, lambda: nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, k)))
+        return seeded(seed, lambda: nn.Linear(d_in, k))
+    return seeded(seed, lambda: nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, k)))
 
 
 def n_params(model: nn.Module) -> int:
