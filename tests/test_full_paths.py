@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from decoupling import data, paths, store
 from decoupling.experiments import computers as C
@@ -28,6 +27,12 @@ from decoupling.experiments import tyranny as T
 pytestmark = pytest.mark.slow
 
 R = dataclasses.replace
+
+
+def jsonable(res: dict) -> dict:
+    """What store.run does with a result before writing it (a chapter's ch.run fails here otherwise)."""
+    import json
+    return json.loads(store.canonical(res))
 
 
 def finite(*xs) -> bool:
@@ -54,7 +59,7 @@ def _short(proto: G.Protocol, **kw) -> G.Protocol:
 # ====================================================================================== memory
 def test_memory_full_paths(full_env):
     g = R(M.GATING["full"], n_objects=6, n_fixed=2, contexts=(3, 16), dim=16, steps=3, seeds=(0, 1))
-    gres = M.context_gating(g)
+    gres = jsonable(M.context_gating(g))
     assert len(gres["runs"]) == 4
     for r in gres["runs"]:
         for cond in ("gated", "lesioned", "no_context"):
@@ -63,14 +68,14 @@ def test_memory_full_paths(full_env):
 
     t = R(M.TASK_TOKEN["full"], length=2, n_layer=1, d_model=16, steps=3, seeds=(0, 1))
     assert t.n_symbols == 10 and len(t.tasks) == 4
-    tres = M.task_token(t)
+    tres = jsonable(M.task_token(t))
     for r in tres["runs"]:
         assert finite(r["acc_right"], r["acc_wrong"], r["acc_none"], r["model_task_bits"], r["logloss_gap_bits"],
                       r["acc_wrong_ceiling"], r["acc_none_ceiling"], *r["per_task_acc_right"])
 
     i = R(M.ICL["full"], diversities=(4, 16384), steps=3, batch_size=8, n_eval=32, seeds=(0, 1))
     assert (i.dim, i.n_points) == (8, 16)
-    ires = M.icl_diversity(i)
+    ires = jsonable(M.icl_diversity(i))
     assert [(r["M"], r["seed"]) for r in ires["runs"]] == [(4, 0), (4, 1), (16384, 0), (16384, 1)]
     for r in ires["runs"]:
         assert finite(r["model"], r["ridge"], r["dmmse"], r["delta_ridge"], r["delta_dmmse"], r["model_seen"],
@@ -84,26 +89,26 @@ def test_tyranny_full_paths(full_env):
     s = R(T.SCALING["full"], sizes=((1, 8), (1, 16), (2, 16), (2, 32)), steps=8, batch_size=2, eval_windows=8,
           n_boot=50, n_boot_floor=10)
     assert (s.block_size, s.eval_units, s.n_evals) == (256, 500_000, 8)
-    sc = T.scaling(s)
+    sc = jsonable(T.scaling(s))
     assert sc["eval_units"] == 500_000 and len(sc["runs"]) == 4
     assert all(len(r["curve"]) == 8 and len(r["window_loss_nats"]) == 8 for r in sc["runs"])
     assert finite(*sc["loss_nats"], sc["pure"]["alpha"], sc["floor"]["E"], sc["floor"]["alpha"],
                   sc["alpha_delta"], *sc["alpha_delta_ci"], *sc["local_slopes"])
 
     m = R(T.MEMORIZATION["full"], widths=(2, 8, 512), control_widths=(8, 512), steps=3, n_boot=50)
-    mem = T.memorization(m)
+    mem = jsonable(T.memorization(m))
     assert finite(mem["capacity_bits_per_param"], *mem["capacity_ci"])
     assert all("true" in r for r in mem["rows"] if r["width"] in (8, 512))
 
     c = R(T.COMPRESSION["full"], widths=(0, 4, 256), steps=3)
-    cp = T.compression(c)
+    cp = jsonable(T.compression(c))
     assert len(cp["ends"]) == len(c.fracs) and cp["ends"][0] >= 1
     assert all(finite(r["preq_bits_per_label"], r["test_bits"]) for r in cp["rows"])
     assert math.isfinite(cp["spearman_preq_vs_test"])
 
     d = R(T.DOUBLE_DESCENT["full"], ratios=(0.1, 1.0, 10.0), feature_seeds=(0, 1, 2), n_boot=50)
     assert d.n_train == 500
-    dd = T.double_descent(d)
+    dd = jsonable(T.double_descent(d))
     assert 500 in dd["p"] and finite(dd["peak_ratio"], *dd["peak_ratio_ci"], dd["best_test_err"])
 
 
@@ -142,7 +147,7 @@ def test_generality_full_paths(full_env):
     assert mfull.mode == "finetune"
     mcfg = R(mfull, targets=mfull.targets[:1], max_len=16, n_test=8, seeds=(0,),
              protocol=_short(mfull.protocol, ends=(4, 8, 12), batch_size=4))
-    minilm = G.minilm_transfer(mcfg)
+    minilm = jsonable(G.minilm_transfer(mcfg))
     assert minilm["mode"] == "finetune"
     r = minilm["targets"]["sentiment/movies"]
     assert set(r["runs"]) == {G.SCRATCH, G.CONTROL, "minilm"}
@@ -155,7 +160,7 @@ def test_generality_full_paths(full_env):
 
     dfull = G.DIGITS["full"]
     d = R(dfull, pretrain_steps=5, early_steps=2, seeds=(0, 1), protocol=_short(dfull.protocol))
-    dig = G.digits_transfer(d)
+    dig = jsonable(G.digits_transfer(d))
     assert dig["n"] == 640 and len(dig["ends"]) == 7
     for i in ("pretrained", "early", "pretrained-rescaled", "random-labels", G.CONTROL):
         assert finite(*dig["pairs"][i]["dL"]), i
@@ -182,6 +187,6 @@ def test_computers_full_paths(full_env):
     mfull = C.MINILM["full"]
     assert mfull.mode == "finetune" and mfull.max_train is None
     mcfg = R(mfull, tasks=("sentiment/tweets",), max_len=16, eval_examples=8, steps=2, batch_size=2, eval_every=1)
-    mini = C.minilm_platform(mcfg)
+    mini = jsonable(C.minilm_platform(mcfg))
     rec = mini["tasks"]["sentiment/tweets"]
     assert len(rec["curve"]) == 2 and finite(rec["adapt_flops"], rec["final_acc"], rec["adapt_s"])
