@@ -315,14 +315,13 @@ def task_token(cfg: TaskTokenConfig) -> dict:
 class ICLConfig:
     """In-context linear regression y = w·x + ε, x ~ N(0, I_d), w ~ N(0, I_d), ε ~ N(0, σ²) (Garg et al. 2022;
     Raventós et al. 2023 use d = 8, σ² = 0.25). Pretraining draws w uniformly from a fixed pool of M tasks.
-    smoke (~15 s on one CPU thread) is far too short to leave the plateau at M > 1. full (24 runs batched,
-    55 s on an H100): r = log2(Δ_dMMSE/Δ_ridge) ≈ −15 at M = 1, −1.6 at M = 4, > 0 from M = 16 (peak +1.2 at
-    M = 64), → 0 at M = 16384; unseen-task error ≥ 1.4× ridge's at every M."""
+    smoke (~15 s on one CPU thread) is far too short to leave the plateau at M > 1; full is Raventós et al.'s
+    d = 8 with Garg et al.'s tiny model (3 layers, width 64, 2 heads), 24 runs batched."""
     dim: int = 4  # d
     n_points: int = 8  # (x, y) pairs per sequence; the model predicts y_i from the pairs before i and x_i
     noise_var: float = 0.25  # σ²
     diversities: tuple[int, ...] = (1, 4, 16, 256)  # M, the number of pretraining tasks
-    n_layer: int = 2  # full: Garg et al.'s tiny config, 3 layers, width 64, 2 heads
+    n_layer: int = 2  # smoke; full uses Garg et al.'s tiny config: 3 layers, width 64, 2 heads
     n_head: int = 2
     width: int = 32
     steps: int = 300
@@ -485,7 +484,7 @@ TASK_TOKEN = {
 }
 ICL = {
     "smoke": ICLConfig(),
-    "full": ICLConfig(dim=8, n_points=16, diversities=(1, 4, 16, 64, 256, 1024, 4096, 16384), steps=4000,
-                      batch_size=256, n_eval=2048, seeds=(0, 1, 2)),
+    "full": ICLConfig(dim=8, n_points=16, diversities=(1, 4, 16, 64, 256, 1024, 4096, 16384), n_layer=3,
+                      n_head=2, width=64, steps=4000, batch_size=256, n_eval=2048, seeds=(0, 1, 2)),
 }
 PRESETS = {"gating": GATING, "task_token": TASK_TOKEN, "icl": ICL}
