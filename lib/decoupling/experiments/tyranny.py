@@ -13,6 +13,10 @@ Four experiments, each a plain function of a frozen config returning a JSON-able
 - `double_descent`: min-norm least squares on random Fourier features of digits (Belkin et al. 2019;
   Nakkiran et al. 2020): test error peaks where the number of features equals the number of samples.
 
+The digits MLPs of `memorization` and `compression` (every width, every label set, every prequential
+block) are trained as one batched run per experiment (`_fit_mlps`: decoupling.batched with each width
+embedded in the widest, `PaddedMLP`); each member equals its own sequential fit up to float rounding.
+
 Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepared by `decoupling.data`
 ("digits/0-4" and "digits/5-9" put back together: 10 classes, its train/test split).
 """
