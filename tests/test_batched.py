@@ -59,6 +59,17 @@ def test_mlps_batched_equal_sequential():
     assert many.results[0]["members"] == 4 and many.results[0]["final_train_loss"] < seq[0]["loss"][0]
 
 
+def test_full_batch_members_equal_sequential():
+    """Every member full batch (batch_size ≥ every n; sizes differ): the batch is gathered once, not per step."""
+    cfg = T.TrainConfig(steps=40, batch_size=300, lr=1e-2, weight_decay=0.1, grad_clip=0.05, progress=False)
+    many = batched.train_many(_mlp, [0, 1, 2], _mlp_data, cfg)
+    mods, seq = batched.sequential(_mlp, [0, 1, 2], _mlp_data, cfg)
+    for k in range(3):
+        np.testing.assert_allclose(many.results[k]["loss"], seq[k]["loss"], rtol=1e-5, atol=1e-6)
+        _close_params(many.member(k), mods[k], 1e-4)
+        assert many.results[k]["examples"] == seq[k]["examples"] == 40 * len(_mlp_data(k)[1])
+
+
 def test_separate_data_seeds_give_separate_orders():
     cfg = T.TrainConfig(steps=20, batch_size=16, lr=1e-2, progress=False)
     many = batched.train_many(_mlp, [0, 0], lambda k: _mlp_data(0), cfg, data_seeds=[5, 6])

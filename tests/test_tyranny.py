@@ -115,3 +115,75 @@ def test_scaling_runs_every_size_on_the_same_budget_and_is_deterministic():
     assert a["N"] == sorted(a["N"]) and len(a["loss_nats"]) == 3
     assert a["alpha_delta_ci"][0] <= a["alpha_delta_ci"][1]
     assert all(r["lr"] == pytest.approx(0.32 / r["d_model"]) for r in a["runs"])
+
+
+# ---------------------------------------------------------------------------------------------- batched fits
+def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps"):
+    """The path `_fit_mlps` replaced: one `_fit_mlp` (train.train_module) per fit, in order."""
+    return [E._fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
+
+
+def _close(a, b, atol):
+    pa, pb = list(a.parameters()), list(b.parameters())
+    assert [p.shape for p in pa] == [p.shape for p in pb]
+    worst = max((p - q).abs().max().item() for p, q in zip(pa, pb))
+    assert worst < atol, worst
+
+
+def test_padded_mlp_is_its_width_and_its_padding_stays_zero(one_thread):
+    """A width-5 MLP inside a width-12 PaddedMLP (with the linear skip present but off), trained alone with
+    weight decay on: the padding is still exactly 0 and the block equals the plain model's training."""
+    import torch
+    from decoupling import train
+    rng = np.random.default_rng(0)
+    X, y = rng.random((80, 6)).astype(np.float32), rng.integers(0, 3, 80)
+    tc = E._recipe(len(y), 40, 1e-2, 0.1, seed=3)
+    ref = E._fit_mlp(X, y, 5, 3, 40, 1e-2, 0.1, seed=3)
+    pad = E.PaddedMLP.embed(E.mlp(6, 5, 3, seed=3), top=12, skip=True)
+    train.train_module(pad, torch.as_tensor(X), torch.as_tensor(y), tc)
+    assert (pad.hidden.weight[5:] == 0).all() and (pad.hidden.bias[5:] == 0).all()
+    assert (pad.out.weight[:, 5:] == 0).all() and (pad.skip.weight == 0).all()
+    _close(pad.unpad(), ref, 1e-5)
+    # and a linear member: everything but the skip and the output bias stays 0
+    lin = E.PaddedMLP.embed(E.mlp(6, 0, 3, seed=3), top=12, skip=True)
+    train.train_module(lin, torch.as_tensor(X), torch.as_tensor(y), tc)
+    assert all((p == 0).all() for p in (lin.hidden.weight, lin.hidden.bias, lin.out.weight))
+    _close(lin.unpad(), E._fit_mlp(X, y, 0, 3, 40, 1e-2, 0.1, seed=3), 1e-5)
+
+
+def test_fit_mlps_batched_equal_sequential(one_thread):
+    """Members of different widths (linear included) and dataset sizes in one batched run equal their
+    sequential fits, weight decay on."""
+    rng = np.random.default_rng(1)
+    X, y = rng.random((120, 8)).astype(np.float32), rng.integers(0, 4, 120)
+    fits = [(X[:n], y[:n], w) for w, n in ((0, 120), (3, 30), (9, 120), (9, 60), (1, 7))]
+    args = (4, 50, 1e-2, 0.1, 2)
+    for a, b in zip(E._fit_mlps(fits, *args), _sequential_fit_mlps(fits, *args)):
+        _close(a, b, 1e-5)
+
+
+def _assert_close_results(a, b, rel=1e-4, abs_=1e-5):
+    """Two results of one experiment, equal up to float rounding: numbers within tolerance, the rest equal."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_close_results(a[k], b[k], rel, abs_)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_close_results(x, y, rel, abs_)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=rel, abs=abs_)
+    else:
+        assert a == b
+
+
+def test_memorization_and_compression_equal_the_sequential_path(one_thread, monkeypatch):
+    """The chapter's two MLP experiments through the batched fits and through the old path (one
+    train.train_module per fit) give the same results up to float rounding."""
+    mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, n_boot=50)
+    comp = E.CompressionConfig(widths=(0, 4), fracs=(0.05, 0.2, 1.0), steps=30, memorizer_width=8)
+    batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
+    monkeypatch.setattr(E, "_fit_mlps", _sequential_fit_mlps)
+    _assert_close_results(batched_mem, E.memorization(mem))
+    _assert_close_results(batched_comp, E.compression(comp))

@@ -323,11 +323,16 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
     offsets = np.cumsum([0] + ns[:-1]).tolist()
     inputs = tuple(torch.cat([p[j] for p in per]).to(DEVICE) for j in range(len(per[0])))
     y_all = torch.cat(ys).to(DEVICE)
-    orders = [train.example_order(n, cfg.batch_size, cfg.steps, s) for n, s in zip(ns, data_seeds)]
+    # Full batch for every member: every step sees the same batch, so one step's indices are enough (the
+    # (steps, K, B) table would take GBs for 10⁴ steps of 10² members of 10³ examples) and the batch is
+    # gathered once.
+    full_batch = cfg.batch_size >= max(ns)
+    rows = 1 if full_batch else cfg.steps
+    orders = [train.example_order(n, cfg.batch_size, rows, s) for n, s in zip(ns, data_seeds)]
     B = max(o.shape[1] for o in orders)
     # Members whose batches are shorter (a small dataset, full batch) are padded with a repeated row
     # that gets weight 0: their loss is still the mean over their own examples.
-    idx = torch.zeros(cfg.steps, len(seeds), B, dtype=torch.long)
+    idx = torch.zeros(rows, len(seeds), B, dtype=torch.long)
     w = torch.zeros(len(seeds), B)
     for k, (o, off) in enumerate(zip(orders, offsets)):
         idx[:, k, :o.shape[1]] = o + off
@@ -339,9 +344,10 @@ def train_many(make_model: Callable[[int], nn.Module], seeds: Sequence[int],
         ce = F.cross_entropy(_logits(forward, x_k, hf).float(), y_k, reduction="none")  # (B,)
         return (ce * w_k).sum() / w_k.sum()
 
-    def batch_at(step):
+    def gather(step):
         ix = idx[step]  # (K, B)
         return (w, y_all[ix], *(t[ix] for t in inputs))
+    batch_at = (lambda step, batch=gather(0): batch) if full_batch else gather
 
     seq_len = per[0][0].shape[1] if hf else 1
     fpe = models.flops_per_example(template, seq_len)

@@ -13,16 +13,22 @@ Four experiments, each a plain function of a frozen config returning a JSON-able
 - `double_descent`: min-norm least squares on random Fourier features of digits (Belkin et al. 2019;
   Nakkiran et al. 2020): test error peaks where the number of features equals the number of samples.
 
+The digits MLPs of `memorization` and `compression` (every width, every label set, every prequential
+block) are trained as one batched run per experiment (`_fit_mlps`: decoupling.batched with each width
+embedded in the widest, `PaddedMLP`); each member equals its own sequential fit up to float rounding.
+
 Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepared by `decoupling.data`
 ("digits/0-4" and "digits/5-9" put back together: 10 classes, its train/test split).
 """
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from decoupling.device import cpu_threads  # every experiment runs on one CPU thread (see its docstring)
@@ -68,15 +74,125 @@ def memorized_bits(probs, y, K: int) -> np.ndarray:
     return math.log2(K) - log_loss_bits(probs, y, reduction="none")
 
 
+def _recipe(n: int, steps: int, lr: float, weight_decay: float, seed: int):
+    """The one training recipe of every digits MLP here: full-batch AdamW on cross-entropy (n examples per
+    step), no augmentation, no dropout, no early stopping, so nothing stands between the network and
+    memorizing its training set. Linear warmup over 2 % of the steps, cosine decay to 1 % of lr."""
+    from decoupling import train
+    return train.TrainConfig(steps=steps, batch_size=n, lr=lr, weight_decay=weight_decay, warmup_frac=0.02,
+                             min_lr_frac=0.01, grad_clip=0.0, seed=seed, progress=False)
+
+
 def _fit_mlp(X, y, width: int, K: int, steps: int, lr: float, weight_decay: float, seed: int):
-    """Full-batch AdamW on cross-entropy (decoupling.train.train_module): no augmentation, no dropout, no
-    early stopping, so nothing stands between the network and memorizing its training set."""
+    """One fit of `_recipe` (decoupling.train.train_module): the reference that `_fit_mlps` equals per
+    member (tests/test_tyranny.py). The experiments call `_fit_mlps`."""
     from decoupling import train
     model = mlp(X.shape[1], width, K, seed)
-    tc = train.TrainConfig(steps=steps, batch_size=len(y), lr=lr, weight_decay=weight_decay, warmup_frac=0.02,
-                           min_lr_frac=0.01, grad_clip=0.0, seed=seed, progress=False)
-    train.train_module(model, torch.as_tensor(X), torch.as_tensor(y), tc, desc=f"mlp w={width}")
+    train.train_module(model, torch.as_tensor(X), torch.as_tensor(y),
+                       _recipe(len(y), steps, lr, weight_decay, seed), desc=f"mlp w={width}")
     return model
+
+
+class PaddedMLP(nn.Module):
+    """`mlp(d_in, width, k)` embedded in a wider network, so that MLPs of different widths can share one
+    vmapped training step (decoupling.batched stacks members of ONE architecture):
+
+        f(x) = relu(x W1ᵀ + b1) (W2 diag m)ᵀ + b2 + s·(x Sᵀ)
+
+    W1 (top, d_in), W2 (k, top) hold a width-w member in their first w rows/columns; the fixed 0/1 mask m
+    (a buffer: per member under vmap) is 1 on those w units. A linear member (width 0, logistic regression)
+    has m = 0 and its weights in the skip S, switched on by the buffer s ∈ {0, 1}; b2 is every member's
+    output bias. The skip exists only when some member is linear (`skip=True`).
+
+    Why a member is exactly its width-w model under AdamW: every weight outside its block starts at 0 and
+    gets gradient exactly 0. A masked unit's column of W2 enters only as W2[:, j]·m_j = W2[:, j]·0, so its
+    gradient is 0, and so is the signal back into the unit (∂f/∂h_j = (W2 diag m)[:, j] = 0), hence W1's
+    row j and b1[j] get 0; S enters only as s·S = 0. Adam's moments then stay 0, its update
+    0/(√0 + ε) = 0, and decoupled weight decay shrinks 0 to 0: those weights are 0 for the whole run, and
+    the rest computes the width-w network (up to float summation order: the sums run over zeros too). The
+    masks multiply the weights (k × top), not the activations (members × batch × top): cheaper on a CPU."""
+
+    def __init__(self, d_in: int, top: int, k: int, skip: bool):
+        super().__init__()
+        self.hidden = nn.Linear(d_in, max(1, top))
+        self.out = nn.Linear(max(1, top), k)
+        self.skip = nn.Linear(d_in, k, bias=False) if skip else None
+        self.register_buffer("mask", torch.zeros(max(1, top)))  # m: 1 on the member's hidden units
+        self.register_buffer("skip_on", torch.zeros(()))  # s: 1 for a linear member
+
+    def forward(self, x):
+        y = F.linear(torch.relu(self.hidden(x)), self.out.weight * self.mask, self.out.bias)
+        if self.skip is not None:
+            y = y + F.linear(x, self.skip.weight * self.skip_on)
+        return y
+
+    @classmethod
+    @torch.no_grad()
+    def embed(cls, model: nn.Module, top: int, skip: bool) -> "PaddedMLP":
+        """`model` (an `mlp(...)`, trained or not) in the top-left block of a zero PaddedMLP of width top."""
+        lin = isinstance(model, nn.Linear)
+        first = model if lin else model[0]
+        d_in, k = first.in_features, (model if lin else model[2]).out_features
+        if lin and not skip:
+            raise ValueError("a linear member needs skip=True")
+        p = cls(d_in, top, k, skip)
+        for t in (*p.parameters(), *p.buffers()):
+            t.zero_()
+        if lin:
+            p.skip.weight.copy_(model.weight)
+            p.out.bias.copy_(model.bias)
+            p.skip_on.fill_(1.0)
+            return p
+        w = first.out_features
+        if w > top:
+            raise ValueError(f"width {w} does not fit in {top}")
+        p.hidden.weight[:w].copy_(first.weight)
+        p.hidden.bias[:w].copy_(first.bias)
+        p.out.weight[:, :w].copy_(model[2].weight)
+        p.out.bias.copy_(model[2].bias)
+        p.mask[:w] = 1.0
+        return p
+
+    @torch.no_grad()
+    def unpad(self, seed: int = 0) -> nn.Module:
+        """The member as the plain `mlp(d_in, width, k)` it stands for (its block of the weights)."""
+        d_in, k = self.hidden.in_features, self.out.out_features
+        if self.skip is not None and bool(self.skip_on):
+            m = mlp(d_in, 0, k, seed)
+            m.weight.copy_(self.skip.weight)
+            m.bias.copy_(self.out.bias)
+            return m.eval()
+        w = int(self.mask.sum())
+        m = mlp(d_in, w, k, seed)
+        m[0].weight.copy_(self.hidden.weight[:w])
+        m[0].bias.copy_(self.hidden.bias[:w])
+        m[2].weight.copy_(self.out.weight[:, :w])
+        m[2].bias.copy_(self.out.bias)
+        return m.eval()
+
+
+def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: int,
+              desc: str = "mlps") -> list[nn.Module]:
+    """Every fit (X_k, y_k, width_k) of `_fit_mlp`, as ONE batched run: each member a `PaddedMLP` of the
+    widest width holding the seeded init of its own width (`mlp(d_in, width_k, K, seed)`), trained by
+    decoupling.batched.train_many on its own data (sizes may differ; each is full batch) with the shared
+    recipe. Returns the trained models unpadded, in order — equal to `[_fit_mlp(X_k, y_k, width_k, ...)]`
+    up to float rounding (tests/test_tyranny.py).
+
+    Why: on a GPU these models are launch-bound (~5–10 ms per optimizer step whatever the batch), so the
+    cost is the number of sequential steps. One run of `steps` replaces len(fits)·steps."""
+    from decoupling import batched
+    fits = list(fits)
+    d_in = fits[0][0].shape[1]
+    widths = [int(w) for _, _, w in fits]
+    top, skip = max(widths), 0 in widths
+    cfg = _recipe(max(len(y) for _, y, _ in fits), steps, lr, weight_decay, seed)  # ≥ every n: full batch
+    cfg = dataclasses.replace(cfg, progress=True)  # one long run now: its bar replaces the per-fit loop's
+    many = batched.train_many(
+        lambda k: PaddedMLP.embed(mlp(d_in, widths[k], K, seed), top, skip), range(len(fits)),
+        lambda k: ((torch.as_tensor(fits[k][0]),), torch.as_tensor(fits[k][1])), cfg,
+        data_seeds=[seed] * len(fits), desc=desc)
+    return [many.member(k).unpad(seed) for k in range(len(fits))]
 
 
 def _proba(model, X) -> np.ndarray:
@@ -245,34 +361,35 @@ class MemorizationConfig:
 
 def memorization(cfg: MemorizationConfig) -> dict:
     from decoupling import measures
-    from decoupling.progress import bar
 
     d = digits10()
     (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
     K = 10
     y_rand = np.random.default_rng(cfg.label_seed).integers(0, K, len(ytr))
-    rows, bits_cols = [], []
-    with cpu_threads(1):
-        for w in bar(cfg.widths, desc="tyranny: memorization"):
-            row = {"width": w}
-            for labels, y_fit in (("random", y_rand), ("true", ytr)):
-                if labels == "true" and w not in cfg.control_widths:
-                    continue
-                model = _fit_mlp(Xtr, y_fit, w, K, cfg.steps, cfg.lr, 0.0, cfg.seed)
-                p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
-                bits = memorized_bits(p_tr, y_fit, K)
-                row["params"] = n_params(model)
-                row[labels] = {
-                    "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
-                    "test_acc": float((p_te.argmax(1) == yte).mean()),  # always against the TRUE test labels
-                    "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
-                    "test_bits": float(measures.log_loss_bits(p_te, yte)),
-                    "stored_bits": float(bits.sum()),
-                    "bits_per_param": float(bits.sum() / row["params"]),
-                }
-                if labels == "random":
-                    bits_cols.append(bits)
-            rows.append(row)
+    labels_of = {"random": y_rand, "true": ytr}
+    jobs = [(w, labels) for w in cfg.widths for labels in ("random", "true")
+            if labels == "random" or w in cfg.control_widths]
+    with cpu_threads(1):  # every width, random labels and controls: one batched run
+        models = _fit_mlps([(Xtr, labels_of[labels], w) for w, labels in jobs], K, cfg.steps, cfg.lr, 0.0,
+                           cfg.seed, desc="tyranny: memorization")
+        rows, bits_cols = [], []
+        for (w, labels), model in zip(jobs, models):
+            if labels == "random":
+                rows.append({"width": w})
+            row, y_fit = rows[-1], labels_of[labels]
+            p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
+            bits = memorized_bits(p_tr, y_fit, K)
+            row["params"] = n_params(model)
+            row[labels] = {
+                "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
+                "test_acc": float((p_te.argmax(1) == yte).mean()),  # always against the TRUE test labels
+                "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
+                "test_bits": float(measures.log_loss_bits(p_te, yte)),
+                "stored_bits": float(bits.sum()),
+                "bits_per_param": float(bits.sum() / row["params"]),
+            }
+            if labels == "random":
+                bits_cols.append(bits)
     P = np.array([r["params"] for r in rows], float)
     B = np.stack(bits_cols, 1)  # (examples, widths) memorized bits of the random labels
 
@@ -313,7 +430,6 @@ def compression(cfg: CompressionConfig) -> dict:
     from scipy.stats import spearmanr
 
     from decoupling import measures
-    from decoupling.progress import bar
 
     d = digits10()
     (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
@@ -323,18 +439,23 @@ def compression(cfg: CompressionConfig) -> dict:
     ends = measures.block_schedule(len(ytr), cfg.fracs)
     rng = np.random.default_rng(cfg.label_seed)
     y_rand_tr, y_rand_te = rng.integers(0, K, len(ytr)), rng.integers(0, K, len(yte))
+    labels_of = {"true": (ytr, yte), "random": (y_rand_tr, y_rand_te)}
     jobs = [(w, "true") for w in cfg.widths] + [(cfg.memorizer_width, "random")]
-    rows = []
+    # Per job, one fit per prequential block (on the blocks before it) and one on the whole training set:
+    # every fit of every job in one batched run (members of different widths and dataset sizes).
+    fits = [(w, labels, n) for w, labels in jobs for n in [*ends[:-1], len(ytr)]]
     with cpu_threads(1):
-        for w, labels in bar(jobs, desc="tyranny: prequential"):
-            y_fit, y_test = (ytr, yte) if labels == "true" else (y_rand_tr, y_rand_te)
-
-            def fit_predict(train_idx, test_idx):
-                model = _fit_mlp(Xtr[train_idx], y_fit[train_idx], w, K, cfg.steps, cfg.lr,
-                                 cfg.weight_decay, cfg.seed)
-                return _proba(model, Xtr[test_idx])
+        models = _fit_mlps([(Xtr[:n], labels_of[labels][0][:n], w) for w, labels, n in fits], K, cfg.steps,
+                           cfg.lr, cfg.weight_decay, cfg.seed, desc="tyranny: prequential")
+        fitted = {(w, labels, n): m for (w, labels, n), m in zip(fits, models)}
+        rows = []
+        for w, labels in jobs:
+            y_fit, y_test = labels_of[labels]
+            # the block [start, stop) is coded by the model fitted on the examples before it, [0, start)
+            def fit_predict(train_idx, test_idx, key=(w, labels)):  # the fit was done above: look it up
+                return _proba(fitted[(*key, len(train_idx))], Xtr[test_idx])
             preq = measures.prequential(fit_predict, Xtr, y_fit, K, ends)
-            model = _fit_mlp(Xtr, y_fit, w, K, cfg.steps, cfg.lr, cfg.weight_decay, cfg.seed)
+            model = fitted[w, labels, len(ytr)]
             p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
             rows.append({
                 "width": w, "labels": labels, "params": n_params(model),
