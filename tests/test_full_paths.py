@@ -46,6 +46,7 @@ def full_env(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(paths, "STORE_DIR", tmp_path / "store")
     monkeypatch.setenv("DECOUPLING_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("DECOUPLING_PROGRESS", "0")
+    monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")  # full on this CPU on purpose: toy sizes
     tiny = R(P.FULL, model=R(P.FULL.model, n_layer=1, n_head=2, d_model=16), steps=2, batch_size=2)
     monkeypatch.setitem(P.PRESETS, "full", tiny)
     return tiny
