@@ -249,6 +249,28 @@ def test_batched_protocol_equals_sequential_gpt2(one_thread):
     assert together[0]["record"]["movement"]
 
 
+def test_batched_protocol_equals_sequential_bert(one_thread):
+    """The MiniLM fine-tune path: BERT members get their padding mask as (n, 1, 1, L) booleans
+    (`_bert_inputs`, which vmap can trace) and code the labels as sequential fits with the usual 2-D mask
+    do. Tiny random BERTs without dropout (with dropout the draws differ, as batched.py says)."""
+    from transformers import BertConfig, BertForSequenceClassification
+    conf = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=16, num_labels=2, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 13, (104,), generator=g)
+    mask = (torch.arange(12)[None] < lengths[:, None]).long()
+    ids = torch.randint(1, 64, (104, 12), generator=g) * mask
+    y = (ids[:, 0] > 32).long()
+    train, test = (ids[:56], mask[:56]), (ids[56:], mask[56:])
+    make = lambda s: models.seeded(s, lambda: BertForSequenceClassification(conf))  # noqa: E731
+    members = [E.Member(lambda s=s: make(s), E._bert_inputs(train), y[:56], E._bert_inputs(test), s) for s in (0, 1)]
+    together = E.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO)
+    alone = [E.run_protocol(lambda s=s: make(s), train, y[:56], test, y[56:].numpy(), 2, TINY_PROTO, s)
+             for s in (0, 1)]
+    _assert_same_runs(together, alone, rtol=1e-3)
+
+
 def test_digits_experiment_is_deterministic_and_runs_the_protocol():
     cfg = E.DigitsConfig(hidden=16, pretrain_steps=60, early_steps=5, seeds=(0,), n_filters=2,
                          protocol=E.Protocol(ends=(10, 30, 60), hps=(E.HP("ft", 3e-3, 1.0), E.HP("probe", 1e-2, 0.0)),

@@ -22,6 +22,11 @@ Three experiments, each a plain function of a frozen config returning a JSON-abl
    case), with an early-stopped source and a random-label source to find out when transfer turns negative
    ("ossification", Hernandez et al. 2021), and first-layer filters to show what is reused.
 
+All three run the protocol the same way (`run_protocols`): the inits × seeds of an experiment share one
+architecture, so they are fitted together, as members of one batched run (`batched.train_many`) per
+block and candidate — equal to fitting them one after another (`run_protocol`, the tested reference) up to
+float rounding, at the GPU cost of one.
+
 The aggregations the chapter prints (the source → target ΔL matrix, generality scores with bootstrap
 CIs, the effective data transferred and its exponent, LogME ↔ ΔL rank correlation) are pure functions of
 these results, below the experiments.
@@ -147,24 +152,23 @@ def _steps(n: int, epochs: float, batch_size: int, min_steps: int, max_steps: in
     return int(min(max_steps, max(min_steps, math.ceil(epochs * n / bs)))), bs
 
 
-def _stages(hp: HP, steps: int, bs: int):
+def _stages(hp: HP, steps: int, bs: int, seed: int):
     """The TrainConfigs of one fit, in order: one stage, or for LP-FT a linear probe first, then everything
-    (same total steps). Stage i draws its data order from seed + i (replaced per member)."""
+    (same total steps). Stage i draws its data order from seed + i."""
     from decoupling import train
     stages = [(steps, hp.body_lr_mult)]
     if hp.lp_frac > 0:
         lp = max(1, int(round(hp.lp_frac * steps)))
         stages = [(lp, 0.0), (max(1, steps - lp), hp.body_lr_mult)]
     return [train.TrainConfig(steps=n_steps, batch_size=bs, lr=hp.lr, body_lr_mult=mult,
-                              weight_decay=hp.weight_decay, warmup_frac=0.1, seed=i, progress=False)
+                              weight_decay=hp.weight_decay, warmup_frac=0.1, seed=seed + i, progress=False)
             for i, (n_steps, mult) in enumerate(stages)]
 
 
 def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, bs: int, seed: int) -> nn.Module:
     """One fit of one model (the sequential reference; `_fit_many` fits every member at once)."""
     from decoupling import train
-    for tc in _stages(hp, steps, bs):
-        tc = dataclasses.replace(tc, seed=seed + tc.seed)
+    for tc in _stages(hp, steps, bs, seed):
         if len(inputs) == 2:
             train.train_classifier(model, inputs[0], inputs[1], y, tc)
         else:
@@ -279,9 +283,10 @@ def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: i
     # train mode, as train._loop sets it (a from_pretrained model comes in eval mode: dropout off)
     make = lambda k: members[k].make().train()  # noqa: E731
     many = None
-    for tc in _stages(hp, steps, bs):
+    # data order: each member's seed + stage; dropout (vmap draws each member's own): the first member's
+    for stage, tc in enumerate(_stages(hp, steps, bs, members[0].seed)):
         many = batched.train_many(make, range(len(members)), data, tc,
-                                  data_seeds=[m.seed + tc.seed for m in members], desc=desc)
+                                  data_seeds=[m.seed + stage for m in members], desc=desc)
         make = lambda k, many=many: many.member(k).train()  # noqa: E731 - LP-FT: the next stage starts here
     return many
 
@@ -419,7 +424,9 @@ TRANSFER = {
     "smoke": TransferConfig(),
     # full: the FULL bodies (6 layers, d=192, 4000 steps), 6 fits up to 1,280 examples, 3 seeds. On a GPU
     # these tiny steps are launch-bound (~5–10 ms each whatever the batch), so the budget is counted in
-    # steps: 6 targets × 6 inits × 3 seeds × 2 candidates × ~130 steps ≈ 28k steps (estimate, not measured).
+    # steps. The 6 inits × 3 seeds train as 18 members of one batched run per (block, candidate)
+    # (`run_protocols`): 6 targets × 2 candidates × 129 steps ≈ 1.5k steps (benchmarks/full_cost.py),
+    # where one after another they took ≈ 28k.
     "full": TransferConfig(
         body_profile="full", max_len=96, n_test=512, seeds=(0, 1, 2),
         protocol=Protocol(ends=(20, 40, 80, 160, 320, 640, 1280),
@@ -547,6 +554,15 @@ def _random_bert(num_labels: int | None, seed: int):
         return AutoModel.from_config(conf) if num_labels is None else AutoModelForSequenceClassification.from_config(conf)
 
 
+def _bert_inputs(inputs: tuple) -> tuple:
+    """(input_ids, padding mask (n, L)) -> (input_ids, the same mask as (n, 1, 1, L) booleans). Why: from a
+    2-D mask, BERT's mask builder (transformers' masking_utils) first asks whether anything is padded, to
+    skip the mask — a data-dependent branch `vmap` cannot trace, so batched members could not train; a 4-D
+    mask is used as given, and masks the same keys (every query attends to the non-pad tokens)."""
+    ids, mask = inputs
+    return ids, mask.bool()[:, None, None, :]
+
+
 def minilm_transfer(cfg: MiniLMConfig) -> dict:
     """The replace-the-head experiment on a real lab-pretrained model. Same protocol and outputs as
     `transfer`, with inits "scratch" (random BERT), "scratch-seed" (another random BERT) and "minilm"."""
@@ -571,7 +587,9 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
         y_test = yte[test_idx]
         rs = {s: run_seed(target, s) for s in cfg.seeds}
         orders = {s: _subset(len(ytr), n, rs[s]) for s in cfg.seeds}
-        runs, pairs, logme = {}, {}, {}
+        names = (SCRATCH, CONTROL, "minilm")
+        members: dict[tuple[int, str], Member] = {}
+        logme: dict = {}
         if probe:
             # frozen features once per encoder for every example any seed sees (union), then linear heads
             need = np.unique(np.concatenate(list(orders.values())))
@@ -589,37 +607,41 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                 fte = models.embed_minilm([xte[i] for i in test_idx], max_length=cfg.max_len, model=enc,
                                           tokenizer=tok)
                 feats[name] = (torch.from_numpy(ftr), torch.from_numpy(fte))
-            for s in bar(cfg.seeds, desc=f"generality: MiniLM probe {target}"):
-                seed_runs = {}
+            # every (seed, init) is one member of the protocol's batched fits: linear heads of one shape
+            for s in cfg.seeds:
                 rows = torch.as_tensor([pos[int(i)] for i in orders[s]])
                 y = torch.as_tensor(ytr[orders[s]])
-                for name in (SCRATCH, CONTROL, "minilm"):
+                for name in names:
                     ftr, fte = feats[name]
                     make = (lambda d=ftr.shape[1], s=rs[s]: models.seeded(s, lambda: nn.Linear(d, K)))
-                    seed_runs[name] = run_protocol(make, (ftr[rows].float(),), y, (fte.float(),), y_test, K,
-                                                   proto, rs[s])
+                    members[s, name] = Member(make, (ftr[rows].float(),), y, (fte.float(),), rs[s])
                     if s == cfg.seeds[0] and name != CONTROL:
                         logme[name] = measures.logme(ftr[rows].numpy(), y.numpy(), K)
-                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
         else:
             enc = data.encode(target, tok, cfg.max_len)
             tr, te = enc["train"], enc["test"]
-            test_inputs = _take((te["input_ids"], te["attention_mask"]), test_idx)
-            for s in bar(cfg.seeds, desc=f"generality: MiniLM fine-tune {target}"):
-                inputs = _take((tr["input_ids"], tr["attention_mask"]), orders[s])
+            test_inputs = _bert_inputs(_take((te["input_ids"], te["attention_mask"]), test_idx))
+            # every (seed, init) is one member of the protocol's batched fits: BERTs of MiniLM's shape
+            for s in cfg.seeds:
+                inputs = _bert_inputs(_take((tr["input_ids"], tr["attention_mask"]), orders[s]))
                 y = tr["labels"][torch.as_tensor(orders[s])]
                 r = rs[s]
-                makers = {SCRATCH: lambda: _random_bert(K, r), CONTROL: lambda: _random_bert(K, r + CONTROL_OFFSET),
-                          "minilm": lambda: models.load_minilm(K, seed=r)}
-                seed_runs = {name: run_protocol(mk, inputs, y, test_inputs, y_test, K, proto, r)
-                             for name, mk in makers.items()}
-                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
+                makers = {SCRATCH: lambda r=r: _random_bert(K, r),
+                          CONTROL: lambda r=r: _random_bert(K, r + CONTROL_OFFSET),
+                          "minilm": lambda r=r: models.load_minilm(K, seed=r)}
+                for name in names:
+                    members[s, name] = Member(makers[name], inputs, y, test_inputs, r)
                 if s == cfg.seeds[0]:
                     for name in (SCRATCH, "minilm"):
                         body = _random_bert(None, r) if name == SCRATCH else models.load_minilm()
                         f = models.embed_minilm([xtr[i] for i in orders[s]], max_length=cfg.max_len,
                                                 model=body, tokenizer=tok)
                         logme[name] = measures.logme(f, y.numpy(), K)
+        done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto,
+                                               f"generality: MiniLM {cfg.mode} {target}")))
+        runs, pairs = {}, {}
+        for s in cfg.seeds:
+            _collect(runs, pairs, {name: done[s, name] for name in names}, y_test, SCRATCH)
         out["targets"][target] = {"target": target, "K": K, "n": n, "ends": list(proto.ends),
                                   "n_test": len(y_test), "hps": [h.name for h in proto.hps],
                                   "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs,
