@@ -137,8 +137,8 @@ def install(tmp_store: Path) -> dict:
         if evaluate is not None:
             if cfg.eval_every:
                 for s in range(cfg.eval_every, cfg.steps, cfg.eval_every):
-                    evals.append((s, evaluate()))
-            evals.append((cfg.steps, evaluate()))
+                    evals.append((s, evaluate(model)))
+            evals.append((cfg.steps, evaluate(model)))
         model.eval()
         loss = [_fake_value(i) for i in range(cfg.steps)]
         out = {"loss": loss, "final_train_loss": float(np.mean(loss[-max(1, cfg.steps // 10):])) if loss else
