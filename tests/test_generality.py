@@ -172,6 +172,105 @@ def test_seed_vs_seed_kl_positive_while_gain_near_zero():
     assert abs(np.mean(gains)) < 0.25  # bits/example; a seed swap carries no information on average
 
 
+def _assert_same_runs(batched_runs, sequential_runs, rtol):
+    """run_protocols' results equal run_protocol's, member by member, up to float rounding."""
+    assert len(batched_runs) == len(sequential_runs)
+    for b, s in zip(batched_runs, sequential_runs):
+        rb, rs = b["record"], s["record"]
+        assert set(rb) == set(rs)
+        assert rb["choices"] == rs["choices"]  # the same candidate chosen at every block
+        for k in ("L", "L_config", "block_bits", "test_bits", "test_acc", "ece", "confidence"):
+            np.testing.assert_allclose(rb[k], rs[k], rtol=rtol, atol=rtol, err_msg=k)
+        assert set(rb["movement"]) == set(rs["movement"])
+        for g in rs["movement"]:
+            np.testing.assert_allclose(rb["movement"][g], rs["movement"][g], rtol=rtol, err_msg=g)
+        assert set(b["test_probs"]) == set(s["test_probs"])
+        for blk in s["test_probs"]:
+            np.testing.assert_allclose(b["test_probs"][blk], s["test_probs"][blk], atol=rtol)
+        assert (b["model"] is None) == (s["model"] is None)
+        if s["model"] is not None:
+            for p, q in zip(b["model"].parameters(), s["model"].parameters()):
+                torch.testing.assert_close(p, q, rtol=rtol, atol=rtol)
+
+
+def test_batched_protocol_equals_sequential_mlps(one_thread):
+    """Every init and seed fitted as members of one batched run per (block, candidate) gives what fitting
+    them one after another gives: the same code lengths, choices, test curves, movement and kept models.
+    Members differ in init (fresh seeds, a "pretrained" body), examples and their order, and data seed;
+    the candidates cover full fine-tuning, a slow body, LP-FT (two stages) and a linear probe."""
+    from decoupling import data
+    d = data.arrays("digits/5-9")
+    (xt, yt), (xe, ye) = d["train"], d["test"]
+    xt, xe = torch.from_numpy(xt), torch.from_numpy(xe[:100])
+    ye = ye[:100]
+    proto = E.Protocol(ends=(10, 30, 60), hps=(E.HP("ft", 3e-3, 1.0), E.HP("slow-body", 3e-3, 0.1),
+                                               E.HP("lp-ft", 3e-3, 1.0, lp_frac=0.5), E.HP("probe", 1e-2, 0.0)),
+                       epochs=5.0, batch_size=16, min_steps=5, max_steps=12)
+    source = models.seeded(99, lambda: E.MLP(64, 16, 5))
+
+    def from_source(seed):
+        m = models.seeded(seed, lambda: E.MLP(64, 16, 5))
+        m.body.load_state_dict(source.body.state_dict())
+        return m
+
+    members = []
+    for seed in (0, 1):
+        order = torch.as_tensor(E._subset(len(yt), 60, seed))
+        inputs, y = (xt[order],), torch.as_tensor(yt[order.numpy()])
+        for make in (lambda s=seed: models.seeded(s, lambda: E.MLP(64, 16, 5)), lambda s=seed: from_source(s)):
+            members.append(E.Member(make, inputs, y, (xe,), seed, keep_model=seed == 0))
+    together = E.run_protocols(members, ye, 5, proto)
+    alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, ye, 5, proto, m.seed, m.keep_model)
+             for m in members]
+    _assert_same_runs(together, alone, rtol=1e-4)
+    assert together[0]["record"]["movement"] and together[0]["model"] is not None
+
+
+def test_batched_protocol_equals_sequential_gpt2(one_thread):
+    """The same for tiny GPT-2 classifiers on real sentiment data: a random init and its seed control,
+    two seeds with their own examples."""
+    from decoupling import data
+    tok = data.tokenizer()
+    enc = data.encode("sentiment/tweets", tok, 24)
+    tr, te = enc["train"], enc["test"]
+    cfg = models.ModelConfig(n_layer=1, n_head=2, d_model=32, block_size=24)
+    test = (te["input_ids"][:48], te["attention_mask"][:48])
+    yt = te["labels"][:48].numpy()
+    members = []
+    for seed in (0, 1):
+        order = E._subset(len(tr["labels"]), 56, seed)
+        inputs = E._take((tr["input_ids"], tr["attention_mask"]), order)
+        y = tr["labels"][torch.as_tensor(order)]
+        for init in (seed, seed + E.CONTROL_OFFSET):
+            members.append(E.Member(lambda i=init: models.build_classifier(cfg, 2, seed=i), inputs, y, test, seed))
+    together = E.run_protocols(members, yt, 2, TINY_PROTO)
+    alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, yt, 2, TINY_PROTO, m.seed) for m in members]
+    _assert_same_runs(together, alone, rtol=1e-3)  # Adam on tiny early moments: looser than the MLPs
+    assert together[0]["record"]["movement"]
+
+
+def test_batched_protocol_equals_sequential_bert(one_thread):
+    """The MiniLM fine-tune path: BERT members get their padding mask as (n, 1, 1, L) booleans
+    (`_bert_inputs`, which vmap can trace) and code the labels as sequential fits with the usual 2-D mask
+    do. Tiny random BERTs without dropout (with dropout the draws differ, as batched.py says)."""
+    from transformers import BertConfig, BertForSequenceClassification
+    conf = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=16, num_labels=2, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 13, (104,), generator=g)
+    mask = (torch.arange(12)[None] < lengths[:, None]).long()
+    ids = torch.randint(1, 64, (104, 12), generator=g) * mask
+    y = (ids[:, 0] > 32).long()
+    train, test = (ids[:56], mask[:56]), (ids[56:], mask[56:])
+    make = lambda s: models.seeded(s, lambda: BertForSequenceClassification(conf))  # noqa: E731
+    members = [E.Member(lambda s=s: make(s), E._bert_inputs(train), y[:56], E._bert_inputs(test), s) for s in (0, 1)]
+    together = E.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO)
+    alone = [E.run_protocol(lambda s=s: make(s), train, y[:56], test, y[56:].numpy(), 2, TINY_PROTO, s)
+             for s in (0, 1)]
+    _assert_same_runs(together, alone, rtol=1e-3)
+
+
 def test_digits_experiment_is_deterministic_and_runs_the_protocol():
     cfg = E.DigitsConfig(hidden=16, pretrain_steps=60, early_steps=5, seeds=(0,), n_filters=2,
                          protocol=E.Protocol(ends=(10, 30, 60), hps=(E.HP("ft", 3e-3, 1.0), E.HP("probe", 1e-2, 0.0)),

@@ -22,6 +22,11 @@ Three experiments, each a plain function of a frozen config returning a JSON-abl
    case), with an early-stopped source and a random-label source to find out when transfer turns negative
    ("ossification", Hernandez et al. 2021), and first-layer filters to show what is reused.
 
+All three run the protocol the same way (`run_protocols`): the inits × seeds of an experiment share one
+architecture, so they are fitted together, as members of one batched run (`batched.train_many`) per
+block and candidate — equal to fitting them one after another (`run_protocol`, the tested reference) up to
+float rounding, at the GPU cost of one.
+
 The aggregations the chapter prints (the source → target ΔL matrix, generality scores with bootstrap
 CIs, the effective data transferred and its exponent, LogME ↔ ΔL rank correlation) are pure functions of
 these results, below the experiments.
@@ -57,6 +62,12 @@ class HP:
     lp_frac: float = 0.0  # > 0: LP-FT (Kumar et al. 2022): this fraction of the steps trains the head alone
 
 
+def choose(per_block: Sequence[Sequence[float]]) -> int:
+    """The candidate that codes the next block: the one whose code for the last coded block was shortest
+    (per_block[i][c] = candidate c's bits on coded block i); candidate 0 when nothing is coded yet."""
+    return 0 if not per_block else int(np.argmin(per_block[-1]))
+
+
 def select_prequential(fit_predict: Callable[[int, np.ndarray, np.ndarray], np.ndarray], y, K: int,
                        ends: Sequence[int], n_configs: int, on_fit: Callable | None = None) -> dict:
     """Prequential code length with the hyperparameters chosen per block on data already seen.
@@ -79,7 +90,7 @@ def select_prequential(fit_predict: Callable[[int, np.ndarray, np.ndarray], np.n
 
     def fp(train_idx, test_idx):
         # the choice reads only per_block, i.e. labels of blocks already coded (indices < train_idx end)
-        c_star = 0 if not per_block else int(np.argmin(per_block[-1]))
+        c_star = choose(per_block)
         probs = [np.asarray(fit_predict(c, train_idx, test_idx), dtype=np.float64) for c in range(n_configs)]
         choices.append(c_star)
         per_block.append([measures.log_loss_bits(p, y[test_idx], reduction="sum") for p in probs])
@@ -141,15 +152,23 @@ def _steps(n: int, epochs: float, batch_size: int, min_steps: int, max_steps: in
     return int(min(max_steps, max(min_steps, math.ceil(epochs * n / bs)))), bs
 
 
-def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, bs: int, seed: int) -> nn.Module:
+def _stages(hp: HP, steps: int, bs: int, seed: int):
+    """The TrainConfigs of one fit, in order: one stage, or for LP-FT a linear probe first, then everything
+    (same total steps). Stage i draws its data order from seed + i."""
     from decoupling import train
     stages = [(steps, hp.body_lr_mult)]
-    if hp.lp_frac > 0:  # LP-FT: a linear probe first, then everything (same total steps)
+    if hp.lp_frac > 0:
         lp = max(1, int(round(hp.lp_frac * steps)))
         stages = [(lp, 0.0), (max(1, steps - lp), hp.body_lr_mult)]
-    for i, (n_steps, mult) in enumerate(stages):
-        tc = train.TrainConfig(steps=n_steps, batch_size=bs, lr=hp.lr, body_lr_mult=mult,
-                               weight_decay=hp.weight_decay, warmup_frac=0.1, seed=seed + i, progress=False)
+    return [train.TrainConfig(steps=n_steps, batch_size=bs, lr=hp.lr, body_lr_mult=mult,
+                              weight_decay=hp.weight_decay, warmup_frac=0.1, seed=seed + i, progress=False)
+            for i, (n_steps, mult) in enumerate(stages)]
+
+
+def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, bs: int, seed: int) -> nn.Module:
+    """One fit of one model (the sequential reference; `_fit_many` fits every member at once)."""
+    from decoupling import train
+    for tc in _stages(hp, steps, bs, seed):
         if len(inputs) == 2:
             train.train_classifier(model, inputs[0], inputs[1], y, tc)
         else:
@@ -178,17 +197,39 @@ class Protocol:
     max_steps: int = 300
 
 
+def _movement_candidate(proto: Protocol) -> int | None:
+    """The candidate whose last fit reports layer movement: the first that trains the body."""
+    return next((c for c, h in enumerate(proto.hps) if h.body_lr_mult > 0), None)
+
+
+def _record(res: dict, test_probs: dict, y_test: np.ndarray, proto: Protocol, movement: dict) -> dict:
+    """One init's JSON-able result from select_prequential's record and the chosen fits' test predictions."""
+    n_fits = len(proto.ends) - 1
+    final = test_probs[n_fits - 1]
+    return {
+        "L": res["total_bits"], "L_config": res["config_bits"], "block_bits": res["block_bits"],
+        "choices": [proto.hps[c].name for c in res["choices"]],
+        "test_bits": [measures.log_loss_bits(test_probs[b], y_test) for b in range(n_fits)],
+        "test_acc": [float((test_probs[b].argmax(1) == y_test).mean()) for b in range(n_fits)],
+        "ece": expected_calibration_error(final, y_test),
+        "confidence": float(final.max(1).mean()),
+        "movement": movement,
+    }
+
+
 def run_protocol(make: Callable[[], nn.Module], inputs: tuple, y: torch.Tensor, test_inputs: tuple,
                  y_test: np.ndarray, K: int, proto: Protocol, seed: int, keep_model: bool = False) -> dict:
-    """Prequential coding of y from one init (`make()` builds it afresh, deterministically) under `proto`.
+    """Prequential coding of y from one init (`make()` builds it afresh, deterministically) under `proto`,
+    one fit after another: the reference that `run_protocols` (every init and seed at once) is tested
+    against (tests/test_generality.py).
 
     Returns the code length (chosen and per candidate), per-block bits and choices, the test-set learning
     curve at every fit size (the candidate chosen for the next block), the chosen candidate's test predictions
-    at every fit size (for the essay's KL and the gain), calibration at the last fit, and how far each layer moved in the last fit
-    of the first candidate that trains the body."""
+    at every fit size (for the essay's KL and the gain), calibration at the last fit, and how far each layer
+    moved in the last fit of the first candidate that trains the body."""
     y_np = y.numpy()
     fitted: dict[tuple[int, int], nn.Module] = {}  # (block, candidate) -> model, kept on the CPU
-    ft = next((c for c, h in enumerate(proto.hps) if h.body_lr_mult > 0), None)
+    ft = _movement_candidate(proto)
     last = len(proto.ends) - 2
     extra: dict = {}
 
@@ -209,21 +250,106 @@ def run_protocol(make: Callable[[], nn.Module], inputs: tuple, y: torch.Tensor, 
         return probs
 
     res = select_prequential(fit_predict, y_np, K, proto.ends, len(proto.hps))
-    n_fits = len(proto.ends) - 1
-    chosen = res["choices"]
     # the test set is predicted only by the models that coded a block (the learning curve of the protocol)
-    test_probs = {b: _predict(fitted[(b, chosen[b])], test_inputs) for b in range(n_fits)}
-    final = test_probs[n_fits - 1]
-    out = {
-        "L": res["total_bits"], "L_config": res["config_bits"], "block_bits": res["block_bits"],
-        "choices": [proto.hps[c].name for c in chosen],
-        "test_bits": [measures.log_loss_bits(test_probs[b], y_test) for b in range(n_fits)],
-        "test_acc": [float((test_probs[b].argmax(1) == y_test).mean()) for b in range(n_fits)],
-        "ece": expected_calibration_error(final, y_test),
-        "confidence": float(final.max(1).mean()),
-        "movement": extra.get("movement", {}),
-    }
-    return {"record": out, "test_probs": test_probs, "model": extra.get("model")}
+    test_probs = {b: _predict(fitted[(b, c)], test_inputs) for b, c in enumerate(res["choices"])}
+    return {"record": _record(res, test_probs, y_test, proto, extra.get("movement", {})),
+            "test_probs": test_probs, "model": extra.get("model")}
+
+
+# ---------------------------------------------------------------------------------- every init at once
+@dataclass
+class Member:
+    """One init under the protocol — a member of the batched fits: how to build it afresh
+    (deterministically), the examples it codes in the order they are sent, its test set, and its seed
+    (data order; LP-FT's second stage uses seed + 1, as `_fit` does)."""
+    make: Callable[[], nn.Module]
+    inputs: tuple
+    y: torch.Tensor
+    test_inputs: tuple
+    seed: int
+    keep_model: bool = False
+
+
+def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: int, bs: int, desc: str):
+    """`_fit` for every member at once: one `batched.train_many` run per stage, member k on its own first
+    len(train_idx) examples, from its own init, with its own data seed. Equal to `_fit` per member up to
+    float rounding (tests/test_batched.py, tests/test_generality.py)."""
+    from decoupling import batched
+    idx = torch.as_tensor(train_idx, dtype=torch.long)
+
+    def data(k):
+        return _take(members[k].inputs, idx), members[k].y[idx]
+
+    # train mode, as train._loop sets it (a from_pretrained model comes in eval mode: dropout off)
+    make = lambda k: members[k].make().train()  # noqa: E731
+    many = None
+    # data order: each member's seed + stage; dropout (vmap draws each member's own): the first member's
+    for stage, tc in enumerate(_stages(hp, steps, bs, members[0].seed)):
+        many = batched.train_many(make, range(len(members)), data, tc,
+                                  data_seeds=[m.seed + stage for m in members], desc=desc)
+        make = lambda k, many=many: many.member(k).train()  # noqa: E731 - LP-FT: the next stage starts here
+    return many
+
+
+def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: Protocol,
+                  desc: str = "protocol") -> list[dict]:
+    """`run_protocol` for many inits and seeds at once — the same blocks, candidates, choices and outputs,
+    one result per member. The members share an architecture and train as one batched run per (block,
+    candidate): on a GPU these tiny models are launch-bound, so M members cost about what one does.
+
+    Fits do not depend on the choices (every candidate is fitted at every block), and the candidate that
+    codes block b is known before block b's fits (`choose`, on the codes of block b−1): so the fits run
+    block by block, the test set is predicted by each member's chosen fit only (the models that code a
+    block, as in run_protocol), and select_prequential then replays the fits for each member."""
+    n_fits = len(proto.ends) - 1
+    ft, last = _movement_candidate(proto), n_fits - 1
+    next_probs: dict[tuple[int, int], list[np.ndarray]] = {}  # (block, candidate) -> each member's
+    test_probs: list[dict[int, np.ndarray]] = [{} for _ in members]  # member -> {block: chosen fit's}
+    per_block: list[list[list[float]]] = [[] for _ in members]  # member -> [block][candidate] bits
+    choices: list[list[int]] = [[] for _ in members]  # member -> the candidate that coded each block
+    movement: list[dict] = [{} for _ in members]
+    kept: list[nn.Module | None] = [None] * len(members)
+    for b in bar(range(n_fits), desc=f"{desc} ({len(members)} members)"):
+        start, stop = proto.ends[b], proto.ends[b + 1]
+        steps, bs = _steps(start, proto.epochs, proto.batch_size, proto.min_steps, proto.max_steps)
+        chosen = [choose(bits) for bits in per_block]
+        for k, c in enumerate(chosen):
+            choices[k].append(c)
+        for c, hp in enumerate(proto.hps):
+            many = _fit_many(members, np.arange(start), hp, steps, bs, f"{desc} n={start} {hp.name}")
+            next_probs[b, c] = many.predict_proba(lambda k: _take(members[k].inputs, np.arange(start, stop)))
+            coders = [k for k in range(len(members)) if chosen[k] == c]
+            if coders:
+                for k, q in zip(coders, _some(many, coders).predict_proba(lambda i: members[coders[i]].test_inputs)):
+                    test_probs[k][b] = q
+            # a bare head on frozen features (no base_model_prefix) has no layers to compare
+            if c == ft and b == last and getattr(many.template, "base_model_prefix", None):
+                for k, m in enumerate(members):
+                    model = many.member(k)
+                    movement[k] = layer_movement(m.make().state_dict(), model)
+                    kept[k] = model if m.keep_model else None
+        for k, m in enumerate(members):
+            y_next = m.y.numpy()[start:stop]
+            per_block[k].append([measures.log_loss_bits(next_probs[b, c][k], y_next, reduction="sum")
+                                 for c in range(len(proto.hps))])
+    out = []
+    for k, m in enumerate(members):
+        def fit_predict(c, train_idx, test_idx, k=k):  # the fit made above for this block and candidate
+            return next_probs[int(np.searchsorted(proto.ends, len(train_idx))), c][k]
+
+        res = select_prequential(fit_predict, m.y.numpy(), K, proto.ends, len(proto.hps))
+        assert res["choices"] == choices[k], "select_prequential must choose what the fits above assumed"
+        out.append({"record": _record(res, test_probs[k], y_test, proto, movement[k]),
+                    "test_probs": test_probs[k], "model": kept[k]})
+    return out
+
+
+def _some(many, ks: Sequence[int]):
+    """The members ks of a batched.Many, as a Many (to evaluate only those)."""
+    from decoupling import batched
+    ix = torch.as_tensor(list(ks), device=next(iter(many.params.values())).device)
+    return batched.Many(many.template, {n: p[ix] for n, p in many.params.items()},
+                        {n: v[ix] for n, v in many.buffers.items()})
 
 
 def _pair(ref: dict, other: dict, y_test: np.ndarray) -> dict:
@@ -298,7 +424,9 @@ TRANSFER = {
     "smoke": TransferConfig(),
     # full: the FULL bodies (6 layers, d=192, 4000 steps), 6 fits up to 1,280 examples, 3 seeds. On a GPU
     # these tiny steps are launch-bound (~5–10 ms each whatever the batch), so the budget is counted in
-    # steps: 6 targets × 6 inits × 3 seeds × 2 candidates × ~130 steps ≈ 28k steps (estimate, not measured).
+    # steps. The 6 inits × 3 seeds train as 18 members of one batched run per (block, candidate)
+    # (`run_protocols`): 6 targets × 2 candidates × 129 steps ≈ 1.5k steps (benchmarks/full_cost.py),
+    # where one after another they took ≈ 28k.
     "full": TransferConfig(
         body_profile="full", max_len=96, n_test=512, seeds=(0, 1, 2),
         protocol=Protocol(ends=(20, 40, 80, 160, 320, 640, 1280),
@@ -365,22 +493,24 @@ def _transfer(cfg: TransferConfig) -> dict:
             mk[d] = (lambda d=d: models.replace_head(lms[d], K, seed=seed, pad_token_id=pad))
         return mk
 
-    runs: dict = {}
-    pairs: dict = {}
+    # every (seed, init) is one member of the protocol's batched fits: one GPT-2 classifier shape
+    names = [SCRATCH, CONTROL, *cfg.sources]
+    members: dict[tuple[int, str], Member] = {}
     logme: dict = {}
-    jobs = [(run_seed(cfg.target, s), name) for s in cfg.seeds for name in [SCRATCH, CONTROL, *cfg.sources]]
-    done: dict = {}
-    for seed, name in bar(jobs, desc=f"generality: {cfg.target}"):
+    for s in cfg.seeds:
+        seed = run_seed(cfg.target, s)
         order = _subset(len(tr["labels"]), n, seed)
         inputs = _take((tr["input_ids"], tr["attention_mask"]), order)
         y = tr["labels"][torch.as_tensor(order)]
-        done[(seed, name)] = run_protocol(makers(seed)[name], inputs, y, test_inputs, y_test, K, proto, seed)
-        if name == cfg.sources[-1]:
-            _collect(runs, pairs, {k: done.pop((seed, k)) for k in [SCRATCH, CONTROL, *cfg.sources]},
-                     y_test, SCRATCH)
-        if seed == jobs[0][0] and name != CONTROL:  # LogME on frozen features of the first seed's sample
-            m = makers(seed)[name]()
-            logme[name] = measures.logme(_gpt_features(m, *inputs), y.numpy(), K)
+        for name in names:
+            members[s, name] = Member(makers(seed)[name], inputs, y, test_inputs, seed)
+            if s == cfg.seeds[0] and name != CONTROL:  # LogME on frozen features of the first seed's sample
+                logme[name] = measures.logme(_gpt_features(makers(seed)[name](), *inputs), y.numpy(), K)
+    done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto, f"generality: {cfg.target}")))
+    runs: dict = {}
+    pairs: dict = {}
+    for s in cfg.seeds:
+        _collect(runs, pairs, {name: done[s, name] for name in names}, y_test, SCRATCH)
     return {"target": cfg.target, "K": K, "n": n, "ends": list(proto.ends), "n_test": len(y_test),
             "hps": [h.name for h in proto.hps], "uniform_bits": n * math.log2(K), "bodies": info,
             "runs": runs, "pairs": pairs, "logme": logme, "max_len": cfg.max_len}
@@ -424,6 +554,15 @@ def _random_bert(num_labels: int | None, seed: int):
         return AutoModel.from_config(conf) if num_labels is None else AutoModelForSequenceClassification.from_config(conf)
 
 
+def _bert_inputs(inputs: tuple) -> tuple:
+    """(input_ids, padding mask (n, L)) -> (input_ids, the same mask as (n, 1, 1, L) booleans). Why: from a
+    2-D mask, BERT's mask builder (transformers' masking_utils) first asks whether anything is padded, to
+    skip the mask — a data-dependent branch `vmap` cannot trace, so batched members could not train; a 4-D
+    mask is used as given, and masks the same keys (every query attends to the non-pad tokens)."""
+    ids, mask = inputs
+    return ids, mask.bool()[:, None, None, :]
+
+
 def minilm_transfer(cfg: MiniLMConfig) -> dict:
     """The replace-the-head experiment on a real lab-pretrained model. Same protocol and outputs as
     `transfer`, with inits "scratch" (random BERT), "scratch-seed" (another random BERT) and "minilm"."""
@@ -448,7 +587,9 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
         y_test = yte[test_idx]
         rs = {s: run_seed(target, s) for s in cfg.seeds}
         orders = {s: _subset(len(ytr), n, rs[s]) for s in cfg.seeds}
-        runs, pairs, logme = {}, {}, {}
+        names = (SCRATCH, CONTROL, "minilm")
+        members: dict[tuple[int, str], Member] = {}
+        logme: dict = {}
         if probe:
             # frozen features once per encoder for every example any seed sees (union), then linear heads
             need = np.unique(np.concatenate(list(orders.values())))
@@ -466,37 +607,41 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                 fte = models.embed_minilm([xte[i] for i in test_idx], max_length=cfg.max_len, model=enc,
                                           tokenizer=tok)
                 feats[name] = (torch.from_numpy(ftr), torch.from_numpy(fte))
-            for s in bar(cfg.seeds, desc=f"generality: MiniLM probe {target}"):
-                seed_runs = {}
+            # every (seed, init) is one member of the protocol's batched fits: linear heads of one shape
+            for s in cfg.seeds:
                 rows = torch.as_tensor([pos[int(i)] for i in orders[s]])
                 y = torch.as_tensor(ytr[orders[s]])
-                for name in (SCRATCH, CONTROL, "minilm"):
+                for name in names:
                     ftr, fte = feats[name]
                     make = (lambda d=ftr.shape[1], s=rs[s]: models.seeded(s, lambda: nn.Linear(d, K)))
-                    seed_runs[name] = run_protocol(make, (ftr[rows].float(),), y, (fte.float(),), y_test, K,
-                                                   proto, rs[s])
+                    members[s, name] = Member(make, (ftr[rows].float(),), y, (fte.float(),), rs[s])
                     if s == cfg.seeds[0] and name != CONTROL:
                         logme[name] = measures.logme(ftr[rows].numpy(), y.numpy(), K)
-                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
         else:
             enc = data.encode(target, tok, cfg.max_len)
             tr, te = enc["train"], enc["test"]
-            test_inputs = _take((te["input_ids"], te["attention_mask"]), test_idx)
-            for s in bar(cfg.seeds, desc=f"generality: MiniLM fine-tune {target}"):
-                inputs = _take((tr["input_ids"], tr["attention_mask"]), orders[s])
+            test_inputs = _bert_inputs(_take((te["input_ids"], te["attention_mask"]), test_idx))
+            # every (seed, init) is one member of the protocol's batched fits: BERTs of MiniLM's shape
+            for s in cfg.seeds:
+                inputs = _bert_inputs(_take((tr["input_ids"], tr["attention_mask"]), orders[s]))
                 y = tr["labels"][torch.as_tensor(orders[s])]
                 r = rs[s]
-                makers = {SCRATCH: lambda: _random_bert(K, r), CONTROL: lambda: _random_bert(K, r + CONTROL_OFFSET),
-                          "minilm": lambda: models.load_minilm(K, seed=r)}
-                seed_runs = {name: run_protocol(mk, inputs, y, test_inputs, y_test, K, proto, r)
-                             for name, mk in makers.items()}
-                _collect(runs, pairs, seed_runs, y_test, SCRATCH)
+                makers = {SCRATCH: lambda r=r: _random_bert(K, r),
+                          CONTROL: lambda r=r: _random_bert(K, r + CONTROL_OFFSET),
+                          "minilm": lambda r=r: models.load_minilm(K, seed=r)}
+                for name in names:
+                    members[s, name] = Member(makers[name], inputs, y, test_inputs, r)
                 if s == cfg.seeds[0]:
                     for name in (SCRATCH, "minilm"):
                         body = _random_bert(None, r) if name == SCRATCH else models.load_minilm()
                         f = models.embed_minilm([xtr[i] for i in orders[s]], max_length=cfg.max_len,
                                                 model=body, tokenizer=tok)
                         logme[name] = measures.logme(f, y.numpy(), K)
+        done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto,
+                                               f"generality: MiniLM {cfg.mode} {target}")))
+        runs, pairs = {}, {}
+        for s in cfg.seeds:
+            _collect(runs, pairs, {name: done[s, name] for name in names}, y_test, SCRATCH)
         out["targets"][target] = {"target": target, "K": K, "n": n, "ends": list(proto.ends),
                                   "n_test": len(y_test), "hps": [h.name for h in proto.hps],
                                   "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs,
@@ -615,18 +760,21 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
         diag[name] = {"feature_norm": float(np.linalg.norm(h, axis=1).mean()), "effective_rank": _effective_rank(h),
                       "zero_shot_bits": measures.log_loss_bits(p0, ye), "zero_shot_confidence": float(p0.max(1).mean())}
 
-    runs, pairs, models_kept = {}, {}, {}
-    for seed in bar(cfg.seeds, desc="generality: digits 0-4 -> 5-9"):
+    # every (seed, init) is one member of the protocol's batched fits: one MLP shape
+    members: dict[tuple[int, str], Member] = {}
+    for seed in cfg.seeds:
         order = _subset(len(yt), n, seed)
         inputs, y = (xt[torch.as_tensor(order)],), torch.as_tensor(yt[order])
-        makers = {SCRATCH: lambda: fresh(seed), CONTROL: lambda: fresh(seed + CONTROL_OFFSET)}
+        makers = {SCRATCH: lambda seed=seed: fresh(seed), CONTROL: lambda seed=seed: fresh(seed + CONTROL_OFFSET)}
         for name, (m, _) in sources.items():
-            makers[name] = (lambda m=m: from_source(m, seed))
-        seed_runs = {name: run_protocol(mk, inputs, y, (xe,), ye, K, proto, seed, keep_model=seed == cfg.seeds[0])
-                     for name, mk in makers.items()}
-        if seed == cfg.seeds[0]:
-            models_kept = {k: v["model"] for k, v in seed_runs.items()}
-        _collect(runs, pairs, seed_runs, ye, SCRATCH)
+            makers[name] = (lambda m=m, seed=seed: from_source(m, seed))
+        for name, mk in makers.items():
+            members[seed, name] = Member(mk, inputs, y, (xe,), seed, keep_model=seed == cfg.seeds[0])
+    done = dict(zip(members, run_protocols(list(members.values()), ye, K, proto, "generality: digits 0-4 -> 5-9")))
+    runs, pairs = {}, {}
+    for seed in cfg.seeds:
+        _collect(runs, pairs, {name: r for (s, name), r in done.items() if s == seed}, ye, SCRATCH)
+    models_kept = {name: r["model"] for (s, name), r in done.items() if s == cfg.seeds[0]}
     # what is reused: first-layer filters (8×8) of the random init, the pretrained bodies, and θ0 / θP
     # after fine-tuning on 5–9 (the first candidate that trains the body, last fit, first seed)
     f = cfg.n_filters
