@@ -192,3 +192,21 @@ def test_members_must_share_an_architecture():
     with pytest.raises(ValueError, match="one architecture"):
         batched.train_many(make, [0, 1], lambda k: ((torch.zeros(4, 8),), torch.zeros(4, dtype=torch.long)),
                            T.TrainConfig(steps=1, progress=False))
+
+
+def test_members_train_with_dropout_and_predict_without_it_whatever_the_template_mode():
+    """As train._loop: training in train mode (a from_pretrained model arrives in eval mode), evaluation in
+    eval mode (deterministic q(y|x))."""
+    def drop(seed, mode):
+        m = M.seeded(seed, lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4)))
+        return m.train() if mode == "train" else m.eval()
+
+    cfg = T.TrainConfig(steps=20, batch_size=32, lr=1e-2, progress=False)
+    runs = {mode: batched.train_many(lambda s, mode=mode: drop(s, mode), [0, 1], _mlp_data, cfg) for mode in ("train", "eval")}
+    assert runs["train"].results[0]["loss"] == runs["eval"].results[0]["loss"]
+    plain = batched.train_many(lambda s: M.seeded(s, lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Identity(),
+                                                                      nn.Linear(32, 4))), [0, 1], _mlp_data, cfg)
+    assert runs["eval"].results[0]["loss"] != plain.results[0]["loss"]  # dropout was on while training
+    many = runs["eval"]
+    p1, p2 = many.predict_proba(lambda k: _mlp_data(k)[0]), many.predict_proba(lambda k: _mlp_data(k)[0])
+    assert all(np.array_equal(a, b) for a, b in zip(p1, p2))

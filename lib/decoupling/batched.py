@@ -105,7 +105,7 @@ class Many:
                      torch.zeros(n, *t.shape[1:], dtype=t.dtype) for t in p) for p in per]
         xs = [torch.stack([p[j] for p in per]).to(DEVICE) for j in range(len(per[0]))]  # (K, n, ...)
         call = _member_logits_fn(self.template, hf)
-        fwd = vmap(lambda p, b, *x: call(p, b, x).float().softmax(-1), randomness="different")
+        fwd = vmap(lambda p, b, *x: call(p, b, x).float().softmax(-1))
         qs = []
         for i in range(0, n, batch_size):
             with autocast(), _attention_backend():
@@ -162,8 +162,8 @@ def _logits(forward: Callable, inputs: tuple, hf: bool) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out  # (B, C)
 
 
-def _member_logits_fn(template: nn.Module, hf: bool):
-    skel = _skeleton(template)
+def _member_logits_fn(template: nn.Module, hf: bool):  # for evaluation: no dropout
+    skel = _skeleton(template).eval()
     return lambda params, buffers, inputs: _logits(_member_forward(skel, params, buffers), inputs, hf)
 
 
@@ -286,7 +286,7 @@ def train_stacked(many: Many, member_loss: Callable, batch_at: Callable[[int], t
     K = len(many)
     units = [units_per_step] * K if isinstance(units_per_step, int) else list(units_per_step)
     flops = [flops_per_step] * K if isinstance(flops_per_step, (int, float)) else list(flops_per_step)
-    skel = _skeleton(many.template)
+    skel = _skeleton(many.template).train()  # as train._loop: dropout on where the architecture has it
 
     def loss(p, b, *batch_k):
         return member_loss(_member_forward(skel, p, b), *batch_k)

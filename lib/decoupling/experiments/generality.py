@@ -280,14 +280,13 @@ def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: i
     def data(k):
         return _take(members[k].inputs, idx), members[k].y[idx]
 
-    # train mode, as train._loop sets it (a from_pretrained model comes in eval mode: dropout off)
-    make = lambda k: members[k].make().train()  # noqa: E731
+    make = lambda k: members[k].make()  # noqa: E731
     many = None
     # data order: each member's seed + stage; dropout (vmap draws each member's own): the first member's
     for stage, tc in enumerate(_stages(hp, steps, bs, members[0].seed)):
         many = batched.train_many(make, range(len(members)), data, tc,
                                   data_seeds=[m.seed + stage for m in members], desc=desc)
-        make = lambda k, many=many: many.member(k).train()  # noqa: E731 - LP-FT: the next stage starts here
+        make = lambda k, many=many: many.member(k)  # noqa: E731 - LP-FT: the next stage starts here
     return many
 
 
