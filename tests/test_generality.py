@@ -219,11 +219,13 @@ def test_batched_protocol_equals_sequential_mlps(one_thread):
         inputs, y = (xt[order],), torch.as_tensor(yt[order.numpy()])
         for make in (lambda s=seed: models.seeded(s, lambda: E.MLP(64, 16, 5)), lambda s=seed: from_source(s)):
             members.append(E.Member(make, inputs, y, (xe,), seed, keep_model=seed == 0))
-    together = E.run_protocols(members, ye, 5, proto)
+    together = E.run_protocols(members, ye, 5, proto, batch=True)
     alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, ye, 5, proto, m.seed, m.keep_model)
              for m in members]
     _assert_same_runs(together, alone, rtol=1e-4)
     assert together[0]["record"]["movement"] and together[0]["model"] is not None
+    # the CPU's way (batch_fits() is False here): one fit after another inside the same driver
+    _assert_same_runs(E.run_protocols(members, ye, 5, proto, batch=False), alone, rtol=1e-6)
 
 
 def test_batched_protocol_equals_sequential_gpt2(one_thread):
@@ -243,7 +245,7 @@ def test_batched_protocol_equals_sequential_gpt2(one_thread):
         y = tr["labels"][torch.as_tensor(order)]
         for init in (seed, seed + E.CONTROL_OFFSET):
             members.append(E.Member(lambda i=init: models.build_classifier(cfg, 2, seed=i), inputs, y, test, seed))
-    together = E.run_protocols(members, yt, 2, TINY_PROTO)
+    together = E.run_protocols(members, yt, 2, TINY_PROTO, batch=True)
     alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, yt, 2, TINY_PROTO, m.seed) for m in members]
     _assert_same_runs(together, alone, rtol=1e-3)  # Adam on tiny early moments: looser than the MLPs
     assert together[0]["record"]["movement"]
@@ -265,7 +267,7 @@ def test_batched_protocol_equals_sequential_bert(one_thread):
     train, test = (ids[:56], mask[:56]), (ids[56:], mask[56:])
     make = lambda s: models.seeded(s, lambda: BertForSequenceClassification(conf))  # noqa: E731
     members = [E.Member(lambda s=s: make(s), E._bert_inputs(train), y[:56], E._bert_inputs(test), s) for s in (0, 1)]
-    together = E.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO)
+    together = E.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO, batch=True)
     alone = [E.run_protocol(lambda s=s: make(s), train, y[:56], test, y[56:].numpy(), 2, TINY_PROTO, s)
              for s in (0, 1)]
     _assert_same_runs(together, alone, rtol=1e-3)

@@ -270,12 +270,26 @@ class Member:
     keep_model: bool = False
 
 
-def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: int, bs: int, desc: str):
+def batch_fits() -> bool:
+    """Whether the members' fits train as one batched run or one after another. On a GPU these models
+    are launch-bound, so M members in one vmapped step cost about what one does; on a CPU the work is
+    arithmetic and memory traffic, and stacking only adds to it (measured on 2 cores: a smoke text target
+    took 23 s batched against 14 s one by one). The two are equal up to float rounding (tests)."""
+    from decoupling.device import DEVICE
+    return DEVICE.type == "cuda"
+
+
+def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: int, bs: int, desc: str,
+              batch: bool = True):
     """`_fit` for every member at once: one `batched.train_many` run per stage, member k on its own first
     len(train_idx) examples, from its own init, with its own data seed. Equal to `_fit` per member up to
-    float rounding (tests/test_batched.py, tests/test_generality.py)."""
+    float rounding (tests/test_batched.py, tests/test_generality.py). batch=False: `_fit` per member, the
+    fitted models stacked into the same `batched.Many` for what follows."""
     from decoupling import batched
     idx = torch.as_tensor(train_idx, dtype=torch.long)
+    if not batch:
+        fitted = [_fit(m.make(), _take(m.inputs, idx), m.y[idx], hp, steps, bs, m.seed) for m in members]
+        return batched.stack(lambda k: fitted[k], range(len(members)))
 
     def data(k):
         return _take(members[k].inputs, idx), members[k].y[idx]
@@ -291,7 +305,7 @@ def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: i
 
 
 def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: Protocol,
-                  desc: str = "protocol") -> list[dict]:
+                  desc: str = "protocol", batch: bool | None = None) -> list[dict]:
     """`run_protocol` for many inits and seeds at once — the same blocks, candidates, choices and outputs,
     one result per member. The members share an architecture and train as one batched run per (block,
     candidate): on a GPU these tiny models are launch-bound, so M members cost about what one does.
@@ -299,7 +313,9 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
     Fits do not depend on the choices (every candidate is fitted at every block), and the candidate that
     codes block b is known before block b's fits (`choose`, on the codes of block b−1): so the fits run
     block by block, the test set is predicted by each member's chosen fit only (the models that code a
-    block, as in run_protocol), and select_prequential then replays the fits for each member."""
+    block, as in run_protocol), and select_prequential then replays the fits for each member.
+    batch: train the fits batched (default: `batch_fits()`, on a GPU) or one after another."""
+    batch = batch_fits() if batch is None else batch
     n_fits = len(proto.ends) - 1
     ft, last = _movement_candidate(proto), n_fits - 1
     next_probs: dict[tuple[int, int], list[np.ndarray]] = {}  # (block, candidate) -> each member's
@@ -315,7 +331,7 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
         for k, c in enumerate(chosen):
             choices[k].append(c)
         for c, hp in enumerate(proto.hps):
-            many = _fit_many(members, np.arange(start), hp, steps, bs, f"{desc} n={start} {hp.name}")
+            many = _fit_many(members, np.arange(start), hp, steps, bs, f"{desc} n={start} {hp.name}", batch)
             next_probs[b, c] = many.predict_proba(lambda k: _take(members[k].inputs, np.arange(start, stop)))
             coders = [k for k in range(len(members)) if chosen[k] == c]
             if coders:
