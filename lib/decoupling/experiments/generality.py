@@ -279,17 +279,34 @@ def batch_fits() -> bool:
     return DEVICE.type == "cuda"
 
 
+@dataclass
+class _OneByOne:
+    """Fitted members kept apart (`_fit_many(batch=False)`), answering what run_protocols asks a
+    `batched.Many`: each member predicts with the plain forward (on a CPU, SDPA's fused kernel, not the
+    vmapped math path)."""
+    models: list[nn.Module]
+
+    @property
+    def template(self) -> nn.Module:
+        return self.models[0]
+
+    def member(self, k: int) -> nn.Module:
+        return self.models[k]
+
+    def predict_proba(self, inputs_for_member: Callable[[int], tuple]) -> list[np.ndarray]:
+        return [_predict(m, inputs_for_member(k)) for k, m in enumerate(self.models)]
+
+
 def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: int, bs: int, desc: str,
               batch: bool = True):
     """`_fit` for every member at once: one `batched.train_many` run per stage, member k on its own first
     len(train_idx) examples, from its own init, with its own data seed. Equal to `_fit` per member up to
     float rounding (tests/test_batched.py, tests/test_generality.py). batch=False: `_fit` per member, the
-    fitted models stacked into the same `batched.Many` for what follows."""
+    fitted models kept apart (`_OneByOne`, which answers the same calls)."""
     from decoupling import batched
     idx = torch.as_tensor(train_idx, dtype=torch.long)
     if not batch:
-        fitted = [_fit(m.make(), _take(m.inputs, idx), m.y[idx], hp, steps, bs, m.seed) for m in members]
-        return batched.stack(lambda k: fitted[k], range(len(members)))
+        return _OneByOne([_fit(m.make(), _take(m.inputs, idx), m.y[idx], hp, steps, bs, m.seed) for m in members])
 
     def data(k):
         return _take(members[k].inputs, idx), members[k].y[idx]
@@ -362,6 +379,8 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
 def _some(many, ks: Sequence[int]):
     """The members ks of a batched.Many, as a Many (to evaluate only those)."""
     from decoupling import batched
+    if isinstance(many, _OneByOne):
+        return _OneByOne([many.models[k] for k in ks])
     ix = torch.as_tensor(list(ks), device=next(iter(many.params.values())).device)
     return batched.Many(many.template, {n: p[ix] for n, p in many.params.items()},
                         {n: v[ix] for n, v in many.buffers.items()})

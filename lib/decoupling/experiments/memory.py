@@ -340,7 +340,7 @@ class ICLRegressor(nn.Module):
         from transformers import GPT2Config, GPT2Model
         hf = GPT2Config(vocab_size=1, n_positions=2 * cfg.n_points, n_embd=cfg.width, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-                        bos_token_id=None, eos_token_id=None,
+                        bos_token_id=None, eos_token_id=None, activation_function="gelu_pytorch_tanh",
                         attn_implementation="sdpa")  # vmapped by decoupling.batched on SDPA's math path
         self.read_in = nn.Linear(cfg.dim + 1, cfg.width)
         self.body = GPT2Model(hf)
