@@ -204,6 +204,9 @@ def test_members_train_with_dropout_and_predict_without_it_whatever_the_template
     cfg = T.TrainConfig(steps=20, batch_size=32, lr=1e-2, progress=False)
     runs = {mode: batched.train_many(lambda s, mode=mode: drop(s, mode), [0, 1], _mlp_data, cfg) for mode in ("train", "eval")}
     assert runs["train"].results[0]["loss"] == runs["eval"].results[0]["loss"]
+    # members arriving in different modes (a from_pretrained body beside a fresh init) stack all the same
+    mixed = batched.train_many(lambda s: drop(s, ("eval", "train")[s]), [0, 1], _mlp_data, cfg)
+    assert mixed.results[0]["loss"] == runs["eval"].results[0]["loss"]
     plain = batched.train_many(lambda s: M.seeded(s, lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Identity(),
                                                                       nn.Linear(32, 4))), [0, 1], _mlp_data, cfg)
     assert runs["eval"].results[0]["loss"] != plain.results[0]["loss"]  # dropout was on while training

@@ -126,7 +126,8 @@ def test_full_protocols_fit_the_data():
         assert len(data.arrays(t)["train"][1]) > 0
 
 
-def test_generality_full_paths(full_env):
+def test_generality_full_paths(full_env, monkeypatch):
+    monkeypatch.setattr(G, "batch_fits", lambda: True)  # the GPU's way: every member in one batched run
     full = G.TRANSFER["full"]
     assert full.body_profile == "full"
     # full ends (20 ... 1280) and both hyperparameter kinds; one step per fit, one seed, two task families

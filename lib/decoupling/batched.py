@@ -118,7 +118,9 @@ class Many:
 def stack(make_model: Callable[[int], nn.Module], seeds: Sequence[int]) -> Many:
     """K = len(seeds) untrained members `make_model(seeds[k])`, stacked: a `Many` to pass to train_stacked.
     The members must share one architecture (parameter names and shapes)."""
-    members = [make_model(s) for s in seeds]
+    # one mode for all (stack_module_state insists; a from_pretrained model arrives in eval mode, a fresh
+    # one in train mode); training and prediction set the mode they need on the shared skeleton anyway
+    members = [make_model(s).train() for s in seeds]
     if not members:
         raise ValueError("train_many: need at least one member")
     shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in members]
