@@ -444,10 +444,7 @@ def make_carry(dest: Path = CARRY) -> int:
     if manifest is None:
         say("!! no prepared data: run `decoupling data` first")
         return 1
-    portable = {**manifest,
-                "sources": {k: v for k, v in manifest["sources"].items() if k not in data.DEBIAN_SOURCES.values()},
-                "corpora": {k: v for k, v in manifest["corpora"].items() if k not in data.DEBIAN_DOMAINS},
-                "tokens": {k: v for k, v in manifest["tokens"].items() if k not in data.DEBIAN_DOMAINS}}
+    portable = data.portable_manifest(manifest)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "data"
         shutil.copytree(src / "tokenizer", d / "tokenizer")

@@ -78,6 +78,12 @@ class Many:
     def models(self) -> list[nn.Module]:
         return [self.member(k) for k in range(len(self))]
 
+    def subset(self, ks: Sequence[int]) -> "Many":
+        """Members ks only, as a Many (e.g. to evaluate just those)."""
+        ix = torch.as_tensor(list(ks), device=next(iter(self.params.values())).device)
+        return Many(self.template, {n: p[ix] for n, p in self.params.items()},
+                    {n: v[ix] for n, v in self.buffers.items()}, [self.results[k] for k in ks] if self.results else [])
+
     @torch.no_grad()
     def forward(self, *inputs: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Every member's output (the logits of a model that returns an object with .logits) in one vmapped

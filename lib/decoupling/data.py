@@ -1140,11 +1140,15 @@ def manifest_hash(portable: bool = False) -> str:
     m = read_manifest()
     if m is None:
         m = prepare()
-    if portable:
-        m = {**m, "sources": {k: v for k, v in m["sources"].items() if k not in DEBIAN_SOURCES.values()},
-             "corpora": {k: v for k, v in m["corpora"].items() if k not in DEBIAN_DOMAINS},
-             "tokens": {k: v for k, v in m["tokens"].items() if k not in DEBIAN_DOMAINS}}
-    return _sha256_bytes(_canonical(m))
+    return _sha256_bytes(_canonical(portable_manifest(m) if portable else m))
+
+
+def portable_manifest(m: dict) -> dict:
+    """The manifest without the optional Debian sources and their corpora/streams: what every machine can
+    prepare (its hash keys the results store; a copy of the data carried to another machine needs only this)."""
+    return {**m, "sources": {k: v for k, v in m["sources"].items() if k not in DEBIAN_SOURCES.values()},
+            "corpora": {k: v for k, v in m["corpora"].items() if k not in DEBIAN_DOMAINS},
+            "tokens": {k: v for k, v in m["tokens"].items() if k not in DEBIAN_DOMAINS}}
 
 
 def summary(manifest: dict | None = None) -> str:

@@ -69,7 +69,7 @@ def choose(per_block: Sequence[Sequence[float]]) -> int:
 
 
 def select_prequential(fit_predict: Callable[[int, np.ndarray, np.ndarray], np.ndarray], y, K: int,
-                       ends: Sequence[int], n_configs: int, on_fit: Callable | None = None) -> dict:
+                       ends: Sequence[int], n_configs: int) -> dict:
     """Prequential code length with the hyperparameters chosen per block on data already seen.
 
     `fit_predict(c, train_idx, test_idx) -> probs` fits candidate c on train_idx (the blocks already sent)
@@ -78,8 +78,7 @@ def select_prequential(fit_predict: Callable[[int, np.ndarray, np.ndarray], np.n
     block, so the decoder, who knows those labels, can repeat the choice. The first coded block, with
     nothing seen yet to choose on, uses candidate 0. Because the choice is recomputable it needs no bits;
     we still charge log2(n_configs) per block, as Voita & Titov (2020) do for a searched setting: an upper
-    bound, the same for every init. `on_fit(block, c, train_idx, probs_for_test)` lets the caller keep
-    per-fit by-products (test-set predictions, weights).
+    bound, the same for every init.
 
     Returns `measures.prequential`'s record plus the choices, and each candidate's code length as if it
     had been used for every block (same fits, no choice).
@@ -296,6 +295,9 @@ class _OneByOne:
     def predict_proba(self, inputs_for_member: Callable[[int], tuple]) -> list[np.ndarray]:
         return [_predict(m, inputs_for_member(k)) for k, m in enumerate(self.models)]
 
+    def subset(self, ks: Sequence[int]) -> "_OneByOne":
+        return _OneByOne([self.models[k] for k in ks])
+
 
 def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: int, bs: int, desc: str,
               batch: bool = True):
@@ -352,7 +354,7 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
             next_probs[b, c] = many.predict_proba(lambda k: _take(members[k].inputs, np.arange(start, stop)))
             coders = [k for k in range(len(members)) if chosen[k] == c]
             if coders:
-                for k, q in zip(coders, _some(many, coders).predict_proba(lambda i: members[coders[i]].test_inputs)):
+                for k, q in zip(coders, many.subset(coders).predict_proba(lambda i: members[coders[i]].test_inputs)):
                     test_probs[k][b] = q
             # a bare head on frozen features (no base_model_prefix) has no layers to compare
             if c == ft and b == last and getattr(many.template, "base_model_prefix", None):
@@ -374,16 +376,6 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
         out.append({"record": _record(res, test_probs[k], y_test, proto, movement[k]),
                     "test_probs": test_probs[k], "model": kept[k]})
     return out
-
-
-def _some(many, ks: Sequence[int]):
-    """The members ks of a batched.Many, as a Many (to evaluate only those)."""
-    from decoupling import batched
-    if isinstance(many, _OneByOne):
-        return _OneByOne([many.models[k] for k in ks])
-    ix = torch.as_tensor(list(ks), device=next(iter(many.params.values())).device)
-    return batched.Many(many.template, {n: p[ix] for n, p in many.params.items()},
-                        {n: v[ix] for n, v in many.buffers.items()})
 
 
 def _pair(ref: dict, other: dict, y_test: np.ndarray) -> dict:

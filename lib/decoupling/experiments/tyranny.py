@@ -22,8 +22,8 @@ Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepare
 """
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
