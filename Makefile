@@ -70,7 +70,7 @@ publish:
 
 # The chapters' notebooks the Colab/Binder buttons open: book/<chapter>.ipynb from book/<chapter>.md.
 notebooks: $(STAMP)
-	$(PY) -m decoupling.publish notebooks
+	$(PY) -m decoupling.pipeline.publish notebooks
 
 clean:
 	rm -rf _build

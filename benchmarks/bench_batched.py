@@ -1,4 +1,4 @@
-"""K small models trained as one batched run (decoupling.batched) vs one after another (decoupling.train).
+"""K small models trained as one batched run (decoupling.core.batched) vs one after another (decoupling.core.train).
 
 Why this exists: the book trains many tiny, same-shaped models (fine-tune grids, seeds, digits MLPs). One
 of them leaves a GPU idle between kernel launches; batched.train_many stacks K of them so each step is one
@@ -8,7 +8,7 @@ Both sides train the same K members — same init seeds, same data, same data or
 and each side is timed end to end (setup included) after a short warm-up of both. The batched losses are
 compared with the sequential ones as a sanity check (equal up to float rounding). Models:
   mlp   the digits MLP shape (64 -> hidden -> 5), synthetic or real digits data
-  gpt2  a GPT-2 sequence classifier from decoupling.models (preset `test` on CPU, `tiny` on GPU) on
+  gpt2  a GPT-2 sequence classifier from decoupling.core.models (preset `test` on CPU, `tiny` on GPU) on
         synthetic right-padded token sequences
 
     python benchmarks/bench_batched.py --quick            # CPU, a minute
@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("-K", "--members", type=int, default=32, help="models trained together (default 32)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default 200; --quick 40)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--preset", default=None, help="decoupling.models.PRESETS for gpt2 (default test on CPU, "
+    p.add_argument("--preset", default=None, help="decoupling.core.models.PRESETS for gpt2 (default test on CPU, "
                                                   "tiny on GPU)")
     p.add_argument("--data", choices=["synthetic", "digits"], default="synthetic",
                    help="mlp data: synthetic, or the real digits/0-4 task (needs `decoupling data`)")
@@ -47,7 +47,7 @@ def mlp_setup(args):
     import torch
     from torch import nn
 
-    from decoupling import models
+    from decoupling.core import models
     if args.data == "digits":
         from decoupling import data
         x, y = data.arrays("digits/0-4")["train"]
@@ -65,7 +65,7 @@ def mlp_setup(args):
 def gpt2_setup(args, gpu):
     import torch
 
-    from decoupling import models
+    from decoupling.core import models
     name = args.preset or ("tiny" if gpu else "test")
     cfg = models.PRESETS[name]
     T, n = min(cfg.block_size, 64), 1024
@@ -83,7 +83,7 @@ def gpt2_setup(args, gpu):
 def measure(model: str, args, gpu: bool) -> dict:
     import torch
 
-    from decoupling import batched, train
+    from decoupling.core import batched, train
     make, data_for, what = mlp_setup(args) if model == "mlp" else gpt2_setup(args, gpu)
     steps = args.steps or (40 if args.quick else 200)
     seeds = list(range(args.members))
@@ -118,7 +118,7 @@ def main(argv=None):
     import torch
     import transformers
 
-    from decoupling import device
+    from decoupling.core import device
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
     gpu = device.DEVICE.type == "cuda"

@@ -3,7 +3,7 @@
 MFU (PaLM, Chowdhery et al. 2022, appendix B) = achieved model FLOP/s ÷ the device's peak dense bf16
 FLOP/s. Model FLOPs per trained token = 6N + 12·L·d·T (models.flops_per_token: N counts the body's and
 the tied output head's matmul parameters; attention as PaLM counts it, causal masking ignored), so
-rematerialisation or padding never inflate it. Peak comes from decoupling.device.PEAK_BF16.
+rematerialisation or padding never inflate it. Peak comes from decoupling.core.device.PEAK_BF16.
 Goal: ≥ 35 % on an H100 for models.LADDER[-1].
 
 torch.compile pays only if the compile time is won back: the script trains a short warm-up run (which
@@ -27,7 +27,7 @@ os.environ.setdefault("DECOUPLING_PROGRESS", "0")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=None, help="decoupling.models.PRESETS name (default: the largest of "
+    p.add_argument("--preset", default=None, help="decoupling.core.models.PRESETS name (default: the largest of "
                                                    "models.LADDER; --quick on CPU: tiny-cpu)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 300 GPU, 10 CPU, 20 --quick)")
     p.add_argument("--warmup-steps", type=int, default=None, help="steps of the warm-up run that compiles "
@@ -48,7 +48,7 @@ def parse_args(argv=None):
 def run(cfg, tokens, steps: int, warmup: int, batch: int, compile_: bool | str) -> dict:
     """Warm-up run (compiles when compile_), then the timed run on the same model object, whose
     compiled graph dynamo reuses (same module, same shapes)."""
-    from decoupling import models, train
+    from decoupling.core import models, train
     model = models.build_lm(cfg, seed=0)
     tc = train.TrainConfig(steps=warmup, batch_size=batch, lr=1e-3, compile=compile_, progress=False)
     t0 = time.perf_counter()
@@ -69,7 +69,7 @@ def main(argv=None):
     import torch
     import transformers
 
-    from decoupling import device, models
+    from decoupling.core import device, models
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
     gpu = device.DEVICE.type == "cuda"

@@ -61,7 +61,7 @@ def main(argv=None):
            "DECOUPLING_STORE": str(tmp / "store"), "DECOUPLING_BUILD": str(tmp / "build"),
            "DECOUPLING_PROGRESS": "0"}
     committed = len(list((root / "results").rglob("*.json"))) if (root / "results").exists() else 0
-    from decoupling import device  # the device the chapters will train on (same process environment)
+    from decoupling.core import device  # the device the chapters will train on (same process environment)
     print(f"device: {device.describe()}")
     print(f"book: {root}  profile: {args.profile}  chapters: {' '.join(args.chapters or ['(all)'])}  "
           f"html: {not (args.no_html or args.quick)}  committed results/ records: {committed}")

@@ -1,10 +1,10 @@
 """The library's training loop vs a plain `transformers.Trainer`, same model, data, device, steps and batch.
 
-Why this exists: decoupling.train writes its own loop instead of using Trainer (DESIGN.md: "where you
+Why this exists: decoupling.core.train writes its own loop instead of using Trainer (DESIGN.md: "where you
 write your own, say why in one line and measure it"). For tiny models, per-step framework overhead
 dominates; this script measures how much our loop saves. Goal: ≥ 1.2× Trainer's tokens/s on CPU, ≥ 3× on GPU.
 
-Both runs: GPT-2-style LM from decoupling.models (same init seed), AdamW (fused where the device has it),
+Both runs: GPT-2-style LM from decoupling.core.models (same init seed), AdamW (fused where the device has it),
 cosine schedule with warmup, grad-norm clipping 1.0, bf16 autocast on CUDA / fp32 on CPU, the same windows
 of the same token stream. Each is warmed up once (kernels, allocator), then timed end to end (the call that
 trains, including its own setup), best of --repeats.
@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=None, help="decoupling.models.PRESETS name (default: tiny-cpu on CPU, "
+    p.add_argument("--preset", default=None, help="decoupling.core.models.PRESETS name (default: tiny-cpu on CPU, "
                                                    "mini on GPU)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per timed run (default 100 CPU, "
                                                            "300 GPU)")
@@ -60,7 +60,7 @@ def token_stream(kind: str, vocab: int, n: int = 200_000):
 
 
 def run_ours(cfg, tokens, args, steps):
-    from decoupling import models, train
+    from decoupling.core import models, train
     model = models.build_lm(cfg, seed=0)
     tc = train.TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.1,
                            warmup_frac=0.05, grad_clip=1.0,
@@ -93,8 +93,8 @@ def run_trainer(cfg, tokens, args, steps):
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from decoupling import models, train
-    from decoupling.device import DEVICE
+    from decoupling.core import models, train
+    from decoupling.core.device import DEVICE
     model = models.build_lm(cfg, seed=0)
     starts = train.lm_windows(len(tokens), cfg.block_size, args.batch_size, steps, seed=0)
     cuda = DEVICE.type == "cuda"
@@ -121,7 +121,7 @@ def profile_ours(cfg, tokens, args):
     """20 steps of our loop under torch.profiler: where the host time goes, and how many host syncs."""
     from torch.profiler import ProfilerActivity, profile
 
-    from decoupling.device import DEVICE
+    from decoupling.core.device import DEVICE
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE.type == "cuda" else [])
     with profile(activities=acts) as prof:
         run_ours(cfg, tokens, args, 20)
@@ -136,7 +136,7 @@ def main(argv=None):
     import torch
     import transformers
 
-    from decoupling import device, models
+    from decoupling.core import device, models
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -162,7 +162,7 @@ def main(argv=None):
     o, h = max(r[0] for r in ours), max(r[0] for r in hf)
     goal = 3.0 if gpu else 1.2
     runs = lambda rs: ", ".join(f"{r[0]:,.0f}" for r in rs)  # noqa: E731
-    print(f"decoupling.train    : {o:10,.0f} tokens/s end to end (runs: {runs(ours)}; loop alone "
+    print(f"decoupling.core.train    : {o:10,.0f} tokens/s end to end (runs: {runs(ours)}; loop alone "
           f"{max(r[2] for r in ours):,.0f}; final loss {ours[-1][1]:.3f})")
     print(f"transformers.Trainer: {h:10,.0f} tokens/s end to end (runs: {runs(hf)}; mean loss {hf[-1][1]:.3f})")
     med = statistics.median(r[0] for r in ours) / statistics.median(r[0] for r in hf)

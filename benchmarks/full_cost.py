@@ -120,8 +120,9 @@ def install(tmp_store: Path) -> dict:
     import numpy as np
     import torch
 
-    from decoupling import batched, models, paths, train
-    from decoupling.device import describe
+    from decoupling import paths
+    from decoupling.core import batched, models, train
+    from decoupling.core.device import describe
     from decoupling.experiments import generality, pretrain
 
     paths.STORE_DIR = tmp_store

@@ -187,7 +187,7 @@ def code_cells(md: str) -> list[tuple[list[str], str]]:
 def chapters(root: Path, only: list[str] | None) -> list[tuple[str, Path]]:
     """The book's chapters in _toc.yml order: entries whose .md is a notebook (a kernelspec in its header).
     A missing file is reported and skipped (rebuild would refuse the whole book)."""
-    from decoupling.rebuild import toc_entries
+    from decoupling.pipeline.rebuild import toc_entries
     out = []
     for entry in toc_entries(root):
         p = root / f"{entry}.md"
@@ -343,7 +343,7 @@ def sync_child() -> int:
 
     import torch
 
-    from decoupling import batched, models, train
+    from decoupling.core import batched, models, train
     if not torch.cuda.is_available():
         print(json.dumps({"cuda": False}))
         return 0
@@ -392,7 +392,7 @@ def import_child(root: str) -> int:
         "data.arrays": lambda d: len(d.arrays("digits/0-4")["train"][1]),
         "data.encode": lambda d: tuple(d.encode("sentiment/movies", max_len=32)["train"]["input_ids"].shape),
         "data.corpus": lambda d: len(d.corpus("code", max_chars=1000)),
-        "models.load_minilm": lambda d: sum(p.numel() for p in __import__("decoupling.models").models
+        "models.load_minilm": lambda d: sum(p.numel() for p in __import__("decoupling.core.models").core.models
                                             .load_minilm(num_labels=2).parameters()),
     }
     from decoupling import data
@@ -404,7 +404,7 @@ def import_child(root: str) -> int:
             print(f"  FAIL {name}: {type(e).__name__}: {e}")
     experiments = [f"decoupling.experiments.{p.stem}"
                    for p in sorted((Path(root) / "lib" / "decoupling" / "experiments").glob("[!_]*.py"))]
-    for mod in [*experiments, "decoupling.book", "decoupling.store", "decoupling.batched", "decoupling.figures"]:
+    for mod in [*experiments, "decoupling.pipeline.book", "decoupling.pipeline.store", "decoupling.core.batched", "decoupling.pipeline.figures"]:
         try:
             importlib.import_module(mod)
             print(f"  ok   import {mod}")
@@ -439,7 +439,8 @@ def make_carry(dest: Path = CARRY) -> int:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from decoupling import data, models
+    from decoupling import data
+    from decoupling.core import models
     src, manifest = data.data_dir(), data.read_manifest()
     if manifest is None:
         say("!! no prepared data: run `decoupling data` first")
@@ -499,7 +500,7 @@ def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> in
     Exit code 1 when a record was corrupted or a check failed on the GPU."""
     import yaml
 
-    from decoupling import claims, store
+    from decoupling.pipeline import claims, store
     counts = {"new": 0, "same": 0, "replaced": 0, "corrupted": 0, "skipped": 0}
     chapter_records = {}
     with tarfile.open(tar_path) as tar:

@@ -1,4 +1,4 @@
-"""decoupling.batched: K models trained as one batched run equal K sequential runs of decoupling.train
+"""decoupling.core.batched: K models trained as one batched run equal K sequential runs of decoupling.core.train
 (same seeds, same data order) within float tolerance, on CPU — for plain MLPs, GPT-2 classifiers and LMs,
 with per-member gradient clipping active and members of different dataset sizes."""
 import dataclasses
@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoupling import batched
-from decoupling import models as M
-from decoupling import train as T
-from decoupling.device import DEVICE, cpu_threads
+from decoupling.core import batched
+from decoupling.core import models as M
+from decoupling.core import train as T
+from decoupling.core.device import DEVICE, cpu_threads
 
 CFG = M.PRESETS["test"]  # 1 layer, d=16, vocab 128, context 32
 

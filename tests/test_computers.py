@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from decoupling import history, models, train
+from decoupling.core import models, train
+from decoupling.pipeline import history
 from decoupling.experiments import computers as C
 
 

@@ -17,7 +17,8 @@ import math
 import numpy as np
 import pytest
 
-from decoupling import data, paths, store
+from decoupling import data, files, paths
+from decoupling.pipeline import store
 from decoupling.experiments import computers as C
 from decoupling.experiments import generality as G
 from decoupling.experiments import memory as M
@@ -32,7 +33,7 @@ R = dataclasses.replace
 def jsonable(res: dict) -> dict:
     """What store.run does with a result before writing it (a chapter's ch.run fails here otherwise)."""
     import json
-    return json.loads(store.canonical(res))
+    return json.loads(files.canonical(res))
 
 
 def finite(*xs) -> bool:

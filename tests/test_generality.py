@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from decoupling import measures, models
+from decoupling.core import measures, models
 from decoupling.experiments import generality as E
 
 

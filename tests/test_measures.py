@@ -1,10 +1,10 @@
-"""Known-answer tests for decoupling.measures (pure numpy/scipy, a few seconds)."""
+"""Known-answer tests for decoupling.core.measures (pure numpy/scipy, a few seconds)."""
 import math
 
 import numpy as np
 import pytest
 
-from decoupling import measures as M
+from decoupling.core import measures as M
 
 
 # ---------------------------------------------------------------------------------------------- KL, log loss

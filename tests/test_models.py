@@ -1,4 +1,4 @@
-"""decoupling.models: configs, parameter and FLOP counts, parity with the Hugging Face classes,
+"""decoupling.core.models: configs, parameter and FLOP counts, parity with the Hugging Face classes,
 replacing the head, safetensors round trips, and the offline MiniLM."""
 import os
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from decoupling import models as M
+from decoupling.core import models as M
 
 CFG = M.PRESETS["test"]  # 1 layer, 2 heads, d=16, vocab 128, context 32
 

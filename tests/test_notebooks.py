@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import yaml
 
-from decoupling import publish, rebuild
+from decoupling.pipeline import publish, rebuild
 
 from conftest import ROOT
 

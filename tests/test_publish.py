@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from decoupling import figures, publish
+from decoupling.pipeline import figures, publish
 
 from conftest import ROOT
 
@@ -52,7 +52,7 @@ def test_config_has_repository_launch_buttons_bibliography_and_vendored_mathjax(
     assert cfg["bibtex_bibfiles"] == ["book/references.bib"]
     sph = cfg["sphinx"]["config"]
     assert not sph["mathjax_path"].startswith("http") and "_extra" in sph["html_extra_path"]
-    assert "decoupling.publish" in cfg["sphinx"]["extra_extensions"]
+    assert "decoupling.pipeline.publish" in cfg["sphinx"]["extra_extensions"]
     toc = (ROOT / "_toc.yml").read_text()
     assert "book/bibliography" in toc and "book/reproducibility" in toc
     assert "{bibliography}" in (ROOT / "book" / "bibliography.md").read_text()

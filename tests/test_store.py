@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from decoupling import claims, store
+from decoupling.pipeline import claims, store
 from decoupling.profiles import UnknownProfile, preset
 
 CALLS = []

@@ -1,4 +1,4 @@
-"""decoupling.sweeps on a real LocalCluster (2 worker processes over loopback): a grid's results land in the
+"""decoupling.pipeline.sweeps on a real LocalCluster (2 worker processes over loopback): a grid's results land in the
 store as they finish, a rerun is all store hits, failures are reported after the rest finished, and a
 worker killed mid-grid loses no finished result (the lost task is rescheduled; nothing finished is
 recomputed — counted through a side file the experiment writes)."""
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from decoupling import sweeps
+from decoupling.pipeline import sweeps
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,10 @@ def test_killed_worker_loses_no_finished_result(client, tmp_path):
 def test_cli_help_and_dry_run():
     env = {**os.environ, "DECOUPLING_PROGRESS": "0",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "decoupling.sweeps", "--help"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "decoupling.pipeline.sweeps", "--help"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 0 and "--scheduler" in r.stdout and "dask-cuda-worker" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "decoupling.sweeps", "test_sweeps:slow_square", "--grid", "x=1,2",
+    r = subprocess.run([sys.executable, "-m", "decoupling.pipeline.sweeps", "test_sweeps:slow_square", "--grid", "x=1,2",
                         "--grid", "delay=0.0,0.5", "--dry-run"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "4 config(s)" in r.stdout and "x=2" in r.stdout and "delay=0.5" in r.stdout

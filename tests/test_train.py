@@ -1,4 +1,4 @@
-"""decoupling.train: convergence, bitwise determinism on CPU, data order, fine-tuning, checkpoints."""
+"""decoupling.core.train: convergence, bitwise determinism on CPU, data order, fine-tuning, checkpoints."""
 import math
 import os
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from decoupling import models as M
-from decoupling import train as T
-from decoupling.device import DEVICE
+from decoupling.core import models as M
+from decoupling.core import train as T
+from decoupling.core.device import DEVICE
 
 CFG = M.PRESETS["test"]  # 1 layer, d=16, vocab 128, context 32
 cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="bitwise determinism is a CPU guarantee")

@@ -134,7 +134,7 @@ def test_padded_mlp_is_its_width_and_its_padding_stays_zero(one_thread):
     """A width-5 MLP inside a width-12 PaddedMLP (with the linear skip present but off), trained alone with
     weight decay on: the padding is still exactly 0 and the block equals the plain model's training."""
     import torch
-    from decoupling import train
+    from decoupling.core import train
     rng = np.random.default_rng(0)
     X, y = rng.random((80, 6)).astype(np.float32), rng.integers(0, 3, 80)
     tc = E._recipe(len(y), 40, 1e-2, 0.1, seed=3)

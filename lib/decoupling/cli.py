@@ -60,9 +60,9 @@ def main(argv=None) -> int:
         if args.allow_cpu_full:  # read by store.run in the chapters' kernels (they inherit the environment)
             import os
 
-            from decoupling.store import ALLOW_CPU_FULL
+            from decoupling.pipeline.store import ALLOW_CPU_FULL
             os.environ[ALLOW_CPU_FULL] = "1"
-        from decoupling.rebuild import RebuildError, rebuild
+        from decoupling.pipeline.rebuild import RebuildError, rebuild
         try:
             return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,
                            html=not args.no_html)
@@ -70,8 +70,9 @@ def main(argv=None) -> int:
             print(f"decoupling: {e}", file=sys.stderr)
             return 2
     if args.cmd == "status":
-        from decoupling import paths, status
-        from decoupling.rebuild import Book
+        from decoupling import paths
+        from decoupling.pipeline import status
+        from decoupling.pipeline.rebuild import Book
         book = Book.load(paths.ROOT, paths.BUILD_DIR)
         print(status.status_md(status.load_records(paths.BUILD_DIR, list(book.chapters)), "(last)", {}, []))
         return 0

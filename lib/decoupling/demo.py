@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         p.error(str(e))
 
-    from decoupling import measures, store
+    from decoupling.core import measures
+    from decoupling.pipeline import store
     from decoupling.experiments import generality as G
     cfg = dataclasses.replace(G.TRANSFER["smoke"], target=args.target, sources=(args.source,),
                               seeds=tuple(range(args.seeds)))

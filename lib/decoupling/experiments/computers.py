@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoupling import data, models, train
-from decoupling.device import cpu_threads  # tiny models: one thread is 10-30x faster on a busy 2-core CPU
+from decoupling import data
+from decoupling.core import models, train
+from decoupling.core.device import cpu_threads  # tiny models: one thread is 10-30x faster on a busy 2-core CPU
 from decoupling.experiments import pretrain
 from decoupling.progress import bar
 

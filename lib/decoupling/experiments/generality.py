@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoupling import measures, models
-from decoupling.device import cpu_threads  # tiny models: one CPU thread (10-30x faster on a busy 2-core box)
+from decoupling.core import measures, models
+from decoupling.core.device import cpu_threads  # tiny models: one CPU thread (10-30x faster on a busy 2-core box)
 from decoupling.progress import bar
 
 SCRATCH = "scratch"  # θ0: random init, fine-tuned exactly like the pretrained bodies
@@ -154,7 +154,7 @@ def _steps(n: int, epochs: float, batch_size: int, min_steps: int, max_steps: in
 def _stages(hp: HP, steps: int, bs: int, seed: int):
     """The TrainConfigs of one fit, in order: one stage, or for LP-FT a linear probe first, then everything
     (same total steps). Stage i draws its data order from seed + i."""
-    from decoupling import train
+    from decoupling.core import train
     stages = [(steps, hp.body_lr_mult)]
     if hp.lp_frac > 0:
         lp = max(1, int(round(hp.lp_frac * steps)))
@@ -166,7 +166,7 @@ def _stages(hp: HP, steps: int, bs: int, seed: int):
 
 def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, bs: int, seed: int) -> nn.Module:
     """One fit of one model (the sequential reference; `_fit_many` fits every member at once)."""
-    from decoupling import train
+    from decoupling.core import train
     for tc in _stages(hp, steps, bs, seed):
         if len(inputs) == 2:
             train.train_classifier(model, inputs[0], inputs[1], y, tc)
@@ -176,7 +176,7 @@ def _fit(model: nn.Module, inputs: tuple, y: torch.Tensor, hp: HP, steps: int, b
 
 
 def _predict(model: nn.Module, inputs: tuple) -> np.ndarray:
-    from decoupling import train
+    from decoupling.core import train
     return train.predict_proba(model, *inputs)
 
 
@@ -274,7 +274,7 @@ def batch_fits() -> bool:
     are launch-bound, so M members in one vmapped step cost about what one does; on a CPU the work is
     arithmetic and memory traffic, and stacking only adds to it (measured on 2 cores: a smoke text target
     took 23 s batched against 14 s one by one). The two are equal up to float rounding (tests)."""
-    from decoupling.device import DEVICE
+    from decoupling.core.device import DEVICE
     return DEVICE.type == "cuda"
 
 
@@ -305,7 +305,7 @@ def _fit_many(members: Sequence[Member], train_idx: np.ndarray, hp: HP, steps: i
     len(train_idx) examples, from its own init, with its own data seed. Equal to `_fit` per member up to
     float rounding (tests/test_batched.py, tests/test_generality.py). batch=False: `_fit` per member, the
     fitted models kept apart (`_OneByOne`, which answers the same calls)."""
-    from decoupling import batched
+    from decoupling.core import batched
     idx = torch.as_tensor(train_idx, dtype=torch.long)
     if not batch:
         return _OneByOne([_fit(m.make(), _take(m.inputs, idx), m.y[idx], hp, steps, bs, m.seed) for m in members])
@@ -462,7 +462,7 @@ TRANSFER = {
 
 
 def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
-    from decoupling import models
+    from decoupling.core import models
     from decoupling.experiments import pretrain
     lms, info = {}, {}
     for d in cfg.sources:
@@ -475,7 +475,7 @@ def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
 @torch.no_grad()
 def _gpt_features(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """The frozen feature the classifier head reads: the last non-pad token's final hidden state."""
-    from decoupling.device import DEVICE
+    from decoupling.core.device import DEVICE
     model = model.to(DEVICE).eval()
     body = model.transformer
     out = []
@@ -495,7 +495,8 @@ def transfer(cfg: TransferConfig) -> dict:
 
 
 def _transfer(cfg: TransferConfig) -> dict:
-    from decoupling import data, models
+    from decoupling import data
+    from decoupling.core import models
     from decoupling.experiments import pretrain
     tok = data.tokenizer()
     K = data.num_labels(cfg.target)
@@ -572,7 +573,7 @@ MINILM = {
 def _random_bert(num_labels: int | None, seed: int):
     """A BERT with all-MiniLM-L6-v2's exact config and random weights: MiniLM's θ0 twin."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-    from decoupling import models
+    from decoupling.core import models
     conf = AutoConfig.from_pretrained(models.minilm_path(), local_files_only=True,
                                       **({} if num_labels is None else {"num_labels": num_labels}))
     with torch.random.fork_rng(devices=[]):
@@ -597,7 +598,8 @@ def minilm_transfer(cfg: MiniLMConfig) -> dict:
 
 
 def _minilm_transfer(cfg: MiniLMConfig) -> dict:
-    from decoupling import data, models
+    from decoupling import data
+    from decoupling.core import models
     tok = models.minilm_tokenizer()
     out = {"mode": cfg.mode, "targets": {}}
     probe = cfg.mode == "probe"
@@ -731,7 +733,8 @@ def digits_transfer(cfg: DigitsConfig) -> dict:
 
 
 def _digits_transfer(cfg: DigitsConfig) -> dict:
-    from decoupling import data, models, train
+    from decoupling import data
+    from decoupling.core import models, train
     src = data.arrays("digits/0-4")
     tgt = data.arrays("digits/5-9")
     xs, ys = torch.from_numpy(src["train"][0]), torch.from_numpy(src["train"][1])

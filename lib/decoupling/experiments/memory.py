@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoupling import batched, measures, models, train
-from decoupling.device import DEVICE, cpu_threads
+from decoupling.core import batched, measures, models, train
+from decoupling.core.device import DEVICE, cpu_threads
 from decoupling.progress import bar
 
 LOG2E = measures.LOG2E
@@ -341,7 +341,7 @@ class ICLRegressor(nn.Module):
         hf = GPT2Config(vocab_size=1, n_positions=2 * cfg.n_points, n_embd=cfg.width, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
                         bos_token_id=None, eos_token_id=None, activation_function="gelu_pytorch_tanh",
-                        attn_implementation="sdpa")  # vmapped by decoupling.batched on SDPA's math path
+                        attn_implementation="sdpa")  # vmapped by decoupling.core.batched on SDPA's math path
         self.read_in = nn.Linear(cfg.dim + 1, cfg.width)
         self.body = GPT2Model(hf)
         self.read_out = nn.Linear(cfg.width, 1)
@@ -401,7 +401,7 @@ def icl_diversity(cfg: ICLConfig) -> dict:
     """For every M and seed: pretrain a model on sequences whose task is drawn from a pool of M tasks, then
     compare its predictions on unseen tasks with dMMSE (retrieval of memorized tasks) and ridge (general
     learning). Δ = mean squared distance between predictions (Raventós et al. 2023, figure 1). All (M, seed)
-    runs train together as one batched run (decoupling.batched: each member has its own init, task pool
+    runs train together as one batched run (decoupling.core.batched: each member has its own init, task pool
     and data, its own loss and optimizer state). Chapter 2, figure memory-icl."""
     d, n, s2 = cfg.dim, cfg.n_points, cfg.noise_var
     runs = [(M, seed) for M in cfg.diversities for seed in cfg.seeds]

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoupling.models import ModelConfig
+from decoupling.core.models import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def config(profile: str, domain: str, seed: int = 0) -> PretrainConfig:
 
 def pretrain(cfg: PretrainConfig, out_dir: Path) -> dict:
     """Train a fresh LM on cfg.domain and save it to out_dir (safetensors). Returns the cost and loss."""
-    from decoupling import data, models, train
+    from decoupling import data
+    from decoupling.core import models, train
     ids = data.token_ids(cfg.domain, max_tokens=cfg.max_tokens)
     cut = int(len(ids) * (1 - cfg.eval_frac))
     lm = models.build_lm(cfg.model, seed=cfg.seed)
@@ -63,7 +64,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path) -> dict:
 
 def body(cfg: PretrainConfig, profile: str) -> tuple[Path, dict]:
     """(checkpoint dir for models.load_lm, pretraining result) — trained at most once per config."""
-    from decoupling import store
+    from decoupling.pipeline import store
     d = store.artifact(pretrain, cfg, profile=profile)
     return d / "model", json.loads((d / "result.json").read_text())["result"]
 

@@ -14,7 +14,7 @@ Four experiments, each a plain function of a frozen config returning a JSON-able
   Nakkiran et al. 2020): test error peaks where the number of features equals the number of samples.
 
 The digits MLPs of `memorization` and `compression` (every width, every label set, every prequential
-block) are trained as one batched run per experiment (`_fit_mlps`: decoupling.batched with each width
+block) are trained as one batched run per experiment (`_fit_mlps`: decoupling.core.batched with each width
 embedded in the widest, `PaddedMLP`); each member equals its own sequential fit up to float rounding.
 
 Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepared by `decoupling.data`
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoupling.device import cpu_threads  # every experiment runs on one CPU thread (see its docstring)
+from decoupling.core.device import cpu_threads  # every experiment runs on one CPU thread (see its docstring)
 
 LN2 = math.log(2.0)
 
@@ -55,7 +55,7 @@ def digits10() -> dict:
 def mlp(d_in: int, width: int, k: int, seed: int) -> nn.Module:
     """One-hidden-layer ReLU MLP d_in → width → k (width 0: a linear model, multinomial logistic
     regression), PyTorch's default init under a private seed."""
-    from decoupling.models import seeded
+    from decoupling.core.models import seeded
     if width == 0:
         return seeded(seed, lambda: nn.Linear(d_in, k))
     return seeded(seed, lambda: nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, k)))
@@ -70,7 +70,7 @@ def memorized_bits(probs, y, K: int) -> np.ndarray:
     label beyond the uniform code. Summed over a random-label set, it is information that can only have
     come from storing the labels (they are independent of the inputs). A perfect predictor scores log2 K
     per example; a uniform one 0; a confidently wrong one is negative."""
-    from decoupling.measures import log_loss_bits
+    from decoupling.core.measures import log_loss_bits
     return math.log2(K) - log_loss_bits(probs, y, reduction="none")
 
 
@@ -78,15 +78,15 @@ def _recipe(n: int, steps: int, lr: float, weight_decay: float, seed: int):
     """The one training recipe of every digits MLP here: full-batch AdamW on cross-entropy (n examples per
     step), no augmentation, no dropout, no early stopping, so nothing stands between the network and
     memorizing its training set. Linear warmup over 2 % of the steps, cosine decay to 1 % of lr."""
-    from decoupling import train
+    from decoupling.core import train
     return train.TrainConfig(steps=steps, batch_size=n, lr=lr, weight_decay=weight_decay, warmup_frac=0.02,
                              min_lr_frac=0.01, grad_clip=0.0, seed=seed, progress=False)
 
 
 def _fit_mlp(X, y, width: int, K: int, steps: int, lr: float, weight_decay: float, seed: int):
-    """One fit of `_recipe` (decoupling.train.train_module): the reference that `_fit_mlps` equals per
+    """One fit of `_recipe` (decoupling.core.train.train_module): the reference that `_fit_mlps` equals per
     member (tests/test_tyranny.py). The experiments call `_fit_mlps`."""
-    from decoupling import train
+    from decoupling.core import train
     model = mlp(X.shape[1], width, K, seed)
     train.train_module(model, torch.as_tensor(X), torch.as_tensor(y),
                        _recipe(len(y), steps, lr, weight_decay, seed), desc=f"mlp w={width}")
@@ -95,7 +95,7 @@ def _fit_mlp(X, y, width: int, K: int, steps: int, lr: float, weight_decay: floa
 
 class PaddedMLP(nn.Module):
     """`mlp(d_in, width, k)` embedded in a wider network, so that MLPs of different widths can share one
-    vmapped training step (decoupling.batched stacks members of ONE architecture):
+    vmapped training step (decoupling.core.batched stacks members of ONE architecture):
 
         f(x) = relu(x W1ᵀ + b1) (W2 diag m)ᵀ + b2 + s·(x Sᵀ)
 
@@ -175,13 +175,13 @@ def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: in
               desc: str = "mlps") -> list[nn.Module]:
     """Every fit (X_k, y_k, width_k) of `_fit_mlp`, as ONE batched run: each member a `PaddedMLP` of the
     widest width holding the seeded init of its own width (`mlp(d_in, width_k, K, seed)`), trained by
-    decoupling.batched.train_many on its own data (sizes may differ; each is full batch) with the shared
+    decoupling.core.batched.train_many on its own data (sizes may differ; each is full batch) with the shared
     recipe. Returns the trained models unpadded, in order — equal to `[_fit_mlp(X_k, y_k, width_k, ...)]`
     up to float rounding (tests/test_tyranny.py).
 
     Why: on a GPU these models are launch-bound (~5–10 ms per optimizer step whatever the batch), so the
     cost is the number of sequential steps. One run of `steps` replaces len(fits)·steps."""
-    from decoupling import batched
+    from decoupling.core import batched
     fits = list(fits)
     d_in = fits[0][0].shape[1]
     widths = [int(w) for _, _, w in fits]
@@ -196,7 +196,7 @@ def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: in
 
 
 def _proba(model, X) -> np.ndarray:
-    from decoupling import train
+    from decoupling.core import train
     return train.predict_proba(model, torch.as_tensor(X))
 
 
@@ -256,7 +256,7 @@ def stream(domain: str, unit: str) -> torch.Tensor:
 def _window_losses(model, tokens: torch.Tensor, block_size: int, n_windows: int) -> list[float]:
     """Mean next-token loss (nats) in each of the `n_windows` evenly spaced windows that
     `train.eval_lm` averages over (same starts), kept per window for the bootstrap."""
-    from decoupling.train import eval_lm
+    from decoupling.core.train import eval_lm
     last = len(tokens) - block_size - 1
     starts = torch.linspace(0, last, min(n_windows, last + 1)).long().tolist()
     return [eval_lm(model, tokens[s:s + block_size + 1], block_size, n_windows=1) for s in starts]
@@ -287,7 +287,8 @@ def scaling(cfg: ScalingConfig) -> dict:
     Loss is next-unit cross-entropy in nats on held-out windows (per window, for the bootstrap); N is
     Kaplan's non-embedding parameter count. The CIs resample eval windows (paired across sizes): they
     cover which text we evaluate on, not seed-to-seed training noise (one seed per size)."""
-    from decoupling import data, measures, models, train
+    from decoupling import data
+    from decoupling.core import measures, models, train
     from decoupling.progress import bar
 
     ids = stream(cfg.domain, cfg.unit)
@@ -348,7 +349,7 @@ class MemorizationConfig:
 
     The 1,436 random training labels hold 1,436·log2 10 ≈ 4,770 bits; widths below ~32 cannot store them
     all (their bits/param measure capacity), wider ones memorize everything (train accuracy → 1). On a GPU
-    the forward pass runs under bf16 autocast (decoupling.device), which Morris et al. 2025 found to lower
+    the forward pass runs under bf16 autocast (decoupling.core.device), which Morris et al. 2025 found to lower
     capacity slightly (3.51 vs 3.83 bits/param); the CPU runs are fp32."""
     widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # hidden units; params = 75·width + 10
     control_widths: tuple[int, ...] = (128,)  # also trained on the TRUE labels (the control)
@@ -360,7 +361,7 @@ class MemorizationConfig:
 
 
 def memorization(cfg: MemorizationConfig) -> dict:
-    from decoupling import measures
+    from decoupling.core import measures
 
     d = digits10()
     (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
@@ -429,7 +430,7 @@ class CompressionConfig:
 def compression(cfg: CompressionConfig) -> dict:
     from scipy.stats import spearmanr
 
-    from decoupling import measures
+    from decoupling.core import measures
 
     d = digits10()
     (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
@@ -509,7 +510,7 @@ def _rff(X, W, b) -> np.ndarray:
 
 
 def double_descent(cfg: DoubleDescentConfig) -> dict:
-    from decoupling import measures
+    from decoupling.core import measures
     from scipy.spatial.distance import pdist
 
     d = digits10()

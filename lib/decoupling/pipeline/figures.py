@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from decoupling import provenance
+from decoupling.pipeline import provenance
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:

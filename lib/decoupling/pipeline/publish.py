@@ -1,9 +1,9 @@
 """What the built site needs besides the chapters: paired notebooks for the launch buttons, MathJax served
 from the book itself, and each figure's provenance files.
 
-    python -m decoupling.publish notebooks          # (re)write book/<chapter>.ipynb from book/<chapter>.md
-    python -m decoupling.publish notebooks --check  # exit 1, naming them, if any is missing or out of date
-    python -m decoupling.publish mathjax            # obtain the pinned MathJax from npm into .cache/vendor
+    python -m decoupling.pipeline.publish notebooks          # (re)write book/<chapter>.ipynb from book/<chapter>.md
+    python -m decoupling.pipeline.publish notebooks --check  # exit 1, naming them, if any is missing or out of date
+    python -m decoupling.pipeline.publish mathjax            # obtain the pinned MathJax from npm into .cache/vendor
 
 - Colab opens only .ipynb, and the Colab/Binder buttons of a chapter point at book/<chapter>.ipynb in the
   repository, so each chapter's notebook is committed beside its .md: jupytext's rendering of the .md,
@@ -193,7 +193,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def main(argv=None) -> int:
     import argparse
-    p = argparse.ArgumentParser(prog="python -m decoupling.publish", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m decoupling.pipeline.publish", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("notebooks", help="write book/<chapter>.ipynb (no outputs) from book/<chapter>.md")

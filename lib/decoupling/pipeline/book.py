@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from decoupling import claims as _claims
-from decoupling import figures, paths, store
+from decoupling.pipeline import claims as _claims
+from decoupling import paths
+from decoupling.pipeline import figures, store
 from decoupling.profiles import check_profile, preset
 
 
@@ -33,7 +34,7 @@ class Chapter:
         self.figures: list[dict] = []
         self.claims: list[_claims.Claim] = []
         self._pending: list[store.Record] = []  # records since the last figure
-        from decoupling import device
+        from decoupling.core import device
         self.device = device.name()
         self._save()
 

@@ -26,25 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from decoupling import paths, provenance
+from decoupling import files, paths
+from decoupling.files import canonical
+from decoupling.pipeline import provenance
 from decoupling.progress import report
 from decoupling.profiles import check_profile
-
-
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
-def _jsonable(o):
-    if dataclasses.is_dataclass(o):
-        return {"__type__": type(o).__name__, **dataclasses.asdict(o)}
-    if hasattr(o, "tolist"):  # numpy arrays and scalars, torch tensors
-        return o.tolist()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 def _sha(s: str) -> str:
@@ -78,16 +64,13 @@ def experiment_name(fn: Callable) -> str:
 
 def keys(fn: Callable, config, profile: str) -> tuple[str, str, dict]:
     import torch
-    from decoupling.device import DEVICE
-    module_file = None
-    if fn.__module__.startswith("decoupling.experiments."):
-        module_file = fn.__module__.rsplit(".", 1)[1] + ".py"
+    from decoupling.core.device import DEVICE
     name = experiment_name(fn)
     cfg = json.loads(canonical(config))
     logical = _sha(canonical({"experiment": name, "config": cfg, "profile": profile}))
     parts = {
         "experiment": name, "config": cfg, "profile": profile,
-        "source": provenance.source_hash(module_file), "data": provenance.data_hash(),
+        "source": provenance.source_hash(fn.__module__), "data": provenance.data_hash(),
         "torch": torch.__version__.split("+")[0], "device": DEVICE.type,
     }
     return logical, _sha(canonical(parts)), parts
@@ -109,20 +92,6 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def _write_atomic(path: Path, body: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(body, sort_keys=True, indent=1, default=_jsonable))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _roots(store: Path | None) -> list[Path]:
     return [store or paths.STORE_DIR, paths.RESULTS_DIR]
 
@@ -137,7 +106,7 @@ def is_intact(body: dict) -> bool:
 
 
 def lookup(fn: Callable, config, profile: str, store: Path | None = None) -> Record | None:
-    from decoupling.device import DEVICE
+    from decoupling.core.device import DEVICE
     logical, key, parts = keys(fn, config, profile)
     name = experiment_name(fn)
     for root in _roots(store):
@@ -164,7 +133,7 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
     check_profile(profile)
     if not force and (rec := lookup(fn, config, profile, store)) is not None:
         return rec
-    from decoupling import device
+    from decoupling.core import device
     if profile == "full" and device.DEVICE.type != "cuda" and os.environ.get(ALLOW_CPU_FULL) != "1":
         # `full` is sized for one H100: minutes there, hours on a laptop CPU. Say so instead of starting.
         raise NeedsGPU(
@@ -187,7 +156,7 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
     body = {"config": parts["config"], "value": value, "meta": meta}
     body["checksum"] = _checksum(body)
     path = (store or paths.STORE_DIR) / parts["experiment"] / logical[:16] / f"{key[:16]}.json"
-    _write_atomic(path, body)
+    files.write_json(path, body)
     return Record(value, {**meta, "cache_hit": False, "stale": False, "path": str(path)})
 
 
@@ -223,7 +192,7 @@ def artifact(fn: Callable, config, *, profile: str, store: Path | None = None, f
         out = fn(config, tmp)
         meta = {"experiment": parts["experiment"], "config": parts["config"], "profile": profile,
                 "wall_time_s": round(time.perf_counter() - t0, 3), "result": out}
-        (tmp / "result.json").write_text(json.dumps(meta, indent=1, default=_jsonable, sort_keys=True))
+        (tmp / "result.json").write_text(files.pretty(meta))
         (tmp / "DONE").write_text(key)
         if final.exists():
             shutil.rmtree(final)

@@ -48,8 +48,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from decoupling import models, progress, train
-from decoupling.device import DEVICE, autocast, describe, peak_flops, sync
+from decoupling import progress
+from decoupling.core import models, train
+from decoupling.core.device import DEVICE, autocast, describe, peak_flops, sync
 
 
 @dataclass

@@ -15,13 +15,13 @@ Where it runs:
   For GPUs, one dask-cuda worker per GPU (pip install dask-cuda):
       dask scheduler --port 8786                                   # head node
       dask-cuda-worker tcp://HEAD:8786 --nthreads 1                # each GPU node: one worker per GPU
-      DECOUPLING_SCHEDULER=tcp://HEAD:8786 python -m decoupling.sweeps MODULE:FN --profile full ...
+      DECOUPLING_SCHEDULER=tcp://HEAD:8786 python -m decoupling.pipeline.sweeps MODULE:FN --profile full ...
   Every worker needs this library (`pip install -e .`), the prepared data (`decoupling data`) and the
   results store on a shared filesystem (--store /shared/store): records are written where the task ran.
   The store key includes the device type, so records computed on CUDA workers are `full`-profile GPU
   records like those of a single-GPU build.
 
-This module only schedules; it computes nothing itself (provenance.PRESENTATION: editing it keeps results).
+This module only schedules; it computes nothing itself (it is in pipeline/: editing it keeps every results key).
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from decoupling import store
+from decoupling import files
+from decoupling.pipeline import store
 from decoupling.profiles import check_profile
 
 N_WORKERS = 2  # the project's CPU machines have 2 cores
@@ -85,7 +86,7 @@ def _task(fn: Callable, config, profile: str, store_dir: str | None, force: bool
 def _task_key(fn: Callable, config, profile: str) -> str:
     """A readable, unique dask key: experiment, a hash of (config, profile), a nonce (a grid submitted
     twice is two sets of tasks; the store, not dask, is what deduplicates work)."""
-    h = hashlib.sha256(store.canonical({"config": config, "profile": profile}).encode()).hexdigest()
+    h = hashlib.sha256(files.canonical({"config": config, "profile": profile}).encode()).hexdigest()
     return f"{store.experiment_name(fn)}-{h[:12]}-{uuid.uuid4().hex[:8]}"
 
 
@@ -153,12 +154,12 @@ def _axes(base, specs: list[str]) -> dict[str, list]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m decoupling.sweeps", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m decoupling.pipeline.sweeps", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a grid of one experiment's configs on a Dask cluster through the results store.",
         epilog="examples:\n"
-               "  python -m decoupling.sweeps decoupling.experiments.memory:context_gating --presets GATING \\\n"
+               "  python -m decoupling.pipeline.sweeps decoupling.experiments.memory:context_gating --presets GATING \\\n"
                "      --grid 'seeds=[0],[1],[2]' --profile smoke\n"
-               "  DECOUPLING_SCHEDULER=tcp://head:8786 python -m decoupling.sweeps MODULE:FN --profile full "
+               "  DECOUPLING_SCHEDULER=tcp://head:8786 python -m decoupling.pipeline.sweeps MODULE:FN --profile full "
                "--store /shared/store\n\n" + (__doc__ or "").split("Where it runs:")[1].split("This module")[0])
     p.add_argument("experiment", help="MODULE:FUNCTION, e.g. decoupling.experiments.memory:context_gating")
     p.add_argument("--presets", default="PRESETS", help="the module's dict of per-profile configs (default PRESETS)")
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
             recs = run_grid(fn, configs, args.profile, client=client, store_dir=args.store, retries=args.retries,
                             force=args.force)
     except SweepError as e:
-        print(f"decoupling.sweeps: {e}", file=sys.stderr)
+        print(f"decoupling.pipeline.sweeps: {e}", file=sys.stderr)
         return 1
     for c, r in zip(configs, recs):
         point = {k: getattr(c, k) for k in axes}

@@ -6,7 +6,7 @@ tiny GPU model is launch-bound unless compiled with CUDA graphs (`compile="reduc
 data is moved to the device once, batches are gathered on the device from indices drawn up front, and the
 loss stays on the device, read back once at the end. benchmarks/bench_trainer.py measures the difference.
 
-- Device and dtype come from `decoupling.device` (chosen once): bf16 autocast + fused AdamW on CUDA, fp32
+- Device and dtype come from `decoupling.core.device` (chosen once): bf16 autocast + fused AdamW on CUDA, fp32
   on CPU, where two runs with one seed give bitwise-identical weights.
 - AdamW with decoupled weight decay on matrices only (Loshchilov & Hutter 2019; nanoGPT's grouping),
   linear warmup then cosine decay to min_lr_frac·lr (Chinchilla-style), global-norm gradient clipping.
@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import models, progress
+from decoupling import progress
+from decoupling.core import models
 from .device import DEVICE, autocast, describe, peak_flops, sync
 
 LN2 = math.log(2.0)

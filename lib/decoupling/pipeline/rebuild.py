@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from decoupling import claims as _claims
+from decoupling.pipeline import claims as _claims
 from decoupling.profiles import check_profile
 
 GENERATED = ("status", "scorecard")  # pages written by the rebuild from the records
@@ -84,16 +84,10 @@ class Book:
 
 
 def fingerprint(src: Path, profile: str, seed: int) -> str:
-    from decoupling import provenance
+    from decoupling.pipeline import provenance
     h = hashlib.sha256()
     h.update(src.read_bytes())
-    h.update(provenance.source_hash().encode())  # computing code
-    for p in sorted((provenance.LIB_DIR / "experiments").glob("*.py")):
-        h.update(p.read_bytes())
-    for name in sorted(provenance.PRESENTATION):
-        p = provenance.LIB_DIR / name
-        if p.exists():
-            h.update(p.read_bytes())
+    h.update(provenance.library_hash().encode())  # the page depends on every module, presentation too
     h.update(provenance.data_hash().encode())
     h.update(f"{profile}:{seed}".encode())
     return h.hexdigest()
@@ -104,7 +98,7 @@ def _execute(book: Book, name: str, entry: str, profile: str, seed: int, timeout
     out_dir = book.build / "executed" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{name}.running.ipynb"
-    cmd = [sys.executable, "-m", "decoupling.rebuild", "_exec", str(book.source(entry)), str(tmp),
+    cmd = [sys.executable, "-m", "decoupling.pipeline.rebuild", "_exec", str(book.source(entry)), str(tmp),
            profile, str(seed), name]
     env = {**os.environ, "DECOUPLING_ROOT": str(book.root), "DECOUPLING_BUILD": str(book.build)}
     if Path(f"/proc/{os.getpid()}/fd/2").exists():  # bars and reports to our terminal, not into the book
@@ -176,7 +170,7 @@ def _stage(book: Book, profile: str, recs: dict | None = None) -> Path:
                           f"`{profile}` yet. Run `decoupling rebuild --chapters {name}`.\n")
     # Files the site serves besides its pages: MathJax (so formulas render offline) and each staged
     # figure's SVG + provenance sidecar (the provenance card links to them). See publish.stage_assets.
-    from decoupling import publish
+    from decoupling.pipeline import publish
     publish.stage_assets(src, book.build / "figures", [f["id"] for r in (recs or {}).values()
                                                        if r.get("profile") == profile for f in r.get("figures", [])])
     return src
@@ -219,7 +213,8 @@ def _jupyter_book(book: Book, src: Path, force: bool) -> None:
 def rebuild(profile: str = "smoke", chapters: list[str] | None = None, force: bool = False, seed: int = 0,
             root: Path | None = None, build: Path | None = None, timeout: float | None = None,
             html: bool = True) -> int:
-    from decoupling import paths, status
+    from decoupling import paths
+    from decoupling.pipeline import status
     check_profile(profile)
     root = Path(root or paths.ROOT)
     build = Path(build or paths.BUILD_DIR)

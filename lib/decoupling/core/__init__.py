@@ -1,0 +1,1 @@
+"""The machine-learning core: device, models, training loops, batched training, measures."""
