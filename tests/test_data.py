@@ -10,12 +10,14 @@ import hashlib
 import io
 import json
 import re
+import sys
 import time
 import tokenize
 
 import pytest
 
 from decoupling import data
+from decoupling.data import read, sources
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 REQUIRED_SOURCES = ("cpython-stdlib", "cpython-pydoc-topics", "cpython-include", "pypi-vaderSentiment",
@@ -29,17 +31,17 @@ def manifest():
 
 # --- provenance -----------------------------------------------------------------------------------
 def test_manifest_records_every_source(manifest):
-    sources = manifest["sources"]
+    recorded = manifest["sources"]
     for key in REQUIRED_SOURCES:
-        assert key in sources, key
-    for key, s in sources.items():
+        assert key in recorded, key
+    for key, s in recorded.items():
         if s.get("status") == "skipped":  # optional Debian sources say why
             assert key.startswith("debian-") and s["reason"]
             continue
         assert HEX64.match(s["sha256"]), key
         assert s["license"] and s["origin"] and s["version"], key
         assert s["bytes"] > 0, key
-    assert sources["pypi-vaderSentiment"]["sha256"] == data.VADER["sha256"]
+    assert recorded["pypi-vaderSentiment"]["sha256"] == sources.VADER["sha256"]
     for dom, c in manifest["corpora"].items():
         assert HEX64.match(c["sha256"]) and c["bytes"] > 0, dom
 
@@ -65,11 +67,17 @@ def test_prepare_is_idempotent_and_fast(manifest):
     assert again == manifest
 
 
+def test_main_data_prints_the_tasks_and_the_hash(manifest, capsys):
+    assert data.main_data(["--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "pypi-vaderSentiment" in out and "sentiment/movies" in out and data.manifest_hash() in out
+
+
 # --- corpora --------------------------------------------------------------------------------------
 def test_strip_python_removes_comments_and_docstrings():
     src = ('"""Module doc."""\n# a comment\nimport os  # trailing\n\n\ndef f(x):\n    """Only a docstring."""\n\n\n'
            'class C:\n    """Doc."""\n    a = 1\n    """attribute doc"""\n    s = """kept: not a docstring"""\n')
-    out = data.strip_python(src)
+    out = sources.strip_python(src)
     tree = ast.parse(out)
     assert "#" not in out and "Module doc" not in out and "Only a docstring" not in out
     assert "attribute doc" not in out and "kept: not a docstring" in out
@@ -167,6 +175,29 @@ def test_task(manifest, name):
     if key == "pixels":
         px = dd["train"][0]["pixels"]
         assert len(px) == 64 and 0.0 <= min(px) and max(px) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["digits/0-4", "sentiment/tweets"])
+def test_arrays_are_the_same_without_datasets(manifest, name, monkeypatch):
+    """A machine with torch but not `datasets` reads the same Arrow files with pyarrow alone."""
+    import numpy as np
+    with_datasets = data.arrays(name)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now raises ImportError
+    read._columns.cache_clear()
+    try:
+        without = data.arrays(name)
+    finally:
+        read._columns.cache_clear()
+    for split in ("train", "test"):
+        (x1, y1), (x2, y2) = with_datasets[split], without[split]
+        assert y1.dtype == y2.dtype == np.int64 and np.array_equal(y1, y2)
+        if isinstance(x1, list):
+            assert x1 == x2
+        else:
+            assert x1.dtype == x2.dtype == np.float32 and np.array_equal(x1, x2)
+    x, y = data.arrays(name)["train"]
+    y[:] = -1  # a caller may write into its arrays: the cached columns stay as they were
+    assert (data.arrays(name)["train"][1] >= 0).all()
 
 
 def test_unknown_names_list_the_valid_ones(manifest):
