@@ -83,8 +83,8 @@ def test_each_chapter_depends_on_these_modules():
 
 EXPECTED = {'computers': ['core', 'core.device', 'core.models', 'core.train', 'data', 'experiments',
                'experiments.computers', 'experiments.pretrain'],
- 'generality': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train', 'data',
-                'experiments', 'experiments.generality', 'experiments.pretrain'],
+ 'generality': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.prequential',
+                'core.train', 'data', 'experiments', 'experiments.generality', 'experiments.pretrain'],
  'memory': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train',
             'experiments', 'experiments.memory'],
  'tyranny': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train', 'data',
