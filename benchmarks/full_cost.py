@@ -121,7 +121,7 @@ def install(tmp_store: Path) -> dict:
     import torch
 
     from decoupling import paths
-    from decoupling.core import batched, models, train
+    from decoupling.core import batched, models, prequential, train
     from decoupling.core.device import describe
     from decoupling.experiments import generality, pretrain
 
@@ -249,7 +249,7 @@ def install(tmp_store: Path) -> dict:
     models.load_minilm = lambda num_labels=None, seed=0: copy.deepcopy(_minilm_template(num_labels))
     generality._random_bert = lambda num_labels, seed: copy.deepcopy(_bert_template(num_labels))
     generality._gpt_features = gpt_features
-    generality.batch_fits = lambda: True  # count what the GPU runs (this CPU would fit one by one)
+    prequential.batch_fits = lambda: True  # count what the GPU runs (this CPU would fit one by one)
 
     # a pretrained body is charged to its own row, under the chapter that first asks for it
     bodies: dict[str, Tally] = {}

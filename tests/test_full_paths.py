@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from decoupling import data, files, paths
+from decoupling.core import prequential
 from decoupling.pipeline import store
 from decoupling.experiments import computers as C
 from decoupling.experiments import generality as G
+from decoupling.experiments import generality_summary as GS
 from decoupling.experiments import memory as M
 from decoupling.experiments import pretrain as P
 from decoupling.experiments import tyranny as T
@@ -128,7 +130,7 @@ def test_full_protocols_fit_the_data():
 
 
 def test_generality_full_paths(full_env, monkeypatch):
-    monkeypatch.setattr(G, "batch_fits", lambda: True)  # the GPU's way: every member in one batched run
+    monkeypatch.setattr(prequential, "batch_fits", lambda: True)  # the GPU's way: every member in one batched run
     full = G.TRANSFER["full"]
     assert full.body_profile == "full"
     # full ends (20 ... 1280) and both hyperparameter kinds; one step per fit, one seed, two task families
@@ -157,7 +159,7 @@ def test_generality_full_paths(full_env, monkeypatch):
     assert finite(*r["pairs"]["minilm"]["dL"], *r["logme"].values())
     assert r["runs"]["minilm"]["movement"]
 
-    S = G.summarize(transfers, minilm, n_boot=50)
+    S = GS.summarize(transfers, minilm, n_boot=50)
     assert "minilm" in S["matrix"] and "minilm" in S["scores"]
     assert all(finite(S["scores"][i]["score"]) for i in S["scores"])
 

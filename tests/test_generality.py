@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from decoupling.core import measures, models
-from decoupling.experiments import generality as E
+from decoupling.core import prequential as P
+from decoupling.experiments import generality as E, generality_summary as S
 
 
 def _uniform(K):
@@ -28,8 +29,8 @@ def test_identical_fit_predict_gives_delta_L_exactly_zero():
         counts = np.bincount(y[train_idx], minlength=3) + 1.0 + c
         return np.tile(counts / counts.sum(), (len(test_idx), 1))
 
-    a = E.select_prequential(fp, y, 3, ends, n_configs=2)
-    b = E.select_prequential(fp, y, 3, ends, n_configs=2)
+    a = P.select_prequential(fp, y, 3, ends, n_configs=2)
+    b = P.select_prequential(fp, y, 3, ends, n_configs=2)
     assert measures.delta_L(a, b) == 0.0
     # the uniform first block and the per-block charge are accounted for exactly
     assert a["block_bits"][0] == pytest.approx(ends[0] * math.log2(3))
@@ -39,7 +40,7 @@ def test_identical_fit_predict_gives_delta_L_exactly_zero():
 def test_uniform_model_codes_log2K_per_label_plus_the_charge():
     y = np.arange(100) % 4
     ends = [10, 30, 100]
-    res = E.select_prequential(_uniform(4), y, 4, ends, n_configs=3)
+    res = P.select_prequential(_uniform(4), y, 4, ends, n_configs=3)
     assert res["total_bits"] == pytest.approx(100 * 2.0 + 2 * math.log2(3))
     assert res["config_bits"] == pytest.approx([200.0] * 3)  # a candidate alone: no charge
 
@@ -60,8 +61,8 @@ def test_oracle_init_codes_fewer_bits():
         m = LogisticRegression(C=1.0).fit(x[train_idx], y[train_idx])
         return m.predict_proba(x[test_idx])
 
-    L_oracle = E.select_prequential(oracle, y, 2, ends, 1)
-    L_scratch = E.select_prequential(learner, y, 2, ends, 1)
+    L_oracle = P.select_prequential(oracle, y, 2, ends, 1)
+    L_scratch = P.select_prequential(learner, y, 2, ends, 1)
     assert measures.delta_L(L_scratch, L_oracle) > 20  # bits saved by the side information
 
 
@@ -82,7 +83,7 @@ def test_hyperparameter_choice_uses_only_seen_data():
         return np.tile(counts / counts.sum(), (len(test_idx), 1))
 
     y_cur = np.where(rng.random(n) < 0.8, 0, rng.integers(0, K, n))
-    a = E.select_prequential(fp, y_cur, K, ends, n_configs=2)
+    a = P.select_prequential(fp, y_cur, K, ends, n_configs=2)
     for c, tr, te in calls:
         assert tr.tolist() == list(range(len(tr)))  # train on a prefix: the blocks already sent
         assert te.min() == len(tr) and te.max() < n  # predict the next block only
@@ -90,7 +91,7 @@ def test_hyperparameter_choice_uses_only_seen_data():
     assert a["choices"][0] == 0  # nothing seen to choose on: candidate 0
     y_cur = y_cur.copy()
     y_cur[ends[-2]:] = (y_cur[ends[-2]:] + 1) % K  # relabel the last block
-    b = E.select_prequential(fp, y_cur, K, ends, n_configs=2)
+    b = P.select_prequential(fp, y_cur, K, ends, n_configs=2)
     assert a["choices"] == b["choices"]
     assert a["block_bits"][:-1] == b["block_bits"][:-1]
 
@@ -106,47 +107,54 @@ def test_choice_follows_the_previous_block():
             p[:] = [0.9, 0.1]
         return p
 
-    res = E.select_prequential(fp, y, 2, [4, 8, 16, 32, 64], 2)
+    res = P.select_prequential(fp, y, 2, [4, 8, 16, 32, 64], 2)
     assert res["choices"] == [0, 1, 1, 1]
 
 
 def test_calibration_and_layer_movement():
     y = np.array([0, 1, 0, 1])
-    assert E.expected_calibration_error(np.array([[1.0, 0.0]] * 4), y) == pytest.approx(0.5)
-    assert E.expected_calibration_error(np.array([[0.5, 0.5]] * 4), y) == pytest.approx(0.0)
+    assert P.expected_calibration_error(np.array([[1.0, 0.0]] * 4), y) == pytest.approx(0.5)
+    assert P.expected_calibration_error(np.array([[0.5, 0.5]] * 4), y) == pytest.approx(0.0)
     m = E.MLP(4, 8, 2)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    assert all(v == 0 for v in E.layer_movement(before, m).values())
+    assert all(v == 0 for v in P.layer_movement(before, m).values())
     with torch.no_grad():
         m.head.weight.mul_(2)
-    mv = E.layer_movement(before, m)
+    mv = P.layer_movement(before, m)
     assert set(mv) == {"body.0", "body.2", "head"} and mv["body.0"] == 0
     assert mv["head"] > 0.5
-    assert E._layer_group("transformer.h.1.attn.c_attn.weight", "transformer") == "h.1"
-    assert E._layer_group("bert.encoder.layer.3.output.dense.weight", "bert") == "encoder.layer.3"
+    assert P._layer_group("transformer.h.1.attn.c_attn.weight", "transformer") == "h.1"
+    assert P._layer_group("bert.encoder.layer.3.output.dense.weight", "bert") == "encoder.layer.3"
 
 
 def test_generality_score_and_dt_fit_known_answers():
     rows = [{"init": "a", "target": t, "dL_per_label": [v, v]} for t, v in
             [("sentiment/x", 0.1), ("sentiment/y", 0.3), ("code/module", 0.5), ("prose/topic", 0.0)]]
-    s = E.generality_score(rows, "a", n_boot=200)
+    s = S.generality_score(rows, "a", n_boot=200)
     assert s["score"] == pytest.approx((0.1 + 0.3 + 0.5 + 0.0) / 4)  # uniform over (task, dataset) pairs
     assert s["ci"][0] <= s["score"] <= s["ci"][1]
     assert s["families"] == pytest.approx({"sentiment": 0.2, "code": 0.5, "prose": 0.0})
     # cells are independent draws: every (target, seed) gets its own seed, the control another one
     seeds = {E.run_seed(t, s) for t in E.TARGETS["smoke"] for s in (0, 1, 2)}
     assert len(seeds) == 3 * len(E.TARGETS["smoke"])
-    assert not seeds & {v + E.CONTROL_OFFSET for v in seeds}
+    assert not seeds & {v + P.CONTROL_OFFSET for v in seeds}
     n = [10, 20, 40, 80]
     curves = [{"n": n, "dt": [3 * v ** 0.25 for v in n]}, {"n": n, "dt": [50 * v ** 0.25 for v in n]}]
-    fit = E.fit_dt_pooled(curves, n_boot=100)
+    fit = S.fit_dt_pooled(curves, n_boot=100)
     assert fit["alpha"] == pytest.approx(0.25)  # one exponent, a different k per pair
-    assert E.fit_dt_pooled([{"n": n, "dt": [None, -3, None, 5]}])["pairs"] == 0
-    assert E.fit_dt_pooled([{"n": n, "dt": [None, 4, None, 5]}])["pairs"] == 0  # two points test nothing
+    assert S.fit_dt_pooled([{"n": n, "dt": [None, -3, None, 5]}])["pairs"] == 0
+    assert S.fit_dt_pooled([{"n": n, "dt": [None, 4, None, 5]}])["pairs"] == 0  # two points test nothing
+
+
+def test_presets_are_keyed_by_experiment_function():
+    """PRESETS names each experiment function of the module, with a config per profile."""
+    for fn, presets in E.PRESETS.items():
+        assert callable(getattr(E, fn)), fn
+        assert set(presets) == {"smoke", "full"}, fn
 
 
 # ------------------------------------------------------------------------------- tiny real runs
-TINY_PROTO = E.Protocol(ends=(8, 24, 56), hps=(E.HP("ft", 3e-3, 1.0), E.HP("probe", 1e-2, 0.0)), epochs=3.0,
+TINY_PROTO = P.Protocol(ends=(8, 24, 56), hps=(P.HP("ft", 3e-3, 1.0), P.HP("probe", 1e-2, 0.0)), epochs=3.0,
                         batch_size=16, min_steps=4, max_steps=20)
 
 
@@ -163,7 +171,7 @@ def test_seed_vs_seed_kl_positive_while_gain_near_zero():
     yt = te["labels"][:96].numpy()
     kls, gains = [], []
     for s in (0, 1):
-        runs = {k: E.run_protocol(lambda k=k: models.build_classifier(cfg, 2, seed=s + k), inputs,
+        runs = {k: P.run_protocol(lambda k=k: models.build_classifier(cfg, 2, seed=s + k), inputs,
                                   tr["labels"][:56], test, yt, 2, TINY_PROTO, s) for k in (0, 1000)}
         pr = E._pair(runs[0], runs[1000], yt)
         kls.append(pr["essay_kl"][-1])
@@ -203,8 +211,8 @@ def test_batched_protocol_equals_sequential_mlps(one_thread):
     (xt, yt), (xe, ye) = d["train"], d["test"]
     xt, xe = torch.from_numpy(xt), torch.from_numpy(xe[:100])
     ye = ye[:100]
-    proto = E.Protocol(ends=(10, 30, 60), hps=(E.HP("ft", 3e-3, 1.0), E.HP("slow-body", 3e-3, 0.1),
-                                               E.HP("lp-ft", 3e-3, 1.0, lp_frac=0.5), E.HP("probe", 1e-2, 0.0)),
+    proto = P.Protocol(ends=(10, 30, 60), hps=(P.HP("ft", 3e-3, 1.0), P.HP("slow-body", 3e-3, 0.1),
+                                               P.HP("lp-ft", 3e-3, 1.0, lp_frac=0.5), P.HP("probe", 1e-2, 0.0)),
                        epochs=5.0, batch_size=16, min_steps=5, max_steps=12)
     source = models.seeded(99, lambda: E.MLP(64, 16, 5))
 
@@ -218,14 +226,14 @@ def test_batched_protocol_equals_sequential_mlps(one_thread):
         order = torch.as_tensor(E._subset(len(yt), 60, seed))
         inputs, y = (xt[order],), torch.as_tensor(yt[order.numpy()])
         for make in (lambda s=seed: models.seeded(s, lambda: E.MLP(64, 16, 5)), lambda s=seed: from_source(s)):
-            members.append(E.Member(make, inputs, y, (xe,), seed, keep_model=seed == 0))
-    together = E.run_protocols(members, ye, 5, proto, batch=True)
-    alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, ye, 5, proto, m.seed, m.keep_model)
+            members.append(P.Member(make, inputs, y, (xe,), seed, keep_model=seed == 0))
+    together = P.run_protocols(members, ye, 5, proto, batch=True)
+    alone = [P.run_protocol(m.make, m.inputs, m.y, m.test_inputs, ye, 5, proto, m.seed, m.keep_model)
              for m in members]
     _assert_same_runs(together, alone, rtol=1e-4)
     assert together[0]["record"]["movement"] and together[0]["model"] is not None
     # the CPU's way (batch_fits() is False here): one fit after another inside the same driver
-    _assert_same_runs(E.run_protocols(members, ye, 5, proto, batch=False), alone, rtol=1e-6)
+    _assert_same_runs(P.run_protocols(members, ye, 5, proto, batch=False), alone, rtol=1e-6)
 
 
 def test_batched_protocol_equals_sequential_gpt2(one_thread):
@@ -241,12 +249,12 @@ def test_batched_protocol_equals_sequential_gpt2(one_thread):
     members = []
     for seed in (0, 1):
         order = E._subset(len(tr["labels"]), 56, seed)
-        inputs = E._take((tr["input_ids"], tr["attention_mask"]), order)
+        inputs = P.take((tr["input_ids"], tr["attention_mask"]), order)
         y = tr["labels"][torch.as_tensor(order)]
-        for init in (seed, seed + E.CONTROL_OFFSET):
-            members.append(E.Member(lambda i=init: models.build_classifier(cfg, 2, seed=i), inputs, y, test, seed))
-    together = E.run_protocols(members, yt, 2, TINY_PROTO, batch=True)
-    alone = [E.run_protocol(m.make, m.inputs, m.y, m.test_inputs, yt, 2, TINY_PROTO, m.seed) for m in members]
+        for init in (seed, seed + P.CONTROL_OFFSET):
+            members.append(P.Member(lambda i=init: models.build_classifier(cfg, 2, seed=i), inputs, y, test, seed))
+    together = P.run_protocols(members, yt, 2, TINY_PROTO, batch=True)
+    alone = [P.run_protocol(m.make, m.inputs, m.y, m.test_inputs, yt, 2, TINY_PROTO, m.seed) for m in members]
     _assert_same_runs(together, alone, rtol=1e-3)  # Adam on tiny early moments: looser than the MLPs
     assert together[0]["record"]["movement"]
 
@@ -266,16 +274,16 @@ def test_batched_protocol_equals_sequential_bert(one_thread):
     y = (ids[:, 0] > 32).long()
     train, test = (ids[:56], mask[:56]), (ids[56:], mask[56:])
     make = lambda s: models.seeded(s, lambda: BertForSequenceClassification(conf))  # noqa: E731
-    members = [E.Member(lambda s=s: make(s), E._bert_inputs(train), y[:56], E._bert_inputs(test), s) for s in (0, 1)]
-    together = E.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO, batch=True)
-    alone = [E.run_protocol(lambda s=s: make(s), train, y[:56], test, y[56:].numpy(), 2, TINY_PROTO, s)
+    members = [P.Member(lambda s=s: make(s), E._bert_inputs(train), y[:56], E._bert_inputs(test), s) for s in (0, 1)]
+    together = P.run_protocols(members, y[56:].numpy(), 2, TINY_PROTO, batch=True)
+    alone = [P.run_protocol(lambda s=s: make(s), train, y[:56], test, y[56:].numpy(), 2, TINY_PROTO, s)
              for s in (0, 1)]
     _assert_same_runs(together, alone, rtol=1e-3)
 
 
 def test_digits_experiment_is_deterministic_and_runs_the_protocol():
     cfg = E.DigitsConfig(hidden=16, pretrain_steps=60, early_steps=5, seeds=(0,), n_filters=2,
-                         protocol=E.Protocol(ends=(10, 30, 60), hps=(E.HP("ft", 3e-3, 1.0), E.HP("probe", 1e-2, 0.0)),
+                         protocol=P.Protocol(ends=(10, 30, 60), hps=(P.HP("ft", 3e-3, 1.0), P.HP("probe", 1e-2, 0.0)),
                                              epochs=5.0, batch_size=32, min_steps=5, max_steps=20))
     a = E.digits_transfer(cfg)
     b = E.digits_transfer(cfg)

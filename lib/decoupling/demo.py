@@ -30,6 +30,7 @@ def main(argv=None) -> int:
         p.error(str(e))
 
     from decoupling.core import measures
+    from decoupling.core.prequential import CONTROL
     from decoupling.pipeline import store
     from decoupling.experiments import generality as G
     cfg = dataclasses.replace(G.TRANSFER["smoke"], target=args.target, sources=(args.source,),
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     rec = store.run(G.transfer, cfg, profile="smoke")
     r = rec.value
     pair = r["pairs"][args.source]
-    ctrl = r["pairs"][G.CONTROL]
+    ctrl = r["pairs"][CONTROL]
     dl = np.array(pair["dL"], float)                       # bits over the n coded labels, one per seed
     kl = np.array([k[-1] for k in pair["essay_kl"]])      # essay KL after the last (largest) fit
     dl_c = np.array(ctrl["dL"], float)

@@ -1,0 +1,169 @@
+"""Chapter 4's aggregations (book/generality.md): what the chapter prints about the results of
+`experiments.generality` — the source → target ΔL matrix, each body's generality score with a bootstrap CI,
+the three estimators side by side, the effective data transferred D_T and its exponent, and the rank
+correlation of LogME with ΔL. Pure functions of those results: nothing here trains.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from decoupling.core import measures
+from decoupling.core.prequential import CONTROL, SCRATCH
+
+
+def cells(transfers: Sequence[dict], minilm: dict | None = None) -> list[dict]:
+    """Every (target, init) result as one row: ΔL per seed (bits, total and per label), essay KL, reverse
+    KL and held-out gain per seed at the last fit, LogME. The input of all the summaries below."""
+    rows = []
+    blocks = [(t, "ours") for t in transfers] + [(t, "minilm-" + minilm["mode"]) for t in
+                                                (minilm or {}).get("targets", {}).values()]
+    for t, family in blocks:
+        for name, p in t["pairs"].items():
+            rows.append({"target": t["target"], "init": name, "body": family, "n": t["n"],
+                         "dL": list(p["dL"]), "dL_per_label": [v / t["n"] for v in p["dL"]],
+                         "essay_kl": [v[-1] for v in p["essay_kl"]], "reverse_kl": [v[-1] for v in p["reverse_kl"]],
+                         "gain": [v[-1] for v in p["gain"]], "logme": t["logme"].get(name),
+                         "logme_scratch": t["logme"].get(SCRATCH)})
+    return rows
+
+
+def task_family(target: str) -> str:
+    return target.split("/")[0]
+
+
+def generality_score(rows: Sequence[dict], init: str, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The essay's double integral as a Monte Carlo estimate: ΔL per label averaged uniformly over the
+    (task, dataset) pairs of the suite and the seeds. Each (task, dataset, seed) run is one independent draw
+    (`run_seed`), and the suite itself is a sample of "all tasks and datasets", so the bootstrap resamples
+    runs. Per task family means are reported beside it."""
+    mine = [r for r in rows if r["init"] == init]
+    if not mine:
+        return {"init": init, "score": float("nan"), "ci": [float("nan")] * 2, "n_cells": 0, "families": {}}
+    runs = np.concatenate([np.asarray(r["dL_per_label"], float) for r in mine])
+    ci = measures.bootstrap_ci(runs, n_boot=n_boot, seed=seed)
+    fam: dict[str, list[float]] = {}
+    for r in mine:
+        fam.setdefault(task_family(r["target"]), []).extend(r["dL_per_label"])
+    return {"init": init, "score": ci.value, "ci": [ci.lo, ci.hi], "n_cells": len(mine), "n_runs": len(runs),
+            "families": {k: float(np.mean(v)) for k, v in fam.items()}}
+
+
+def pooled_ci(values, n_boot: int = 2000, seed: int = 0) -> dict:
+    ci = measures.bootstrap_ci(np.asarray(values, float), n_boot=n_boot, seed=seed)
+    return {"mean": ci.value, "ci": [ci.lo, ci.hi], "n": len(values)}
+
+
+def effective_data(transfer_result: dict, init: str) -> dict:
+    """Effective data transferred D_T(n) (Hernandez et al. 2021) from the seed-mean test learning curves
+    (bits/example at each fit size) of θ0 and of `init`: the horizontal gap between the two curves."""
+    ends = np.asarray(transfer_result["ends"][:-1], float)
+    l0 = np.mean(transfer_result["runs"][SCRATCH]["test_bits"], axis=0)
+    lp = np.mean(transfer_result["runs"][init]["test_bits"], axis=0)
+    dt = measures.effective_data_transferred(ends, lp, ends, l0)
+    # where the pretrained model beats θ0's best point, the scratch curve never reaches it: D_T is then
+    # only bounded below, by (largest n on the scratch curve) − n
+    lower = [float(ends[-1] - e) if not np.isfinite(v) and p < l0.min() else None
+             for e, v, p in zip(ends, dt, lp)]
+    return {"n": ends.tolist(), "loss_scratch": l0.tolist(), "loss_init": lp.tolist(),
+            "dt": [None if not np.isfinite(v) else float(v) for v in dt], "dt_lower_bound": lower}
+
+
+def fit_dt_pooled(curves: Sequence[dict], n_boot: int = 2000, seed: int = 0, min_points: int = 3) -> dict:
+    """One exponent α for D_T = k_pair · n^α over several (source, target) pairs, each with its own k
+    (a within-pair least-squares slope of log D_T on log n, the fixed-effects estimator), with a bootstrap
+    CI over pairs. A pair enters with ≥ `min_points` finite, positive D_T points: through two points any
+    power law fits, so two points test nothing about the form. No pair → α is NaN."""
+    groups = []
+    for c in curves:
+        n = np.asarray(c["n"], float)
+        dt = np.asarray([np.nan if v is None else v for v in c["dt"]], float)
+        ok = np.isfinite(dt) & (dt > 0)
+        if ok.sum() >= max(2, min_points):
+            groups.append((np.log(n[ok]), np.log(dt[ok])))
+
+    def slope(gs):
+        sxy = sum(((x - x.mean()) * (y - y.mean())).sum() for x, y in gs)
+        sxx = sum(((x - x.mean()) ** 2).sum() for x, _ in gs)
+        return float(sxy / sxx) if sxx > 0 else float("nan")
+
+    if not groups:
+        return {"alpha": float("nan"), "ci": [float("nan")] * 2, "pairs": 0, "points": 0}
+    # the bootstrap resamples pairs: it draws indices into `groups` (each n ≥ 3 distinct sizes, so every
+    # resample's slope is finite)
+    ci = measures.bootstrap_ci(np.arange(len(groups)), stat=lambda ix: slope([groups[int(i)] for i in ix]),
+                               n_boot=n_boot, seed=seed)
+    return {"alpha": ci.value, "ci": [ci.lo, ci.hi] if len(groups) > 1 else [float("nan")] * 2,
+            "pairs": len(groups), "points": int(sum(len(x) for x, _ in groups))}
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(spearmanr(a[ok], b[ok]).statistic)
+
+
+def logme_vs_dl(rows: Sequence[dict]) -> dict:
+    """Rank correlation of the cheap proxy (LogME on frozen features) with the measured ΔL: per target
+    across its bodies (how LogME is used: to rank candidate models for one task), averaged, and pooled."""
+    per_target = {}
+    for t in sorted({r["target"] for r in rows}):
+        # one family of bodies per target (ours share θ0; MiniLM's θ0 is a different network)
+        rs = [r for r in rows if r["target"] == t and r["logme"] is not None and r["init"] != CONTROL
+              and r["body"] == "ours"]
+        # θ0 itself is a candidate too: its ΔL is 0 by definition
+        xs = [r["logme"] for r in rs] + [rs[0]["logme_scratch"]] if rs else []
+        ys = [float(np.mean(r["dL_per_label"])) for r in rs] + [0.0] if rs else []
+        per_target[t] = spearman(xs, ys)
+    pooled = [(r["logme"] - r["logme_scratch"], float(np.mean(r["dL_per_label"]))) for r in rows
+              if r["logme"] is not None and r["logme_scratch"] is not None and r["init"] != CONTROL]
+    vals = [v for v in per_target.values() if np.isfinite(v)]
+    return {"per_target": per_target, "mean_per_target": float(np.mean(vals)) if vals else float("nan"),
+            "pooled": spearman([p[0] for p in pooled], [p[1] for p in pooled]), "n_pooled": len(pooled)}
+
+
+def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int = 2000) -> dict:
+    """Everything the chapter prints about the text grid: per-cell rows, the ΔL matrix (bits per label,
+    seed mean), each body's generality score, the seed-vs-seed control, the three estimators side by side,
+    D_T per (body, target) with the pooled exponent, and LogME ↔ ΔL."""
+    rows = cells(transfers, minilm)
+    ours = [r for r in rows if r["body"] == "ours"]
+    mini = [r for r in rows if r["body"] != "ours"]
+    inits = list(dict.fromkeys(r["init"] for r in ours))
+    targets = [t["target"] for t in transfers]
+    matrix = {i: {r["target"]: float(np.mean(r["dL_per_label"])) for r in ours if r["init"] == i} for i in inits}
+    if mini:
+        matrix["minilm"] = {r["target"]: float(np.mean(r["dL_per_label"])) for r in mini if r["init"] == "minilm"}
+    scores = {i: generality_score(ours, i, n_boot) for i in inits}
+    if mini:
+        scores["minilm"] = generality_score(mini, "minilm", n_boot)
+        scores["minilm-control"] = generality_score(mini, CONTROL, n_boot)
+    three = {}
+    for label, rs in [(i, [r for r in ours if r["init"] == i]) for i in inits] + (
+            [("minilm", [r for r in mini if r["init"] == "minilm"])] if mini else []):
+        vals = {k: [v for r in rs for v in r[k]] for k in ("essay_kl", "reverse_kl", "gain", "dL_per_label")}
+        three[label] = {k: pooled_ci(v, n_boot) for k, v in vals.items()}
+    dts = {}
+    for t in transfers:
+        for i in t["pairs"]:
+            if i not in (CONTROL,):
+                dts[(i, t["target"])] = effective_data(t, i)
+    for t in (minilm or {}).get("targets", {}).values():
+        dts[("minilm", t["target"])] = effective_data(t, "minilm")
+    real = [v for (i, _), v in dts.items() if i not in (CONTROL, "shuffled")]
+    # each body against the shuffled-token body, run by run (same θ0, seed and examples): domain knowledge
+    # beyond what any pretraining run gives (token statistics, LayerNorm'd features, calibration)
+    vs_shuffled = {}
+    if "shuffled" in inits:
+        sh = {r["target"]: r["dL_per_label"] for r in ours if r["init"] == "shuffled"}
+        for i in inits:
+            if i not in (CONTROL, "shuffled"):
+                d = [a - b for r in ours if r["init"] == i for a, b in zip(r["dL_per_label"], sh[r["target"]])]
+                vs_shuffled[i] = pooled_ci(d, n_boot)
+    return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "scores": scores,
+            "three_ways": three, "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
+            "dt_fit": fit_dt_pooled(real, n_boot), "logme": logme_vs_dl(rows), "vs_shuffled": vs_shuffled}
