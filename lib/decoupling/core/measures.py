@@ -370,3 +370,18 @@ def conditional_mi_bits(p_y_given_xt, p_xt) -> float:
     py_x = (pt_x[..., None] * pyxt).sum(1, keepdims=True)  # (nx, 1, ny)
     seen = pxt > 0  # (x, t) pairs that never occur contribute nothing (and may hold any p(y|x,t))
     return float((pxt[seen] * kl_bits(pyxt[seen], np.broadcast_to(py_x, pyxt.shape)[seen])).sum())
+
+
+def h_score(features, y) -> float:
+    """H-score (Bao et al. 2019): tr(cov(f)⁻¹ · cov(E[f | y])), how much of the features' variance lies
+    between the class means. Between 0 and min(d, K−1); a cheap transferability proxy computed on frozen
+    features, like LogME. Pseudo-inverse, so that collinear features do not blow it up."""
+    f = np.asarray(features, np.float64)
+    y = np.asarray(y)
+    f = f - f.mean(0)
+    cov_f = f.T @ f / len(f)
+    means = np.zeros_like(f)
+    for c in np.unique(y):
+        means[y == c] = f[y == c].mean(0)
+    cov_g = means.T @ means / len(f)
+    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))

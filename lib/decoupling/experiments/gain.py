@@ -1,0 +1,465 @@
+"""`gain`: how many bits a pretrained model gives *your* labelled text task — the essay's information gain
+as a tool, with the book's fair protocol (the `decoupling gain` command and `gain(model, dataset)`).
+
+    ΔL = L_preq(θ0) − L_preq(θP)   bits over the coded labels
+
+θP is the model as given, θ0 the same architecture randomly initialised, θ0' a second random init (the
+seed-vs-seed control: its ΔL should be 0 within the equivalence bound `DELTA_BITS` per label), and a
+competent model with no pretraining at all (TF-IDF word and character n-grams + logistic regression) is
+coded on the same blocks. All of them see the same examples in the same order; every block is coded by a
+fit on the blocks before it, with the fitting setting chosen per block on data already seen and
+log2(#settings) bits charged per block (`core.prequential`, the protocol of the book's generality chapter).
+
+Modes: `probe` trains a linear head on frozen mean-pooled features (cheap: one forward pass per encoder),
+`finetune` trains the whole model (a GPU's job beyond a few hundred examples). Beside ΔL: the essay's KL
+and the held-out gain on a fixed test split, learning curves, and two cheap feature-based proxies that
+model-selection tools use instead of bits, LogME (You et al. 2021) and the H-score (Bao et al. 2019).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from decoupling.core import measures, models
+from decoupling.core.device import cpu_threads
+from decoupling.experiments.generality import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol,
+                                              run_protocols, select_prequential)
+from decoupling.experiments.generality import _collect as collect, _subset as subset
+
+PRETRAINED = "pretrained"
+REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
+# Equivalence bound for the seed-vs-seed control, in bits per coded label, fixed before any run: a
+# twentieth of a bit is 5% of the uniform code of a binary label (2.5% for four classes) — below what a
+# reader would call a gain worth a pretrained model, above the seed-to-seed spread of the probe's code.
+DELTA_BITS = 0.05
+BOOK_BODIES = ("code", "prose", "c", "go", "bible_en", "shuffled")
+
+
+class GainError(ValueError):
+    """Bad input to `gain`: the message is one line that says what to change."""
+
+
+# ================================================================================== what goes in
+@dataclass(frozen=True)
+class GainConfig:
+    """One `gain` computation. `model` and `data` name what to load; their sha256 (of the weights and
+    config files, of the rows used) are part of the config so that the results store recomputes exactly
+    when either changes."""
+    model: str = "minilm"  # "minilm", "body:<domain>" (a book body), or a local Hugging Face directory
+    data: str = ""  # a CSV / JSONL / Parquet file or a saved `datasets` directory
+    model_sha: str = ""
+    data_sha: str = ""
+    text_col: str = "text"
+    label_col: str = "label"
+    mode: str = "probe"  # "probe" | "finetune"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_examples: int = 1000  # coded labels at most (the rest of the rows: the test split)
+    n_test: int = 200  # fixed test rows for curves, KL and held-out gain
+    max_len: int = 64  # tokens per text
+    batch_size: int = 64
+    body_profile: str = "smoke"  # for "body:<domain>": which pretrained preset
+
+
+PRESETS = {"gain": {"smoke": GainConfig(), "full": GainConfig(mode="finetune", max_len=128)}}
+
+
+def protocol(n: int, K: int, mode: str) -> Protocol:
+    """Blocks that double from max(16, 2K) to n; two candidate settings chosen per block on seen data."""
+    first = max(16, 2 * K)
+    if n < 2 * first:
+        raise GainError(f"{n} labelled rows: the protocol needs at least {2 * first} (a first block of "
+                        f"{first} and one more to code) plus a test split")
+    ends = [first]
+    while ends[-1] * 2 < n:
+        ends.append(ends[-1] * 2)
+    ends.append(n)
+    if mode == "probe":
+        hps = (HP("probe-lr1e-2", 1e-2, 1.0, 0.0), HP("probe-lr5e-2", 5e-2, 1.0, 0.0))
+        return Protocol(ends=tuple(ends), hps=hps, epochs=20.0, batch_size=64, min_steps=20)
+    hps = (HP("finetune-lr5e-5", 5e-5, 1.0), HP("finetune-lr3e-4", 3e-4, 1.0))
+    return Protocol(ends=tuple(ends), hps=hps, epochs=6.0, batch_size=32, max_steps=400)
+
+
+def read_table(data, text_col: str = "text", label_col: str = "label"):
+    """(texts, labels as int array, class names) from a `datasets.Dataset` / `DatasetDict` (its "train"
+    split), a saved `datasets` directory, or a CSV / JSONL / JSON / Parquet file."""
+    import pandas as pd
+    if isinstance(data, (str, Path)):
+        p = Path(data)
+        if not p.exists():
+            raise GainError(f"no such file or directory: {p}")
+        if p.is_dir():
+            try:
+                import datasets
+                data = datasets.load_from_disk(str(p))
+            except Exception as e:
+                raise GainError(f"{p} is not a saved `datasets` directory ({type(e).__name__}: {e})") from None
+        else:
+            readers = {".csv": pd.read_csv, ".tsv": lambda f: pd.read_csv(f, sep="\t"),
+                       ".jsonl": lambda f: pd.read_json(f, lines=True), ".json": pd.read_json,
+                       ".parquet": pd.read_parquet}
+            if p.suffix.lower() not in readers:
+                raise GainError(f"{p.name}: unknown format; use one of {', '.join(readers)} or a `datasets` directory")
+            try:
+                data = readers[p.suffix.lower()](p)
+            except Exception as e:
+                raise GainError(f"cannot read {p}: {type(e).__name__}: {e}") from None
+    if hasattr(data, "keys") and hasattr(data, "column_names") and isinstance(data.column_names, dict):
+        if "train" not in data:  # a DatasetDict
+            raise GainError(f"the dataset has splits {list(data)}; give one `Dataset` or a dict with 'train'")
+        data = data["train"]
+    if hasattr(data, "to_pandas"):
+        data = data.to_pandas()
+    if not isinstance(data, pd.DataFrame):
+        raise GainError(f"unsupported dataset type {type(data).__name__}")
+    for col in (text_col, label_col):
+        if col not in data.columns:
+            raise GainError(f"no column {col!r}; the columns are {', '.join(map(str, data.columns))} "
+                            f"(--text-col / --label-col choose others)")
+    df = data[[text_col, label_col]].dropna()
+    labels = df[label_col]
+    if labels.map(lambda v: isinstance(v, (bool, float)) and not float(v).is_integer()).any() or \
+            not labels.map(lambda v: isinstance(v, (str, int, np.integer)) or
+                           (isinstance(v, float) and v.is_integer())).all():
+        raise GainError(f"labels in {label_col!r} must be integers or strings")
+    classes = sorted(labels.map(lambda v: str(int(v)) if not isinstance(v, str) else v).unique())
+    if len(classes) < 2:
+        raise GainError(f"one class only in {label_col!r} ({classes[0]!r}): there is nothing to predict")
+    index = {c: i for i, c in enumerate(classes)}
+    y = labels.map(lambda v: index[str(int(v)) if not isinstance(v, str) else v]).to_numpy(np.int64)
+    return [str(t) for t in df[text_col]], y, classes
+
+
+def _sha_rows(texts, y) -> str:
+    h = hashlib.sha256()
+    for t, label in zip(texts, y):
+        h.update(t.encode())
+        h.update(b"\0%d\n" % label)
+    return h.hexdigest()
+
+
+def _sha_dir(path: Path) -> str:
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _saved(dataset, text_col: str, label_col: str) -> Path:
+    """An in-memory `datasets.Dataset` / `DatasetDict` / pandas frame, written once as Parquet under the
+    store (named by its content), so that the store can key the computation and the worker reread it."""
+    from decoupling import files, paths
+    texts, y, classes = read_table(dataset, text_col, label_col)
+    import pandas as pd
+    import io
+    buf = io.BytesIO()
+    pd.DataFrame({"text": texts, "label": [classes[i] for i in y]}).to_parquet(buf, index=False)
+    path = paths.STORE_DIR / "inputs" / f"{_sha_rows(texts, y)[:16]}.parquet"
+    if not path.exists():
+        files.atomic_write(path, buf.getvalue())
+    return path
+
+
+# ================================================================================== models
+def _resolve(cfg: GainConfig):
+    """(pretrained loader(num_labels=None|K), random-init loader(num_labels, seed), tokenizer)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    if cfg.model == "minilm":
+        path, tok = models.minilm_path(), models.minilm_tokenizer()
+    elif cfg.model.startswith("body:"):
+        from decoupling import data
+        from decoupling.experiments import pretrain
+        domain = cfg.model.split(":", 1)[1]
+        path, _ = pretrain.body(pretrain.config(cfg.body_profile, domain), cfg.body_profile)
+        tok = data.tokenizer()
+    else:
+        path = Path(cfg.model)
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    conf = AutoConfig.from_pretrained(path, local_files_only=True)
+    if tok.pad_token is None:  # decoders ship none; padding is masked out of every pooled feature
+        tok.pad_token = tok.eos_token or tok.unk_token
+    conf.pad_token_id = tok.pad_token_id
+    if getattr(conf, "vocab_size", None) and len(tok) > conf.vocab_size:
+        raise GainError(f"the tokenizer has {len(tok)} tokens but the model's vocabulary {conf.vocab_size}: "
+                        f"they do not belong together")
+
+    def pretrained(num_labels=None, seed=0):
+        if num_labels is None:
+            return AutoModel.from_pretrained(path, config=conf, local_files_only=True, dtype=torch.float32)
+        c = AutoConfig.from_pretrained(path, local_files_only=True, num_labels=num_labels,
+                                       pad_token_id=tok.pad_token_id)
+        return models.seeded(seed, lambda: AutoModelForSequenceClassification.from_pretrained(
+            path, config=c, local_files_only=True, dtype=torch.float32))
+
+    def random_init(num_labels=None, seed=0):
+        if num_labels is None:
+            return models.seeded(seed, lambda: AutoModel.from_config(conf))
+        c = AutoConfig.from_pretrained(path, local_files_only=True, num_labels=num_labels,
+                                       pad_token_id=tok.pad_token_id)
+        return models.seeded(seed, lambda: AutoModelForSequenceClassification.from_config(c))
+
+    # texts longer than the model's positions are cut to them (BERT-likes have 512, the book's bodies 48–128)
+    limit = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None) or 10 ** 9
+    return pretrained, random_init, tok, int(limit)
+
+
+def check_model(model: str) -> tuple[str, str]:
+    """(normalised model name, sha256 of what decides its weights) or a GainError naming what is missing."""
+    if model == "minilm":
+        return model, _sha_dir(models.minilm_path())
+    if model.startswith("body:"):
+        domain = model.split(":", 1)[1]
+        if domain not in BOOK_BODIES:
+            raise GainError(f"unknown book body {domain!r}; choose one of {', '.join(BOOK_BODIES)}")
+        return model, "book-body"  # keyed by the pretrain config through the import graph and data hash
+    p = Path(model)
+    if not p.is_dir():
+        raise GainError(f"--model {model}: not a directory; give a Hugging Face model directory, 'minilm' "
+                        f"or body:<{'|'.join(BOOK_BODIES)}>")
+    if not (p / "config.json").exists():
+        raise GainError(f"{p}: no config.json (save the model with `save_pretrained`)")
+    if not any(p.glob("*.safetensors")) and not any(p.glob("pytorch_model*.bin")):
+        raise GainError(f"{p}: no weights (*.safetensors or pytorch_model.bin)")
+    if not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+        raise GainError(f"{p}: no tokenizer files (save the tokenizer with `save_pretrained` beside the model)")
+    return str(p.resolve()), _sha_dir(p)
+
+
+# ================================================================================== the experiment
+def _reference_runs(texts, y, order_of, test_idx, K, proto, seeds) -> dict:
+    """TF-IDF (word 1–2-grams + character 2–4-grams) + logistic regression, coded on the same blocks with
+    the same rule: two settings of C chosen per block on seen data, log2(2) bits charged per block."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    Cs = (1.0, 10.0)
+    out = {"L": [], "block_bits": [], "test_bits": []}
+
+    def fit(c, idx):
+        clf = make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                                       TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)),
+                            LogisticRegression(C=Cs[c], max_iter=2000))
+        return clf.fit([texts[i] for i in idx], y[idx])
+
+    def proba(clf, idx):
+        # classes absent from the seen blocks get the uniform share of a 1e-3 mixture: the reference would
+        # otherwise pay infinite bits for a class it has not met yet (the neural heads always predict all K)
+        p = np.zeros((len(idx), K))
+        p[:, clf.classes_] = clf.predict_proba([texts[i] for i in idx])
+        return 0.999 * p + 0.001 / K
+
+    for s in seeds:
+        order = order_of[s]
+        fits = {}
+
+        def fp(c, tr, te, order=order, fits=fits):
+            fits[len(tr), c] = clf = fit(c, order[tr])
+            return proba(clf, order[te])
+
+        res = select_prequential(fp, y[order], K, proto.ends, len(Cs))
+        out["L"].append(res["total_bits"])
+        out["block_bits"].append(res["block_bits"])
+        out["test_bits"].append([measures.log_loss_bits(proba(fits[e, c], test_idx), y[test_idx])
+                                 for e, c in zip(proto.ends[:-1], res["choices"])])
+    return out
+
+
+def gain_experiment(cfg: GainConfig) -> dict:
+    """ΔL and its companions for one (model, dataset): the function the results store caches."""
+    with cpu_threads(1), models.quiet_loading():
+        return _gain(cfg)
+
+
+def _gain(cfg: GainConfig) -> dict:
+    if cfg.mode not in ("probe", "finetune"):
+        raise GainError(f"mode must be 'probe' or 'finetune', not {cfg.mode!r}")
+    texts, y_all, classes = read_table(cfg.data, cfg.text_col, cfg.label_col)
+    K = len(classes)
+    rng = np.random.default_rng(0)  # the test split is fixed whatever the seeds
+    perm = rng.permutation(len(y_all))
+    n_test = min(cfg.n_test, len(y_all) // 5)
+    test_idx, pool = np.sort(perm[:n_test]), perm[n_test:]
+    n = min(cfg.max_examples, len(pool))
+    proto = protocol(n, K, cfg.mode)
+    y_test = y_all[test_idx]
+    pretrained, random_init, tok, limit = _resolve(cfg)
+    max_len = min(cfg.max_len, limit)
+    order_of = {s: pool[subset(len(pool), n, s)] for s in cfg.seeds}
+    names = (SCRATCH, CONTROL, PRETRAINED)
+    members: dict[tuple[int, str], Member] = {}
+    proxies: dict = {}
+    r0 = cfg.seeds[0]
+    if cfg.mode == "probe":
+        # frozen features once per encoder for every row any seed codes, then linear heads per seed
+        need = np.unique(np.concatenate([*order_of.values(), test_idx]))
+        pos = {int(i): j for j, i in enumerate(need)}
+        encoders = {PRETRAINED: pretrained, SCRATCH: lambda: random_init(None, r0),
+                    CONTROL: lambda: random_init(None, r0 + CONTROL_OFFSET)}
+        feats = {}
+        for name, make in encoders.items():
+            enc = make()
+            feats[name] = torch.from_numpy(models.embed_minilm(
+                [texts[i] for i in need], batch_size=cfg.batch_size, max_length=max_len, model=enc,
+                tokenizer=tok)).float()
+        test_rows = torch.as_tensor([pos[int(i)] for i in test_idx])
+        for s in cfg.seeds:
+            rows = torch.as_tensor([pos[int(i)] for i in order_of[s]])
+            y = torch.as_tensor(y_all[order_of[s]])
+            for name in names:
+                f = feats[name]
+                make = (lambda d=f.shape[1], s=s: models.seeded(s, lambda: nn.Linear(d, K)))
+                members[s, name] = Member(make, (f[rows],), y, (f[test_rows],), s)
+        for name in (PRETRAINED, SCRATCH):
+            f = feats[name][torch.as_tensor([pos[int(i)] for i in order_of[r0]])].double().numpy()
+            proxies[name] = {"logme": measures.logme(f, y_all[order_of[r0]], K),
+                             "h_score": measures.h_score(f, y_all[order_of[r0]])}
+    else:
+        enc = tok([texts[i] for i in range(len(texts))], padding="max_length", truncation=True,
+                  max_length=max_len, return_tensors="pt")
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        test_inputs = (ids[test_idx], mask[test_idx])
+        for s in cfg.seeds:
+            o = torch.as_tensor(order_of[s])
+            makers = {SCRATCH: lambda s=s: random_init(K, s), CONTROL: lambda s=s: random_init(K, s + CONTROL_OFFSET),
+                      PRETRAINED: lambda s=s: pretrained(K, s)}
+            for name in names:
+                members[s, name] = Member(makers[name], (ids[o], mask[o]), torch.as_tensor(y_all[order_of[s]]),
+                                          test_inputs, s)
+    try:
+        done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto, f"gain {cfg.mode}")))
+    except torch.OutOfMemoryError:
+        raise GainError(f"out of memory with batch {proto.batch_size} and {cfg.max_len} tokens: lower "
+                        f"--max-len or --max-examples, or use --mode probe") from None
+    runs, pairs = {}, {}
+    for s in cfg.seeds:
+        collect(runs, pairs, {name: done[s, name] for name in names}, y_test, SCRATCH)
+    ref = _reference_runs(texts, y_all, order_of, test_idx, K, proto, cfg.seeds)
+    return {"model": cfg.model, "data": cfg.data, "mode": cfg.mode, "K": K, "classes": classes, "n": n,
+            "ends": list(proto.ends), "n_test": int(n_test), "hps": [h.name for h in proto.hps],
+            "uniform_bits": n * math.log2(K), "seeds": list(cfg.seeds), "max_len": max_len, "runs": runs, "pairs": pairs,
+            "reference": ref, "proxies": proxies}
+
+
+# ================================================================================== what comes out
+def summarize(res: dict) -> dict:
+    """The numbers a reader wants from one result: ΔL vs θ0 (with its CI over seeds), the control, the
+    reference, KL and gain on the test split, the proxies — every ΔL in bits and in bits per label."""
+    n = res["n"]
+    L = {name: np.array(r["L"], float) for name, r in res["runs"].items()}
+    L[REFERENCE] = np.array(res["reference"]["L"], float)
+
+    def ci(v):
+        c = measures.bootstrap_ci(v, n_boot=2000)
+        return {"bits": c.value, "lo": c.lo, "hi": c.hi, "per_label": c.value / n,
+                "per_label_lo": c.lo / n, "per_label_hi": c.hi / n}
+
+    dl = ci(L[SCRATCH] - L[PRETRAINED])
+    ctrl = ci(L[SCRATCH] - L[CONTROL])
+    out = {
+        "n": n, "K": res["K"], "seeds": len(res["seeds"]), "mode": res["mode"],
+        "L_bits": {k: float(v.mean()) for k, v in L.items()}, "uniform_bits": res["uniform_bits"],
+        "dL": dl, "control_dL": ctrl,
+        "control_equivalent": bool(-DELTA_BITS <= ctrl["per_label_lo"] and ctrl["per_label_hi"] <= DELTA_BITS),
+        "delta_bits_per_label": DELTA_BITS,
+        "dL_vs_reference": ci(L[REFERENCE] - L[PRETRAINED]),
+        "essay_kl": float(np.mean([k[-1] for k in res["pairs"][PRETRAINED]["essay_kl"]])),
+        "heldout_gain": float(np.mean([g[-1] for g in res["pairs"][PRETRAINED]["gain"]])),
+        "test_bits": {k: np.mean(r["test_bits"], axis=0).tolist() for k, r in res["runs"].items()},
+        "proxies": res["proxies"],
+    }
+    out["test_bits"][REFERENCE] = np.mean(res["reference"]["test_bits"], axis=0).tolist()
+    return out
+
+
+def table(s: dict) -> str:
+    """The short table `decoupling gain` prints."""
+    d, c, r = s["dL"], s["control_dL"], s["dL_vs_reference"]
+    lines = [f"{s['n']} labels coded prequentially ({s['K']} classes, {s['seeds']} seeds, {s['mode']}); "
+             f"uniform code {s['uniform_bits']:.0f} bits",
+             f"  {'code length L (bits)':<34}" + "  ".join(f"{k} {v:.0f}" for k, v in s["L_bits"].items()),
+             f"  ΔL = L(θ0) − L(θP)                {d['bits']:+8.1f} bits  95% CI [{d['lo']:+.1f}, {d['hi']:+.1f}]"
+             f"  {d['per_label']:+.3f} bits/label",
+             f"  control L(θ0) − L(θ0')            {c['bits']:+8.1f} bits  95% CI [{c['lo']:+.1f}, {c['hi']:+.1f}]"
+             f"  {'within' if s['control_equivalent'] else 'NOT within'} ±{s['delta_bits_per_label']} bits/label",
+             f"  vs TF-IDF + logistic regression   {r['bits']:+8.1f} bits  95% CI [{r['lo']:+.1f}, {r['hi']:+.1f}]",
+             f"  essay KL(q0‖qP) {s['essay_kl']:.3f} bits/example; held-out gain {s['heldout_gain']:+.3f} bits/example"]
+    if s["proxies"]:
+        lines.append("  proxies (frozen features): " + "; ".join(
+            f"{k}: LogME {v['logme']:+.3f}, H-score {v['h_score']:.2f}" for k, v in s["proxies"].items()))
+    return "\n".join(lines)
+
+
+def config_for(model: str, data, **options) -> GainConfig:
+    """A validated GainConfig: the model checked and hashed, the table read, checked and hashed."""
+    import dataclasses
+    base = PRESETS["gain"]["full" if options.get("mode") == "finetune" else "smoke"]
+    cfg = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
+    if cfg.mode not in ("probe", "finetune"):
+        raise GainError(f"--mode must be probe or finetune, not {cfg.mode!r}")
+    if not cfg.seeds:
+        raise GainError("--seeds must be at least 1")
+    if cfg.max_examples < 1 or cfg.max_len < 1:
+        raise GainError("--max-examples and --max-len must be positive")
+    name, model_sha = check_model(model)
+    texts, y, classes = read_table(data, cfg.text_col, cfg.label_col)
+    n = min(cfg.max_examples, len(y) - min(cfg.n_test, len(y) // 5))
+    protocol(n, len(classes), cfg.mode)  # raises when there are too few rows
+    return dataclasses.replace(cfg, model=name, model_sha=model_sha, data=str(Path(data).resolve()),
+                               data_sha=_sha_rows(texts, y))
+
+
+def gain(model: str, data, *, profile: str = "smoke", force: bool = False, **options) -> dict:
+    """ΔL = L_preq(θ0) − L_preq(θP) of `model` on `data`, cached in the results store; returns
+    `summarize(...)` with the raw result under "result". See the module docstring for the arguments."""
+    from decoupling.pipeline import store
+    if not isinstance(data, (str, Path)):
+        data = _saved(data, options.get("text_col") or "text", options.get("label_col") or "label")
+        options = {**options, "text_col": "text", "label_col": "label"}
+    cfg = config_for(model, data, **options)
+    rec = store.run(gain_experiment, cfg, profile=profile, force=force)
+    return {**summarize(rec.value), "result": rec.value, "cache_hit": rec.cache_hit, "config": cfg}
+
+
+# ================================================================================== over the book's targets
+def clustered_ci(per_target: dict, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Mean over targets of each target's mean over seeds, with a two-stage percentile bootstrap: resample
+    the targets, then the seeds within each drawn target (runs cluster by target, so resampling runs as
+    if independent would make the interval of an integral over tasks too narrow)."""
+    groups = [np.asarray(v, np.float64) for v in per_target.values()]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        picks = rng.integers(0, len(groups), len(groups))
+        boots[b] = np.mean([groups[t][rng.integers(0, len(groups[t]), len(groups[t]))].mean() for t in picks])
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return {"value": float(np.mean([g.mean() for g in groups])), "lo": float(lo), "hi": float(hi)}
+
+
+def book_targets() -> tuple[str, ...]:
+    from decoupling import data
+    return tuple(t for t in data.TASKS if not t.startswith("digits"))
+
+
+def score(model: str, profile: str = "smoke", **options) -> dict:
+    """`gain` on every text target of the book; the generality score is ΔL per label averaged over targets."""
+    import pandas as pd
+    from decoupling import data
+    per_target, out = {}, {}
+    for t in book_targets():
+        arr = data.arrays(t)
+        texts = [*arr["train"][0], *arr["test"][0]]
+        labels = np.concatenate([arr["train"][1], arr["test"][1]])
+        path = _saved(pd.DataFrame({"text": texts, "label": labels}), "text", "label")
+        s = gain(model, path, profile=profile, **options)
+        per_target[t] = (np.array(s["result"]["runs"][SCRATCH]["L"]) -
+                         np.array(s["result"]["runs"][PRETRAINED]["L"])) / s["n"]
+        out[t] = s["dL"]
+    return {"targets": out, "score": clustered_ci(per_target), "model": model}
