@@ -173,7 +173,7 @@ def test_seed_vs_seed_kl_positive_while_gain_near_zero():
     for s in (0, 1):
         runs = {k: P.run_protocol(lambda k=k: models.build_classifier(cfg, 2, seed=s + k), inputs,
                                   tr["labels"][:56], test, yt, 2, TINY_PROTO, s) for k in (0, 1000)}
-        pr = E._pair(runs[0], runs[1000], yt)
+        pr = P._pair(runs[0], runs[1000], yt)
         kls.append(pr["essay_kl"][-1])
         gains.append(pr["gain"][-1])
     assert min(kls) > 1e-4
@@ -223,7 +223,7 @@ def test_batched_protocol_equals_sequential_mlps(one_thread):
 
     members = []
     for seed in (0, 1):
-        order = torch.as_tensor(E._subset(len(yt), 60, seed))
+        order = torch.as_tensor(P.subset(len(yt), 60, seed))
         inputs, y = (xt[order],), torch.as_tensor(yt[order.numpy()])
         for make in (lambda s=seed: models.seeded(s, lambda: E.MLP(64, 16, 5)), lambda s=seed: from_source(s)):
             members.append(P.Member(make, inputs, y, (xe,), seed, keep_model=seed == 0))
@@ -248,7 +248,7 @@ def test_batched_protocol_equals_sequential_gpt2(one_thread):
     yt = te["labels"][:48].numpy()
     members = []
     for seed in (0, 1):
-        order = E._subset(len(tr["labels"]), 56, seed)
+        order = P.subset(len(tr["labels"]), 56, seed)
         inputs = P.take((tr["input_ids"], tr["attention_mask"]), order)
         y = tr["labels"][torch.as_tensor(order)]
         for init in (seed, seed + P.CONTROL_OFFSET):

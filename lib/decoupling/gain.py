@@ -17,6 +17,8 @@ import numpy as np
 
 from decoupling.experiments.gain import DELTA_BITS, GainError, gain, score  # noqa: F401 - the Python API
 
+__all__ = ["gain", "score", "GainError", "DELTA_BITS", "main_gain", "main_score"]
+
 
 def _figure(s: dict, out: Path) -> Path:
     """Code length per block (bits per label of each block) for θP, θ0, θ0' and the reference."""

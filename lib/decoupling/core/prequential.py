@@ -359,3 +359,54 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
         out.append({"record": _record(res, test_probs[k], y_test, proto, movement[k]),
                     "test_probs": test_probs[k], "model": kept[k]})
     return out
+
+
+def subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """The first n of a seeded permutation: the target examples a seed sees, in the order they are sent."""
+    if n > n_total:
+        raise ValueError(f"asked for {n} examples but the split has {n_total}")
+    return np.random.default_rng(seed).permutation(n_total)[:n]
+
+
+# ================================================================================== what every experiment returns
+def _pair(ref: dict, other: dict, y_test: np.ndarray) -> dict:
+    """The three estimates for one (θ0 run, other run) pair of one seed, at every fit size."""
+    kl, rkl, gain = [], [], []
+    for b in sorted(ref["test_probs"]):
+        q0, qP = ref["test_probs"][b], other["test_probs"][b]
+        kl.append(measures.essay_kl(q0, qP))  # the essay's D_KL(q0 ‖ qP), exactly as written
+        rkl.append(float(np.mean(measures.kl_bits(qP, q0))))  # the reverse order, E_x D_KL(qP ‖ q0)
+        gain.append(measures.heldout_gain(q0, qP, y_test))
+    return {"dL": measures.delta_L(ref["record"]["L"], other["record"]["L"]), "essay_kl": kl,
+            "reverse_kl": rkl, "gain": gain}
+
+
+def _collect(runs: dict, pairs: dict, seed_runs: dict, y_test: np.ndarray, ref: str) -> None:
+    for name, r in seed_runs.items():
+        rec = runs.setdefault(name, {})
+        for k, v in r["record"].items():
+            if k == "movement":
+                for g, m in v.items():
+                    rec.setdefault("movement", {}).setdefault(g, []).append(m)
+            else:
+                rec.setdefault(k, []).append(v)
+        if name != ref:
+            pr = pairs.setdefault(name, {})
+            for k, v in _pair(seed_runs[ref], r, y_test).items():
+                pr.setdefault(k, []).append(v)
+
+
+def code_members(members: dict[tuple[int, str], Member], y_test: np.ndarray, K: int, proto: Protocol,
+                  desc: str) -> tuple[dict, dict]:
+    """Code every (seed, init) member's labels under `proto` at once, then gather the results: `runs`, per
+    init, each record field as a list over seeds; `pairs`, per init other than θ0, its three estimates
+    against θ0 of the same seed. Returns those with the fields every experiment reports (K, n, block ends,
+    test size, candidates, the uniform code's length), and each member's own result (for kept models)."""
+    done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto, desc)))
+    runs: dict = {}
+    pairs: dict = {}
+    for seed in dict.fromkeys(s for s, _ in members):
+        _collect(runs, pairs, {name: r for (s, name), r in done.items() if s == seed}, y_test, SCRATCH)
+    n = proto.ends[-1]
+    return {"K": K, "n": n, "ends": list(proto.ends), "n_test": len(y_test), "hps": [h.name for h in proto.hps],
+            "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs}, done

@@ -18,7 +18,6 @@ model-selection tools use instead of bits, LogME (You et al. 2021) and the H-sco
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +27,8 @@ from torch import nn
 
 from decoupling.core import measures, models
 from decoupling.core.device import cpu_threads
-from decoupling.experiments.generality import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol,
-                                              run_protocols, select_prequential)
-from decoupling.experiments.generality import _collect as collect, _subset as subset
+from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
+                                         select_prequential, subset)
 
 PRETRAINED = "pretrained"
 REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
@@ -334,18 +332,13 @@ def _gain(cfg: GainConfig) -> dict:
                 members[s, name] = Member(makers[name], (ids[o], mask[o]), torch.as_tensor(y_all[order_of[s]]),
                                           test_inputs, s)
     try:
-        done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto, f"gain {cfg.mode}")))
+        out, _ = code_members(members, y_test, K, proto, f"gain {cfg.mode}")
     except torch.OutOfMemoryError:
-        raise GainError(f"out of memory with batch {proto.batch_size} and {cfg.max_len} tokens: lower "
+        raise GainError(f"out of memory with batch {proto.batch_size} and {max_len} tokens: lower "
                         f"--max-len or --max-examples, or use --mode probe") from None
-    runs, pairs = {}, {}
-    for s in cfg.seeds:
-        collect(runs, pairs, {name: done[s, name] for name in names}, y_test, SCRATCH)
     ref = _reference_runs(texts, y_all, order_of, test_idx, K, proto, cfg.seeds)
-    return {"model": cfg.model, "data": cfg.data, "mode": cfg.mode, "K": K, "classes": classes, "n": n,
-            "ends": list(proto.ends), "n_test": int(n_test), "hps": [h.name for h in proto.hps],
-            "uniform_bits": n * math.log2(K), "seeds": list(cfg.seeds), "max_len": max_len, "runs": runs, "pairs": pairs,
-            "reference": ref, "proxies": proxies}
+    return {**out, "model": cfg.model, "data": cfg.data, "mode": cfg.mode, "classes": classes,
+            "seeds": list(cfg.seeds), "max_len": max_len, "reference": ref, "proxies": proxies}
 
 
 # ================================================================================== what comes out

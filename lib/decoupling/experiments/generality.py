@@ -20,7 +20,7 @@ Three experiments, each a plain function of a frozen config returning a JSON-abl
    case), with an early-stopped source and a random-label source to find out when transfer turns negative
    ("ossification", Hernandez et al. 2021), and first-layer filters to show what is reused.
 
-All three end the same way (`_code_members`): every (seed, init) is one member of `run_protocols` (one
+All three end the same way (`prequential.code_members`): every (seed, init) is one member of `run_protocols` (one
 architecture per experiment, so one batched run per block and candidate on a GPU), and the members' records
 are gathered per init over seeds, with the three estimates of each init against θ0 of the same seed.
 The chapter's aggregations of these results live in `experiments.generality_summary`.
@@ -28,7 +28,6 @@ The chapter's aggregations of these results live in `experiments.generality_summ
 from __future__ import annotations
 
 import dataclasses
-import math
 import zlib
 from dataclasses import dataclass, field
 
@@ -39,53 +38,9 @@ from torch import nn
 from decoupling import data
 from decoupling.core import measures, models, train
 from decoupling.core.device import DEVICE, cpu_threads  # cpu_threads: tiny models run 10-30x faster on one thread
-from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, layer_movement,
-                                         run_protocols, take)
+from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
+                                         layer_movement, subset, take)
 from decoupling.experiments import pretrain
-
-
-# ================================================================================== what every experiment returns
-def _pair(ref: dict, other: dict, y_test: np.ndarray) -> dict:
-    """The three estimates for one (θ0 run, other run) pair of one seed, at every fit size."""
-    kl, rkl, gain = [], [], []
-    for b in sorted(ref["test_probs"]):
-        q0, qP = ref["test_probs"][b], other["test_probs"][b]
-        kl.append(measures.essay_kl(q0, qP))  # the essay's D_KL(q0 ‖ qP), exactly as written
-        rkl.append(float(np.mean(measures.kl_bits(qP, q0))))  # the reverse order, E_x D_KL(qP ‖ q0)
-        gain.append(measures.heldout_gain(q0, qP, y_test))
-    return {"dL": measures.delta_L(ref["record"]["L"], other["record"]["L"]), "essay_kl": kl,
-            "reverse_kl": rkl, "gain": gain}
-
-
-def _collect(runs: dict, pairs: dict, seed_runs: dict, y_test: np.ndarray, ref: str) -> None:
-    for name, r in seed_runs.items():
-        rec = runs.setdefault(name, {})
-        for k, v in r["record"].items():
-            if k == "movement":
-                for g, m in v.items():
-                    rec.setdefault("movement", {}).setdefault(g, []).append(m)
-            else:
-                rec.setdefault(k, []).append(v)
-        if name != ref:
-            pr = pairs.setdefault(name, {})
-            for k, v in _pair(seed_runs[ref], r, y_test).items():
-                pr.setdefault(k, []).append(v)
-
-
-def _code_members(members: dict[tuple[int, str], Member], y_test: np.ndarray, K: int, proto: Protocol,
-                  desc: str) -> tuple[dict, dict]:
-    """Code every (seed, init) member's labels under `proto` at once, then gather the results: `runs`, per
-    init, each record field as a list over seeds; `pairs`, per init other than θ0, its three estimates
-    against θ0 of the same seed. Returns those with the fields every experiment reports (K, n, block ends,
-    test size, candidates, the uniform code's length), and each member's own result (for kept models)."""
-    done = dict(zip(members, run_protocols(list(members.values()), y_test, K, proto, desc)))
-    runs: dict = {}
-    pairs: dict = {}
-    for seed in dict.fromkeys(s for s, _ in members):
-        _collect(runs, pairs, {name: r for (s, name), r in done.items() if s == seed}, y_test, SCRATCH)
-    n = proto.ends[-1]
-    return {"K": K, "n": n, "ends": list(proto.ends), "n_test": len(y_test), "hps": [h.name for h in proto.hps],
-            "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs}, done
 
 
 def run_seed(target: str, seed: int) -> int:
@@ -94,13 +49,6 @@ def run_seed(target: str, seed: int) -> int:
     target, θ0's body would be the *same* network on all of them, and a bootstrap over cells would count
     one lucky or unlucky initialisation six times."""
     return seed * 1_000_003 + zlib.crc32(target.encode()) % 1_000_003
-
-
-def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
-    """The first n of a seeded permutation: the target examples a seed sees, in the order they are sent."""
-    if n > n_total:
-        raise ValueError(f"asked for {n} examples but the split has {n_total}")
-    return np.random.default_rng(seed).permutation(n_total)[:n]
 
 
 # ================================================================================== 1. our bodies
@@ -176,7 +124,7 @@ def _transfer(cfg: TransferConfig) -> dict:
     K = data.num_labels(cfg.target)
     enc = data.encode(cfg.target, tok, cfg.max_len)
     tr, te = enc["train"], enc["test"]
-    test_idx = np.sort(_subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
+    test_idx = np.sort(subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
     test_inputs = take((te["input_ids"], te["attention_mask"]), test_idx)
     y_test = te["labels"].numpy()[test_idx]
     lms, info = _bodies(cfg)
@@ -199,14 +147,14 @@ def _transfer(cfg: TransferConfig) -> dict:
     logme: dict = {}
     for s in cfg.seeds:
         seed = run_seed(cfg.target, s)
-        order = _subset(len(tr["labels"]), n, seed)
+        order = subset(len(tr["labels"]), n, seed)
         inputs = take((tr["input_ids"], tr["attention_mask"]), order)
         y = tr["labels"][torch.as_tensor(order)]
         for name in (SCRATCH, CONTROL, *cfg.sources):
             members[s, name] = Member(makers(seed)[name], inputs, y, test_inputs, seed)
             if s == cfg.seeds[0] and name != CONTROL:  # LogME on frozen features of the first seed's sample
                 logme[name] = measures.logme(_gpt_features(makers(seed)[name](), *inputs), y.numpy(), K)
-    coded, _ = _code_members(members, y_test, K, proto, f"generality: {cfg.target}")
+    coded, _ = code_members(members, y_test, K, proto, f"generality: {cfg.target}")
     return {"target": cfg.target, **coded, "bodies": info, "logme": logme, "max_len": cfg.max_len}
 
 
@@ -274,10 +222,10 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
         K = data.num_labels(target)
         texts = data.arrays(target)
         (xtr, ytr), (xte, yte) = texts["train"], texts["test"]
-        test_idx = np.sort(_subset(len(yte), min(cfg.n_test, len(yte)), 0))
+        test_idx = np.sort(subset(len(yte), min(cfg.n_test, len(yte)), 0))
         y_test = yte[test_idx]
         rs = {s: run_seed(target, s) for s in cfg.seeds}
-        orders = {s: _subset(len(ytr), n, rs[s]) for s in cfg.seeds}
+        orders = {s: subset(len(ytr), n, rs[s]) for s in cfg.seeds}
         names = (SCRATCH, CONTROL, "minilm")
         members: dict[tuple[int, str], Member] = {}
         logme: dict = {}
@@ -328,7 +276,7 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                         f = models.embed_minilm([xtr[i] for i in orders[s]], max_length=cfg.max_len,
                                                 model=body, tokenizer=tok)
                         logme[name] = measures.logme(f, y.numpy(), K)
-        coded, _ = _code_members(members, y_test, K, proto, f"generality: MiniLM {cfg.mode} {target}")
+        coded, _ = code_members(members, y_test, K, proto, f"generality: MiniLM {cfg.mode} {target}")
         out["targets"][target] = {"target": target, **coded, "logme": logme, "max_len": cfg.max_len}
     return out
 
@@ -446,14 +394,14 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     # every (seed, init) is one member of the protocol's batched fits: one MLP shape
     members: dict[tuple[int, str], Member] = {}
     for seed in cfg.seeds:
-        order = _subset(len(yt), n, seed)
+        order = subset(len(yt), n, seed)
         inputs, y = (xt[torch.as_tensor(order)],), torch.as_tensor(yt[order])
         makers = {SCRATCH: lambda seed=seed: fresh(seed), CONTROL: lambda seed=seed: fresh(seed + CONTROL_OFFSET)}
         for name, (m, _) in sources.items():
             makers[name] = (lambda m=m, seed=seed: from_source(m, seed))
         for name, mk in makers.items():
             members[seed, name] = Member(mk, inputs, y, (xe,), seed, keep_model=seed == cfg.seeds[0])
-    coded, done = _code_members(members, ye, K, proto, "generality: digits 0-4 -> 5-9")
+    coded, done = code_members(members, ye, K, proto, "generality: digits 0-4 -> 5-9")
     models_kept = {name: r["model"] for (s, name), r in done.items() if s == cfg.seeds[0]}
     # what is reused: first-layer filters (8×8) of the random init, the pretrained bodies, and θ0 / θP
     # after fine-tuning on 5–9 (the first candidate that trains the body, last fit, first seed)
@@ -472,7 +420,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
             filters[f"{k}+finetuned"] = w1(models_kept[k])
     # frozen features: LogME of each body's last hidden layer on the first seed's target sample
     logme = {}
-    order0 = torch.as_tensor(_subset(len(yt), n, cfg.seeds[0]))
+    order0 = torch.as_tensor(subset(len(yt), n, cfg.seeds[0]))
     for name, m in [(SCRATCH, fresh(cfg.seeds[0]))] + [(k, v[0]) for k, v in sources.items()]:
         with torch.no_grad():
             feats = m.cpu().body(xt[order0]).double().numpy()
