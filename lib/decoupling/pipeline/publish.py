@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from decoupling import paths
+from decoupling import files, paths
 
 # -- paired notebooks -------------------------------------------------------------------------------
 
@@ -63,7 +63,7 @@ def write_notebooks(root: Path | None = None, check: bool = False) -> list[Path]
             continue
         changed.append(out)
         if not check:
-            _atomic_write(out, text.encode())
+            files.atomic_write(out, text)
     return changed
 
 
@@ -182,13 +182,6 @@ def _inline_scripts_once(app) -> None:
     add = getattr(app.builder, "add_js_file", None)
     if add is not None:
         app.builder.add_js_file = lambda filename, **kw: add(filename or "", **kw)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
