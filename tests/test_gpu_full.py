@@ -106,7 +106,8 @@ def test_carry_fits_the_device_limit_and_gives_the_same_data_keys_and_minilm(car
     finally:  # unpack_carry points this process at the copy; the probe below sets it per child instead
         os.environ.clear()
         os.environ.update(env_before)
-    probe = ("import json, torch; from decoupling import provenance, models, data\n"
+    probe = ("import json, torch; from decoupling import data; from decoupling.core import models\n"
+             "from decoupling.pipeline import provenance\n"
              "m = models.load_minilm(); tok = models.minilm_tokenizer()\n"
              "x = tok(['a film worth seeing twice', 'def f(x): return x'], return_tensors='pt', padding=True)\n"
              "with torch.no_grad(): h = m(**x).last_hidden_state\n"

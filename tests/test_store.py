@@ -134,3 +134,14 @@ def test_problems_flags_failing_checks_and_changed_verdicts():
     probs = claims.problems(cs, {"smoke": {"ch/b": "does not hold"}}, "smoke")
     assert len(probs) == 2 and "check failed: ch/a" in probs[0] and "ch/b" in probs[1]
     assert claims.problems(cs[1:], {"smoke": {"ch/b": "holds"}}, "smoke") == []
+
+
+def test_measured_verdicts_and_checks_without_a_snapshot():
+    """What a GPU run brought home is measured, not judged: its verdicts, and only its failing checks."""
+    cs = [claims.Claim("ch", "a", "check", "full", ("full",), "s", 1, None, "fail").to_dict(),
+          claims.Claim("ch", "b", "finding", "full", ("full",), "s", 1, None, "holds").to_dict(),
+          claims.Claim("ch", "c", "finding", "full", ("smoke",), "s", 1, None, "holds").to_dict(),
+          claims.Claim("ch", "d", "finding", "smoke", ("full",), "s", 1, None, "holds").to_dict()]
+    assert claims.verdicts(cs, "full") == {"ch/b": "holds"}  # c is not enforced at full, d not measured there
+    assert [p.split(":")[0] for p in claims.problems(cs, None, "full")] == ["check failed"]
+    assert len(claims.problems(cs, {}, "full")) == 2  # an empty snapshot still judges: b has no expected verdict

@@ -58,6 +58,21 @@ def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
     return "holds" if hi < threshold else ("does not hold" if lo >= threshold else "inconclusive")
 
 
+def fmt(v) -> str:
+    """A measured value as the book prints it (under a chapter's claim, on the status page and the
+    scorecard): floats to 4 significant digits, lists element by element, a dash for nothing."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    return "–" if v is None else str(v)
+
+
+def fmt_ci(ci) -> str:
+    """A (low, high) interval as `low … high`, or a dash when there is none."""
+    return f"{fmt(ci[0])} … {fmt(ci[1])}" if ci else "–"
+
+
 def load_expected(root) -> dict:
     """{profile: {"chapter/name": verdict}} from the committed snapshot file."""
     p = root / EXPECTED_FILE
@@ -66,17 +81,26 @@ def load_expected(root) -> dict:
     return yaml.safe_load(p.read_text()) or {}
 
 
-def problems(claims: list[dict], expected: dict, profile: str) -> list[str]:
-    """Why the rebuild must fail: failing checks and findings whose verdict differs from the snapshot."""
+def enforced(claims: list[dict], profile: str) -> list[dict]:
+    """The claims (as dicts) measured at `profile` and enforced there: those a build at `profile` answers for."""
+    return [c for c in claims if c["profile"] == profile and profile in c["applies_to"]]
+
+
+def verdicts(claims: list[dict], profile: str) -> dict[str, str]:
+    """{"chapter/name": verdict} of the findings enforced at `profile`: what EXPECTED_FILE snapshots."""
+    return {f"{c['chapter']}/{c['name']}": c["verdict"] for c in enforced(claims, profile) if c["kind"] == "finding"}
+
+
+def problems(claims: list[dict], expected: dict | None, profile: str) -> list[str]:
+    """Why the rebuild must fail: failing checks and findings whose verdict differs from the snapshot.
+    With `expected` None the verdicts are being measured, not judged (a GPU run brought home): checks only."""
     out = []
-    exp = expected.get(profile, {}) or {}
-    for c in claims:
-        if c["profile"] != profile or profile not in c["applies_to"]:
-            continue
+    exp = (expected or {}).get(profile, {}) or {}
+    for c in enforced(claims, profile):
         key = f"{c['chapter']}/{c['name']}"
         if c["kind"] == "check" and c["verdict"] != "pass":
             out.append(f"check failed: {key}: {c['statement']} (measured {c['value']})")
-        elif c["kind"] == "finding":
+        elif c["kind"] == "finding" and expected is not None:
             want = exp.get(key)
             if want is None:
                 out.append(f"finding {key} has no expected verdict for profile {profile!r} in "

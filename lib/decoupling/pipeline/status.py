@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from decoupling import files
+from decoupling.pipeline.claims import fmt, fmt_ci
+
 
 def load_records(build: Path, names: list[str]) -> dict[str, dict]:
     out = {}
@@ -18,18 +21,6 @@ def load_records(build: Path, names: list[str]) -> dict[str, dict]:
             except ValueError:
                 pass
     return out
-
-
-def _fmt(v):
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return "–" if v is None else str(v)
-
-
-def _ci(c):
-    return f"{_fmt(c['ci'][0])} … {_fmt(c['ci'][1])}" if c.get("ci") else "–"
 
 
 def status_md(recs: dict, profile: str, expected: dict, errors: list[str]) -> str:
@@ -96,8 +87,8 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
     def value(c):
         if c is None:
             return "–"
-        ci = f" (95% CI {_ci(c)})" if c.get("ci") else ""
-        return _fmt(c.get("value")) + ci
+        ci = f" (95% CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
+        return fmt(c.get("value")) + ci
 
     def verdict(c, prof):
         if c is None:
@@ -166,7 +157,7 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
                 for p in profiles:
                     c = per_p.get(p)
                     row.append("–" if c is None else
-                               f"{'✅ pass' if c['verdict'] == 'pass' else '❌ FAIL'} ({_cell(_fmt(c.get('value')))})")
+                               f"{'✅ pass' if c['verdict'] == 'pass' else '❌ FAIL'} ({_cell(fmt(c.get('value')))})")
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
     if not by:
@@ -177,6 +168,6 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
 def write_pages(src: Path, recs: dict, profile: str, expected: dict, errors: list[str]) -> None:
     book = src / "book"
     if (book / "status.md").exists():
-        (book / "status.md").write_text(status_md(recs, profile, expected, errors))
+        files.atomic_write(book / "status.md", status_md(recs, profile, expected, errors))
     if (book / "scorecard.md").exists():
-        (book / "scorecard.md").write_text(scorecard_md(recs, profile, expected))
+        files.atomic_write(book / "scorecard.md", scorecard_md(recs, profile, expected))
