@@ -1,30 +1,43 @@
 """A chapter's context inside its notebook: run experiments, draw figures, record claims.
 
-    ch = Chapter("generality", profile=profile, seed=seed)     # profile/seed injected by papermill
-    res = ch.run(generality.transfer_grid, ch.config(generality.PRESETS))
-    ch.figure(fig, "gen-heatmap")                               # PNG+SVG+sidecar, card under it
-    ch.check("seed-vs-seed", passed=..., value=..., statement="...")
-    ch.finding("generality-code", essay="...", value=..., ci=..., verdict=...)
+    from decoupling.experiments import memory as E
+    from decoupling.pipeline.book import Chapter
+
+    ch = Chapter("memory", profile=profile, seed=seed)           # profile/seed injected by papermill
+    res = ch.run(E.context_gating, ch.config(E.GATING))            # from the results store when it can
+    ch.figure(fig, "memory-gating")                                # PNG+SVG+sidecar, card under it
+    ch.check("no-context-at-chance", passed=..., value=..., statement="...")
+    ch.finding("gate-filters", essay="...", value=..., ci=..., verdict=...)
 
 State goes to <build>/records/<chapter>.json after every call (atomically), so the rebuild can read the
 claims and the status page even when a later cell fails.
 """
 from __future__ import annotations
 
-import json
-import os
+import inspect
 import re
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from decoupling import files, paths
 from decoupling.pipeline import claims as _claims
-from decoupling import paths
 from decoupling.pipeline import figures, store
 from decoupling.profiles import check_profile, preset
 
 
 class Chapter:
+    """One chapter's runs, figures and claims.
+
+    A figure names the runs it was drawn from, on its card and in its sidecar: each run's experiment
+    function (linked to its source) and the first 12 hex digits of its config hash (the store's
+    `logical` key over experiment, config and profile), so a reader goes from a figure to the code and
+    the stored result behind it. By default these are the runs made since the previous figure or, when
+    there were none (another figure drawn from results already shown), every run of the chapter so far.
+    A figure drawn from some earlier runs, or from new and earlier ones together, names them:
+    `ch.figure(fig, "id", runs=[res, ...])` with the values `ch.run` returned.
+    """
+
     def __init__(self, name: str, profile: str = "smoke", seed: int = 0):
         self.name, self.profile, self.seed = name, check_profile(profile), int(seed)
         self.t0 = time.perf_counter()
@@ -33,7 +46,8 @@ class Chapter:
         self.records: list[dict] = []   # meta of every ch.run
         self.figures: list[dict] = []
         self.claims: list[_claims.Claim] = []
-        self._pending: list[store.Record] = []  # records since the last figure
+        self._runs: list[_Run] = []     # every ch.run, in order
+        self._pending: list[_Run] = []  # those since the last figure
         from decoupling.core import device
         self.device = device.name()
         self._save()
@@ -45,63 +59,86 @@ class Chapter:
     def run(self, fn, cfg) -> dict:
         rec = store.run(fn, cfg, profile=self.profile)
         m = rec.meta
-        self.records.append({k: m.get(k) for k in ("experiment", "cache_hit", "stale", "wall_time_s", "device",
-                                                    "commit", "seeds", "path")})
-        self._pending.append(rec)
+        self.records.append({k: m.get(k) for k in ("experiment", "logical", "cache_hit", "stale", "wall_time_s",
+                                                    "device", "commit", "seeds", "path")})
+        run = _Run(rec.value, self.records[-1], _source_of(fn))
+        self._runs.append(run)
+        self._pending.append(run)
         self._save()
         return rec.value
 
     # -- figures ----------------------------------------------------------------------------------
-    def figure(self, fig, fig_id: str, records: list | None = None):
-        """Save and show `fig` with its provenance card. Records default to the runs since the last figure
-        (or all runs so far when there were none)."""
+    def figure(self, fig, fig_id: str, runs: list[dict] | None = None):
+        """Save and show `fig` with its provenance card, naming the runs it was drawn from: `runs` (values
+        `ch.run` returned), else those since the previous figure, else every run so far (class docstring)."""
         import matplotlib.pyplot as plt
         from IPython.display import HTML, Image, display
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", fig_id):
             raise ValueError(f"figure id {fig_id!r}: use lowercase letters, digits and dashes")
-        recs = records if records is not None else (self._pending or [])
-        metas = [r.meta for r in recs] if recs else [r for r in self.records]
+        used = self._runs_of(runs) if runs is not None else (self._pending or self._runs)
+        metas = [r.meta for r in used]
         seeds = sorted({s for m in metas for s in (m.get("seeds") or [])})
+        experiments = list({(m["experiment"], (m.get("logical") or "")[:12]): None for m in metas})  # once each
         side = figures.save(fig, fig_id, paths.BUILD_DIR / "figures", {
             "chapter": self.name, "profile": self.profile, "device": self._device_of(metas),
+            "experiments": [{"experiment": e, "logical": k} for e, k in experiments],
             "seeds": seeds, "wall_time_s": round(sum(m.get("wall_time_s") or 0 for m in metas), 2),
             "records": len(metas), "cache_hits": sum(bool(m.get("cache_hit")) for m in metas),
             "stale": any(m.get("stale") for m in metas),
             "record_commits": sorted({m.get("commit") for m in metas if m.get("commit")}),
         })
+        code = {r.meta["experiment"]: self._blob_url(*r.source, side) for r in used if r.source}
         png = (paths.BUILD_DIR / "figures" / f"{fig_id}.png").read_bytes()
         plt.close(fig)
         display(HTML(figures.anchor_html(fig_id)))  # `#fig-<id>`: the cell that drew it
         display(Image(png))
-        display(HTML(figures.card_html(side, self._source_url(fig_id, side))))
+        display(HTML(figures.card_html(side, self._source_url(fig_id, side), code_urls=code)))
         self.figures.append(side)
         self._pending = []
         self._save()
         return _Sidecar(side)
+
+    def _runs_of(self, values: list[dict]) -> list[_Run]:
+        """The runs whose results are `values` (the very objects `ch.run` returned)."""
+        out = []
+        for v in values:
+            run = next((r for r in self._runs if r.value is v), None)
+            if run is None:
+                raise ValueError("ch.figure(runs=...): pass the values this chapter's ch.run returned")
+            out.append(run)
+        return out
 
     def _device_of(self, metas):
         devs = sorted({m.get("device") for m in metas if m.get("device")})
         return ", ".join(devs) if devs else self.device
 
     def _source_url(self, fig_id: str, side: dict) -> str | None:
-        """Link to the line of the chapter's source that draws the figure (repository URL from _config),
-        at the figure's commit when the source is committed there, else on the configured branch."""
+        """Link to the line of the chapter's source that draws the figure."""
         src = paths.ROOT / "book" / f"{self.name}.md"
+        if not src.exists():
+            return None
+        line = next((i for i, text in enumerate(src.read_text().splitlines(), 1) if f'"{fig_id}"' in text), None)
+        return self._blob_url(src, line, side)
+
+    @staticmethod
+    def _blob_url(path: Path, line: int | None, side: dict) -> str | None:
+        """Link to `path` (at `line`) in the repository (URL from _config.yml), at the figure's commit when
+        the tree was committed there, else on the configured branch; None for a file outside the book."""
         repo, branch = _repo_url()
-        if not src.exists() or not repo:
+        if not repo:
+            return None
+        try:
+            rel = Path(path).resolve().relative_to(paths.ROOT.resolve()).as_posix()
+        except ValueError:
             return None
         ref = side["commit"] if side.get("commit", "unknown") != "unknown" and not side.get("dirty") else branch
-        url = f"{repo}/blob/{ref}/book/{self.name}.md"
-        for i, line in enumerate(src.read_text().splitlines(), 1):
-            if f'"{fig_id}"' in line:
-                return f"{url}#L{i}"
-        return url
+        return f"{repo}/blob/{ref}/{rel}" + (f"#L{line}" if line else "")
 
     # -- claims -----------------------------------------------------------------------------------
     def check(self, name: str, passed: bool, value=None, statement: str = "", ci=None,
               applies_to=("smoke", "full"), detail: str = ""):
         c = _claims.Claim(self.name, name, "check", self.profile, tuple(applies_to), statement,
-                          _num(value), _ci(ci), "pass" if bool(passed) else "fail", "", detail)
+                          _num(value), _interval(ci), "pass" if bool(passed) else "fail", "", detail)
         return self._add(c)
 
     def finding(self, name: str, essay: str, value=None, verdict: str = "inconclusive", ci=None,
@@ -109,7 +146,7 @@ class Chapter:
         if verdict not in _claims.VERDICTS:
             raise ValueError(f"verdict must be one of {_claims.VERDICTS}, not {verdict!r}")
         c = _claims.Claim(self.name, name, "finding", self.profile, tuple(applies_to), essay,
-                          _num(value), _ci(ci), verdict, anchor, detail)
+                          _num(value), _interval(ci), verdict, anchor, detail)
         return self._add(c)
 
     def _add(self, c):
@@ -118,9 +155,9 @@ class Chapter:
         from IPython.display import Markdown, display
         mark = {"pass": "✅ check", "fail": "❌ CHECK FAILED", "holds": "🟢 finding holds",
                 "does not hold": "🔴 finding does not hold", "inconclusive": "🟡 finding inconclusive"}[c.verdict]
-        ci = f" (95% CI {_fmt(c.ci[0])} … {_fmt(c.ci[1])})" if c.ci else ""
+        ci = f" (95% CI {_claims.fmt_ci(c.ci)})" if c.ci else ""
         enforced = "" if c.enforced else f" — recorded only; enforced at {', '.join(c.applies_to)}"
-        display(Markdown(f"> **{mark}** `{c.name}`: {c.statement} — measured **{_fmt(c.value)}**{ci}"
+        display(Markdown(f"> **{mark}** `{c.name}`: {c.statement} — measured **{_claims.fmt(c.value)}**{ci}"
                          + (f"; published: {c.anchor}" if c.anchor else "") + enforced))
         return c
 
@@ -131,12 +168,23 @@ class Chapter:
                 "figures": self.figures, "claims": [c.to_dict() for c in self.claims]}
 
     def _save(self):
-        out = paths.BUILD_DIR / "records" / f"{self.name}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.state(), f, indent=1, default=str)
-        os.replace(tmp, out)
+        files.write_json(paths.BUILD_DIR / "records" / f"{self.name}.json", self.state())
+
+
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """One ch.run: the value it returned (figures are given runs by it), its entry in `Chapter.records`,
+    and where its experiment function is defined (file, first line), or None."""
+    value: dict
+    meta: dict
+    source: tuple[Path, int] | None
+
+
+def _source_of(fn) -> tuple[Path, int] | None:
+    try:
+        return Path(inspect.getsourcefile(fn)), fn.__code__.co_firstlineno
+    except (TypeError, AttributeError):  # a builtin or a callable object: no line to point at
+        return None
 
 
 class _Sidecar(dict):
@@ -164,13 +212,5 @@ def _num(v):
     return v
 
 
-def _ci(ci):
+def _interval(ci):
     return None if ci is None else (float(ci[0]), float(ci[1]))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
