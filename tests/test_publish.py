@@ -113,6 +113,16 @@ def test_every_entry_is_complete_and_no_work_is_entered_twice():
                 seen[v.lower()] = key
 
 
+def test_history_reads_the_years_of_the_bibliography_with_pybtex(tmp_path):
+    from decoupling.pipeline import history
+    bib = tmp_path / "r.bib"
+    bib.write_text('@article{a1931x,\n title = {A {Nested} title, with = and a comma},\n year = {1931}\n}\n'
+                   '@misc{b2002y, title = "B", year = 2002}\n@book{nodate, title = {C}}\n')
+    assert history.bib_years(bib) == {"a1931x": 1931, "b2002y": 2002, "nodate": 0}
+    book = history.bib_years(ROOT / "book" / "references.bib")
+    assert set(book) == set(_bib().entries) and book["williams1948electronic"] == 1948
+
+
 def test_every_citation_in_the_book_is_in_the_bibliography():
     keys = set(_bib().entries)
     cited = {}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -28,26 +27,29 @@ class Event:
     note: str  # what it was, in a few of our own words
 
 
-TIMELINE: tuple[Event, ...] = (
-    Event(1931, "Differential analyzer", "machine", False, False, "bush1931differential", True,
-          "mechanical analog integrator for differential equations; a new problem meant reconnecting shafts"),
-    Event(1936, "Universal Turing machine", "theory", None, None, "turing1936computable", True,
-          "one machine can imitate any other if the other's description is written on its tape"),
-    Event(1940, "Complex Number Computer", "machine", False, False, "stibitz1940complex", True,
-          "Bell Labs relay calculator for complex arithmetic, used remotely by teletype"),
-    Event(1942, "Atanasoff–Berry Computer", "machine", False, False, "atanasoff1942abc", True,
-          "electronic, but built for one job: solving systems of linear equations"),
-    Event(1944, "Harvard Mark I", "machine", True, False, "aiken1944mark", True,
-          "relay calculator that followed a sequence of instructions punched on paper tape"),
-    Event(1945, "EDVAC report", "design", True, True, "vonneumann1945edvac", True,
-          "the design in which instructions live in the same memory as the numbers they act on"),
-    Event(1948, "Manchester Baby", "machine", True, True, "williams1948electronic", True,
-          "the first program held in electronic memory ran on it (June 1948)"),
-    Event(1964, "IBM System/360", "machine", True, True, "amdahl1964architecture", True,
-          "one instruction-set architecture across a family of machines of different size and price"),
-    Event(1969, "IBM unbundles software", "market", None, None, "humphrey2002software", False,
-          "software and services priced apart from the hardware: a separate software market"),
-)
+# One row per event, columns split on "|": year | name | kind | programmable | stored program | citation
+# key | primary or secondary source | note. "–" marks a machine column that does not apply.
+_TABLE = """
+1931 | Differential analyzer    | machine | no  | no  | bush1931differential   | primary   | mechanical analog integrator for differential equations; a new problem meant reconnecting shafts
+1936 | Universal Turing machine | theory  | –   | –   | turing1936computable   | primary   | one machine can imitate any other if the other's description is written on its tape
+1940 | Complex Number Computer  | machine | no  | no  | stibitz1940complex     | primary   | Bell Labs relay calculator for complex arithmetic, used remotely by teletype
+1942 | Atanasoff–Berry Computer | machine | no  | no  | atanasoff1942abc       | primary   | electronic, but built for one job: solving systems of linear equations
+1944 | Harvard Mark I           | machine | yes | no  | aiken1944mark          | primary   | relay calculator that followed a sequence of instructions punched on paper tape
+1945 | EDVAC report             | design  | yes | yes | vonneumann1945edvac    | primary   | the design in which instructions live in the same memory as the numbers they act on
+1948 | Manchester Baby          | machine | yes | yes | williams1948electronic | primary   | the first program held in electronic memory ran on it (June 1948)
+1964 | IBM System/360           | machine | yes | yes | amdahl1964architecture | primary   | one instruction-set architecture across a family of machines of different size and price
+1969 | IBM unbundles software   | market  | –   | –   | humphrey2002software   | secondary | software and services priced apart from the hardware: a separate software market
+"""
+_FLAG = {"yes": True, "no": False, "–": None}
+
+
+def _events(text: str) -> tuple[Event, ...]:
+    rows = [[cell.strip() for cell in line.split("|")] for line in text.strip().splitlines()]
+    return tuple(Event(int(year), name, kind, _FLAG[prog], _FLAG[stored], key, source == "primary", note)
+                 for year, name, kind, prog, stored, key, source, note in rows)
+
+
+TIMELINE: tuple[Event, ...] = _events(_TABLE)
 
 
 def table() -> list[dict]:
@@ -83,12 +85,9 @@ def check_table(bib_years: dict[str, int] | None = None) -> list[str]:
     return out
 
 
-_ENTRY = re.compile(r"^@\w+\s*\{\s*([^,\s]+)\s*,(.*?)^\}", re.M | re.S)
-_YEAR = re.compile(r"\byear\s*=\s*[{\"]?\s*(\d{4})", re.I)
-
-
 def bib_years(path) -> dict[str, int]:
-    """{key: year (0 if none)} of a BibTeX file. A two-line reader rather than pybtex, which the GPU machine
-    lacks; tests/test_computers.py checks it agrees with pybtex on the book's bibliography."""
-    text = Path(path).read_text(encoding="utf-8")
-    return {m[1]: int(y[1]) if (y := _YEAR.search(m[2])) else 0 for m in _ENTRY.finditer(text)}
+    """{key: year (0 if none)} of a BibTeX file, read with pybtex: the parser sphinxcontrib-bibtex renders
+    the book's bibliography with, so the table is checked against the entries a reader sees."""
+    from pybtex.database import parse_file
+    return {key: int(m[0]) if (m := re.match(r"\d{4}", entry.fields.get("year", "").strip())) else 0
+            for key, entry in parse_file(str(path), bib_format="bibtex").entries.items()}
