@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoupling.core import measures, models
+from decoupling.core import baselines, measures, models
 from decoupling.core.device import cpu_threads
 from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
-                                         select_prequential, subset)
+                                         subset)
 
 PRETRAINED = "pretrained"
 REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
@@ -232,44 +232,6 @@ def check_model(model: str) -> tuple[str, str]:
 
 
 # ================================================================================== the experiment
-def _reference_runs(texts, y, order_of, test_idx, K, proto, seeds) -> dict:
-    """TF-IDF (word 1–2-grams + character 2–4-grams) + logistic regression, coded on the same blocks with
-    the same rule: two settings of C chosen per block on seen data, log2(2) bits charged per block."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    Cs = (1.0, 10.0)
-    out = {"L": [], "block_bits": [], "test_bits": []}
-
-    def fit(c, idx):
-        clf = make_pipeline(make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                                       TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)),
-                            LogisticRegression(C=Cs[c], max_iter=2000))
-        return clf.fit([texts[i] for i in idx], y[idx])
-
-    def proba(clf, idx):
-        # classes absent from the seen blocks get the uniform share of a 1e-3 mixture: the reference would
-        # otherwise pay infinite bits for a class it has not met yet (the neural heads always predict all K)
-        p = np.zeros((len(idx), K))
-        p[:, clf.classes_] = clf.predict_proba([texts[i] for i in idx])
-        return 0.999 * p + 0.001 / K
-
-    for s in seeds:
-        order = order_of[s]
-        fits = {}
-
-        def fp(c, tr, te, order=order, fits=fits):
-            fits[len(tr), c] = clf = fit(c, order[tr])
-            return proba(clf, order[te])
-
-        res = select_prequential(fp, y[order], K, proto.ends, len(Cs))
-        out["L"].append(res["total_bits"])
-        out["block_bits"].append(res["block_bits"])
-        out["test_bits"].append([measures.log_loss_bits(proba(fits[e, c], test_idx), y[test_idx])
-                                 for e, c in zip(proto.ends[:-1], res["choices"])])
-    return out
-
-
 def gain_experiment(cfg: GainConfig) -> dict:
     """ΔL and its companions for one (model, dataset): the function the results store caches."""
     with cpu_threads(1), models.quiet_loading():
@@ -336,7 +298,8 @@ def _gain(cfg: GainConfig) -> dict:
     except torch.OutOfMemoryError:
         raise GainError(f"out of memory with batch {proto.batch_size} and {max_len} tokens: lower "
                         f"--max-len or --max-examples, or use --mode probe") from None
-    ref = _reference_runs(texts, y_all, order_of, test_idx, K, proto, cfg.seeds)
+    ref = baselines.tfidf_prequential(texts, y_all, [order_of[s] for s in cfg.seeds], [texts[i] for i in test_idx],
+                                      y_test, K, proto.ends)
     return {**out, "model": cfg.model, "data": cfg.data, "mode": cfg.mode, "classes": classes,
             "seeds": list(cfg.seeds), "max_len": max_len, "reference": ref, "proxies": proxies}
 
