@@ -187,7 +187,7 @@ def test_computers_full_paths(full_env):
             assert finite(run["flops"], run["final_acc"], run["counted_flops_per_token"])
     assert finite(res["pretrain"]["flops"], res["summary"]["c_pretrain"])
 
-    mfull = C.MINILM["full"]
+    mfull = C.PLATFORM["full"]
     assert mfull.mode == "finetune" and mfull.max_train is None
     mcfg = R(mfull, tasks=("sentiment/tweets",), max_len=16, eval_examples=8, steps=2, batch_size=2, eval_every=1)
     mini = jsonable(C.minilm_platform(mcfg))
