@@ -49,7 +49,7 @@ def full_env(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("DECOUPLING_PROGRESS", "0")
     monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")  # full on this CPU on purpose: toy sizes
     tiny = R(P.FULL, model=R(P.FULL.model, n_layer=1, n_head=2, d_model=16), steps=2, batch_size=2)
-    monkeypatch.setitem(P.PRESETS, "full", tiny)
+    monkeypatch.setitem(P.PRETRAIN, "full", tiny)
     return tiny
 
 

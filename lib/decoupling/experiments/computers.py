@@ -137,7 +137,6 @@ ECONOMICS = {
                   steps=300, batch_size=64, eval_every=15, eval_examples=1024, target_frac=0.5,
                   seeds=(0, 1, 2)),
 }
-PRESETS = ECONOMICS
 
 
 def economics(cfg: EconomicsConfig) -> dict:
@@ -359,3 +358,7 @@ def _minilm_platform(cfg: PlatformConfig) -> dict:
                        seconds_to_target=c[hit["index"]]["train_s"] if hit else None)
         out["tasks"][task] = rec
     return out
+
+
+# ================================================================================== presets
+PRESETS = {"economics": ECONOMICS, "minilm_platform": PLATFORM}  # experiment function -> {profile: config}

@@ -487,4 +487,4 @@ ICL = {
     "full": ICLConfig(dim=8, n_points=16, diversities=(1, 4, 16, 64, 256, 1024, 4096, 16384), n_layer=3,
                       n_head=2, width=64, steps=4000, batch_size=256, n_eval=2048, seeds=(0, 1, 2)),
 }
-PRESETS = {"gating": GATING, "task_token": TASK_TOKEN, "icl": ICL}
+PRESETS = {"context_gating": GATING, "task_token": TASK_TOKEN, "icl_diversity": ICL}  # function -> presets

@@ -584,5 +584,5 @@ DOUBLE_DESCENT = {
     "full": DoubleDescentConfig(n_train=500, ratios=tuple(float(r) for r in np.round(np.geomspace(0.1, 10, 31), 4)),
                                 feature_seeds=tuple(range(10))),
 }
-PRESETS = {"scaling": SCALING, "memorization": MEMORIZATION, "compression": COMPRESSION,
+PRESETS = {"scaling": SCALING, "memorization": MEMORIZATION, "compression": COMPRESSION,  # function -> presets
            "double_descent": DOUBLE_DESCENT}
