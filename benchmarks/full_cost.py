@@ -273,7 +273,7 @@ def chapter_calls(name: str, host_only: bool) -> list[tuple[str, object, object]
     if name == "computers":
         from decoupling.experiments import computers as E
         return [("economics", E.economics, preset(E.ECONOMICS, "full")),
-                ("minilm_platform (finetune)", E.minilm_platform, preset(E.MINILM, "full"))]
+                ("minilm_platform (finetune)", E.minilm_platform, preset(E.PLATFORM, "full"))]
     if name == "memory":
         from decoupling.experiments import memory as E
         return [("context_gating", E.context_gating, preset(E.GATING, "full")),

@@ -57,6 +57,31 @@ def test_mlps_batched_equal_sequential():
     for k in range(4):
         np.testing.assert_allclose(q[k], T.predict_proba(mods[k], *_mlp_data(k)[0]), atol=1e-5)
     assert many.results[0]["members"] == 4 and many.results[0]["final_train_loss"] < seq[0]["loss"][0]
+    # one record for both loops (train.run_record): a batched member reports what a sequential run does
+    for k in range(4):
+        assert set(many.results[k]) == set(seq[k]) | {"members", "all_members_examples_per_s"}
+        assert many.results[k]["flops"] == seq[k]["flops"] and many.results[k]["steps"] == seq[k]["steps"]
+
+
+def test_log_probabilities_are_exact_at_large_logit_gaps():
+    """Many.predict_log_proba is train.predict_log_proba per member: a float64 log_softmax, so a label
+    behind a logit gap of 200·(k+1) nats costs exactly that / ln 2 bits (a float32 softmax would give 0)."""
+    from decoupling.core import measures
+
+    def scaled_identity(k):  # member k's logits are (k + 1)·x
+        m = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            m.weight.copy_(torch.eye(2) * (k + 1))
+        return m
+
+    many = batched.stack(scaled_identity, [0, 1, 2])
+    x = torch.tensor([[0.0, -200.0], [-200.0, 0.0]])
+    lqs = many.predict_log_proba(lambda k: (x,))
+    for k, lq in enumerate(lqs):
+        np.testing.assert_allclose(lq, T.predict_log_proba(scaled_identity(k), x), rtol=1e-12)
+        bits = measures.log_loss_bits(lq, [1, 0], "none", log=True)
+        np.testing.assert_allclose(bits, [200 * (k + 1) / np.log(2)] * 2, rtol=1e-12)
+    np.testing.assert_allclose(many.predict_proba(lambda k: (x,))[0], np.exp(lqs[0]))
 
 
 def test_full_batch_members_equal_sequential():

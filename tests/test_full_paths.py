@@ -51,7 +51,7 @@ def full_env(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("DECOUPLING_PROGRESS", "0")
     monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")  # full on this CPU on purpose: toy sizes
     tiny = R(P.FULL, model=R(P.FULL.model, n_layer=1, n_head=2, d_model=16), steps=2, batch_size=2)
-    monkeypatch.setitem(P.PRESETS, "full", tiny)
+    monkeypatch.setitem(P.PRETRAIN, "full", tiny)
     return tiny
 
 
@@ -189,7 +189,7 @@ def test_computers_full_paths(full_env):
             assert finite(run["flops"], run["final_acc"], run["counted_flops_per_token"])
     assert finite(res["pretrain"]["flops"], res["summary"]["c_pretrain"])
 
-    mfull = C.MINILM["full"]
+    mfull = C.PLATFORM["full"]
     assert mfull.mode == "finetune" and mfull.max_train is None
     mcfg = R(mfull, tasks=("sentiment/tweets",), max_len=16, eval_examples=8, steps=2, batch_size=2, eval_every=1)
     mini = jsonable(C.minilm_platform(mcfg))

@@ -43,6 +43,46 @@ def test_log_loss_and_heldout_gain_sign():
     assert M.essay_kl(q_good, q_flat) > 0 and M.essay_kl(q_flat, q_good) > 0
 
 
+def _log_softmax(z):
+    z = np.asarray(z, np.float64)
+    m = z.max(-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))
+
+
+def test_log_probabilities_give_exact_bits_at_large_logit_gaps():
+    # logits (0, −g): log q(1|x) = −g − ln(1 + e^−g), so the label costs g/ln 2 + log2(1 + e^−g) bits
+    for gap in (200.0, 800.0):
+        lq = _log_softmax([[0.0, -gap]])
+        want = gap / math.log(2) + math.log2(1 + math.exp(-gap))
+        assert M.log_loss_bits(lq, [1], log=True) == pytest.approx(want, rel=1e-12)
+        assert M.log_loss_bits(lq, [0], log=True) == pytest.approx(0.0, abs=1e-80)  # the right label: ~e^−g/ln 2
+    # the same labels from probabilities: exact while e^−g is a float64 (g = 200), the 2^−997 floor past it
+    assert M.log_loss_bits(np.exp(_log_softmax([[0.0, -200.0]])), [1]) == pytest.approx(200 / math.log(2))
+    assert M.log_loss_bits(np.exp(_log_softmax([[0.0, -800.0]])), [1]) == pytest.approx(-math.log2(1e-300))
+    # probabilities and log-probabilities agree where both are exact
+    q = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    y = np.array([0, 1, 1])
+    assert M.log_loss_bits(np.log(q), y, "none", log=True) == pytest.approx(M.log_loss_bits(q, y, "none"))
+
+
+def test_kl_from_log_probabilities_is_finite_at_large_logit_gaps():
+    # q0 = softmax(0, −g), qP = softmax(−g, 0): D(q0‖qP) = (1 − 2ε)·g/ln 2 bits, ε = σ(−g)
+    for gap in (200.0, 800.0):
+        l0, lP = _log_softmax([[0.0, -gap]]), _log_softmax([[-gap, 0.0]])
+        eps = math.exp(-gap) / (1 + math.exp(-gap))
+        want = (1 - 2 * eps) * gap / math.log(2)
+        assert M.essay_kl(l0, lP, log=True) == pytest.approx(want, rel=1e-12)
+        assert M.heldout_gain(l0, lP, [1], log=True) == pytest.approx(gap / math.log(2), rel=1e-12)
+    # from float32 probabilities (a softmax underflows to 0 past a gap of ~104 nats) the KL is infinite
+    q0 = np.exp(_log_softmax([[0.0, -200.0]])).astype(np.float32)
+    qP = np.exp(_log_softmax([[-200.0, 0.0]])).astype(np.float32)
+    assert math.isinf(M.essay_kl(q0, qP))
+    # 0·log 0 = 0 holds in log space too, and the hand-computed value matches the probability path
+    assert M.kl_bits([[0.0, -np.inf]], np.log([[0.5, 0.5]]), log=True) == pytest.approx([1.0])
+    p, q = np.array([[0.5, 0.5]]), np.array([[0.25, 0.75]])
+    assert M.essay_kl(np.log(p), np.log(q), log=True) == pytest.approx(1 - 0.5 * math.log2(3), abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------- prequential
 def test_block_schedule():
     ends = M.block_schedule(10_000)
@@ -74,6 +114,8 @@ def test_prequential_bernoulli_kt_regret():
     assert res_b["ends"] == ends and len(res_b["block_bits"]) == len(ends)
     assert res_b["block_bits"][0] == pytest.approx(ends[0] * 1.0)  # uniform first block, log2 2 = 1 bit
     assert 0 <= res_b["total_bits"] - nH <= len(ends) * 1.5 + 0.5 * math.log2(n)
+    res_log = M.prequential(lambda tr, te: np.log(_kt(y, tr, te)), None, y, K=2, ends=ends, log=True)
+    assert res_log["block_bits"] == pytest.approx(res_b["block_bits"], rel=1e-12)  # the same code, in log space
     # n·H(p) itself (true p): the code length per label tends to H(p)
     H = -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
     assert res_b["bits_per_label"] == pytest.approx(H, abs=0.05)
@@ -107,13 +149,6 @@ def test_effective_data_transferred_known_shift():
     # outside the scratch range → NaN; a worse fine-tune → negative D_T
     out = M.effective_data_transferred([10, 1000], [loss(1e7), loss(500)], n_s, loss(n_s))
     assert math.isnan(out[0]) and out[1] == pytest.approx(-500, rel=0.01)
-
-
-def test_fit_dt_exponent():
-    n = np.logspace(1, 4, 8)
-    fit = M.fit_dt_exponent(n, 1.9e4 * n ** 0.18)
-    assert fit["alpha"] == pytest.approx(0.18, abs=1e-9) and fit["k"] == pytest.approx(1.9e4, rel=1e-6)
-    assert M.fit_dt_exponent([1, 2], [np.nan, 1.0])["n_points"] == 1
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -93,8 +93,3 @@ def test_task_token_tiny():
     assert run["acc_right"] > run["acc_wrong"]
     assert run["train_loss"][-1] < run["train_loss"][0]
     assert 0 < run["data_task_bits"] <= 2.0  # ≤ log2(#tasks)
-
-
-def test_presets_cover_profiles():
-    for presets in E.PRESETS.values():
-        assert set(presets) == {"smoke", "full"}

@@ -1,4 +1,4 @@
-"""decoupling.core.train: convergence, bitwise determinism on CPU, data order, fine-tuning, checkpoints."""
+"""decoupling.core.train: convergence, bitwise determinism on CPU, data order, fine-tuning, exact log-probabilities."""
 import math
 import os
 
@@ -163,14 +163,24 @@ def test_train_module_mlp_deterministic():
     assert (p.argmax(1) == y.numpy()).mean() > 0.9 and ra["final_train_loss"] < 0.3
 
 
-def test_checkpoint_round_trip(tmp_path):
-    lm = M.build_lm(CFG, 0)
-    T.save_checkpoint(lm, tmp_path / "ckpt.safetensors", meta={"step": 7, "note": "x"})
-    other = M.build_lm(CFG, 1)
-    assert not _equal_weights(lm, other)
-    meta = T.load_checkpoint(other, tmp_path / "ckpt.safetensors")
-    assert _equal_weights(lm, other) and meta == {"step": 7, "note": "x"}
-    assert other.lm_head.weight is other.transformer.wte.weight  # tying survives
+def test_log_probabilities_are_exact_at_large_logit_gaps():
+    """A float32 softmax underflows to 0 past a logit gap of ~104 nats, and the label is then charged the
+    997-bit floor; predict_log_proba's float64 log_softmax keeps every code length exact and the KL between
+    two such predictors finite. A module mapping x -> logits: the logits are x itself."""
+    from decoupling.core import measures
+    x = torch.tensor([[0.0, -200.0], [-300.0, 0.0], [0.0, -1000.0]])
+    gaps = np.array([200.0, 300.0, 1000.0])
+    lq = T.predict_log_proba(nn.Identity(), x)
+    assert lq.dtype == np.float64 and np.isfinite(lq).all()
+    np.testing.assert_allclose(measures.log_loss_bits(lq, [1, 0, 1], "none", log=True), gaps / math.log(2),
+                               rtol=1e-12)
+    # q(y|x) = exp(log q): finite code lengths while e^−gap is a float64 (the first two rows)
+    q = T.predict_proba(nn.Identity(), x)
+    np.testing.assert_allclose(measures.log_loss_bits(q[:2], [1, 0], "none"), gaps[:2] / math.log(2), rtol=1e-12)
+    # the mirrored predictor puts the mass on the other label: D_KL = gap / ln 2 bits per row, not inf
+    lflip = T.predict_log_proba(nn.Identity(), -x)
+    assert measures.essay_kl(lq, lflip, log=True) == pytest.approx(gaps.mean() / math.log(2), rel=1e-12)
+
 
 
 def test_progress_env_switch(monkeypatch):

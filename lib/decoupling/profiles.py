@@ -2,7 +2,10 @@
 
 `smoke` runs the whole book on a 2-core laptop CPU in about ten minutes (CI and tests use it);
 `full` is sized for one H100/H200 GPU (the whole book in about twenty minutes). Each experiments module
-holds `PRESETS = {"smoke": Cfg(...), "full": Cfg(...)}`; chapters call `preset(PRESETS, profile)`.
+holds `PRESETS: dict[str, dict[str, Cfg]]`, keyed by the name of the experiment function each config is
+for, with exactly {"smoke": Cfg(...), "full": Cfg(...)} of one frozen dataclass per experiment
+(tests/test_presets.py). A chapter takes `preset(E.PRESETS["fn"], profile)` — or the module's name for
+that dict, e.g. `preset(memory.GATING, profile)` — through `Chapter.config`.
 """
 from __future__ import annotations
 

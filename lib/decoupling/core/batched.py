@@ -30,7 +30,8 @@ attention the real tokens never see the padding, and without a mask SDPA takes t
 The API, from the top: `train_many` (classifiers and modules, cross-entropy) and `train_many_lm` (language
 models) are one-line calls; both are `stack` (K untrained members) + `train_stacked` (one batched run with
 any per-member loss), which an experiment with its own loss calls directly. A `Many` holds the members:
-`.forward` runs all of them at once, `.predict_proba` gives each one's q(y|x), `.member(k)` one module.
+`.forward` runs all of them at once, `.predict_proba` / `.predict_log_proba` give each one's q(y|x),
+`.member(k)` one module.
 
 Used by the experiments that train many same-shaped models (chapters 1, 2 and 4).
 """
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,9 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from decoupling import progress
 from decoupling.core import models, train
-from decoupling.core.device import DEVICE, autocast, describe, peak_flops, sync
+from decoupling.core.device import DEVICE, autocast
 
 
 @dataclass
@@ -97,8 +96,10 @@ class Many:
             return fwd(self.params, self.buffers, *inputs)
 
     @torch.no_grad()
-    def predict_proba(self, inputs_for_member: Callable[[int], tuple], batch_size: int = 256) -> list[np.ndarray]:
-        """Each member's q(y|x) on its own inputs — `inputs_for_member(k)` returns `(x,)` or
+    def predict_log_proba(self, inputs_for_member: Callable[[int], tuple],
+                          batch_size: int = 256) -> list[np.ndarray]:
+        """Each member's log q(y|x) on its own inputs, as train.predict_log_proba gives it (a float64
+        log_softmax of the logits: finite at any logit gap) — `inputs_for_member(k)` returns `(x,)` or
         `(input_ids, attention_mask)` as train.predict_proba takes them; float64 numpy (n_k, C) per member.
         All members are evaluated in one vmapped forward per batch (inputs are padded to the longest)."""
         per = [tuple(torch.as_tensor(t) for t in inputs_for_member(k)) for k in range(len(self))]
@@ -112,13 +113,18 @@ class Many:
                      torch.zeros(n, *t.shape[1:], dtype=t.dtype) for t in p) for p in per]
         xs = [torch.stack([p[j] for p in per]).to(DEVICE) for j in range(len(per[0]))]  # (K, n, ...)
         call = _member_logits_fn(self.template, hf)
-        fwd = vmap(lambda p, b, *x: call(p, b, x).float().softmax(-1))
+        fwd = vmap(lambda p, b, *x: call(p, b, x))
         qs = []
         for i in range(0, n, batch_size):
             with autocast(), _attention_backend():
-                qs.append(fwd(self.params, self.buffers, *(x[:, i:i + batch_size] for x in xs)).float())
-        q = torch.cat(qs, 1).double().cpu()  # (K, n, C)
+                logits = fwd(self.params, self.buffers, *(x[:, i:i + batch_size] for x in xs))  # (K, b, C)
+            qs.append(logits.double().log_softmax(-1))  # outside autocast: float64, as computed
+        q = torch.cat(qs, 1).cpu()  # (K, n, C)
         return [q[k, :nk].numpy() for k, nk in enumerate(ns)]
+
+    def predict_proba(self, inputs_for_member: Callable[[int], tuple], batch_size: int = 256) -> list[np.ndarray]:
+        """Each member's q(y|x): exp of `predict_log_proba`, float64 numpy (n_k, C) per member."""
+        return [np.exp(q) for q in self.predict_log_proba(inputs_for_member, batch_size)]
 
 
 # ---------------------------------------------------------------------------------------------- stacking
@@ -185,28 +191,7 @@ def _prepare_inputs(template: nn.Module, per: list[tuple]) -> tuple[bool, list[t
     return hf, per
 
 
-# ---------------------------------------------------------------------------------------------- optimizer
-def _optimizer(template: nn.Module, params: dict, cfg: train.TrainConfig):
-    """train._optimizer's groups over the stacked tensors: decay on members' matrices and embeddings
-    (the per-member dim, not the stacked one), a pretrained body at lr·body_lr_mult (frozen at 0)."""
-    prefix = getattr(template, "base_model_prefix", None) if cfg.body_lr_mult != 1.0 else None
-    groups: dict[tuple[bool, bool], list] = {}
-    trainable = dict(template.named_parameters())
-    for name, p in params.items():
-        if not trainable[name].requires_grad:
-            p.requires_grad_(False)
-            continue
-        body = bool(prefix) and name.startswith(prefix + ".")
-        if body and cfg.body_lr_mult == 0.0:
-            p.requires_grad_(False)
-            continue
-        groups.setdefault((p.dim() - 1 >= 2, body), []).append(p)
-    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0,
-                     "lr_mult": cfg.body_lr_mult if body else 1.0} for (decay, body), ps in groups.items()]
-    opt = torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas, fused=True)
-    return opt, [p for g in param_groups for p in g["params"]]
-
-
+# ---------------------------------------------------------------------------------------------- clipping
 @torch.no_grad()
 def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_ for each member separately: member k's norm is over its slices [k] of every
@@ -224,61 +209,34 @@ def clip_per_member(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
 def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Callable[[int], tuple],
                member_loss: Callable, units_per_step: list[int], unit: str, flops_per_step: list[float],
                desc: str) -> list[dict]:
-    """train._loop for K stacked members. member_loss(params_k, buffers_k, *batch_k) -> scalar; batch_at(step)
-    gives tensors with a leading member dim K. Losses stay on the device until the end (no host sync)."""
+    """train._loop for K stacked members: the same step loop (train.step_loop) and result keys
+    (train.run_record) per member. member_loss(params_k, buffers_k, *batch_k) -> scalar; batch_at(step)
+    gives tensors with a leading member dim K. The optimizer is train's AdamW groups over the stacked
+    tensors (decay by the members' own dims): AdamW is elementwise, so one over the stack is K AdamWs."""
     K = len(units_per_step)
-    opt, trainable = _optimizer(template, params, cfg)
-    step_losses = vmap(member_loss, randomness="different")
-    if cfg.compile:  # the members' forward (and its backward) as one graph; a string is the mode
-        step_losses = torch.compile(step_losses, mode=cfg.compile if isinstance(cfg.compile, str) else None)
-    losses = torch.zeros(cfg.steps, K, device=DEVICE)
-    bar = progress.bar(total=cfg.steps * sum(units_per_step), unit=unit, unit_scale=True,
-                       desc=f"{desc} (K={K})", disable=not (cfg.progress and progress.enabled()))
-    cuda = [DEVICE.index or 0] if DEVICE.type == "cuda" else []
+    opt, trainable = train.adamw(template, cfg, params.items(), member_dims=1)
+    step_losses = train.compiled(vmap(member_loss, randomness="different"), cfg)  # the members as one graph
+
+    def step_loss(step):
+        with autocast(), _attention_backend():
+            loss = step_losses(params, buffers, *batch_at(step))  # (K,)
+        loss.sum().backward()  # member k's parameters see only member k's loss
+        if cfg.grad_clip > 0:
+            clip_per_member(trainable, cfg.grad_clip)
+        return loss
+
     try:
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed)
-            sync()
-            t0 = time.perf_counter()
-            for step in range(cfg.steps):
-                lr = train.lr_at(step, cfg)
-                for g in opt.param_groups:
-                    g["lr"] = lr * g["lr_mult"]
-                with autocast(), _attention_backend():
-                    loss = step_losses(params, buffers, *batch_at(step))  # (K,)
-                loss.sum().backward()  # member k's parameters see only member k's loss
-                if cfg.grad_clip > 0:
-                    clip_per_member(trainable, cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                losses[step] = loss.detach()
-                bar.update(sum(units_per_step))
-            sync()
-            wall = time.perf_counter() - t0
+        run = train.step_loop(cfg, opt, step_loss, (K,), sum(units_per_step), unit, f"{desc} (K={K})")
     finally:
-        bar.close()
         for p in params.values():
             p.requires_grad_(False)
-    per_member = losses.float().cpu().T.tolist()  # (K, steps): the one host transfer of the run
-    peak = peak_flops()
+    per_member = run.losses.float().cpu().T.tolist()  # (K, steps): the one host transfer of the run
     total_flops = sum(flops_per_step) * cfg.steps
-    out = []
-    for k in range(K):
-        ls = per_member[k]
-        out.append({
-            "loss": ls,
-            "final_train_loss": float(np.mean(ls[-max(1, cfg.steps // 10):])) if ls else float("nan"),
-            "steps": cfg.steps,
-            unit + "s": units_per_step[k] * cfg.steps,
-            unit + "s_per_s": units_per_step[k] * cfg.steps / wall if wall > 0 else float("nan"),
-            "wall_s": wall,  # shared: the members trained together
-            "flops": flops_per_step[k] * cfg.steps,
-            "mfu": (total_flops / wall / peak) if peak and wall > 0 else None,  # of the whole batched run
-            "device": describe(),
-            "members": K,
-            f"all_members_{unit}s_per_s": sum(units_per_step) * cfg.steps / wall if wall > 0 else float("nan"),
-        })
-    return out
+    all_rate = sum(units_per_step) * cfg.steps / run.wall_s if run.wall_s > 0 else float("nan")
+    # wall_s is shared (the members trained together); mfu is of the whole batched run
+    return [{**train.run_record(per_member[k], cfg, unit, units_per_step[k], flops_per_step[k], run.wall_s,
+                                total_flops),
+             "members": K, f"all_members_{unit}s_per_s": all_rate} for k in range(K)]
 
 
 def train_stacked(many: Many, member_loss: Callable, batch_at: Callable[[int], tuple], cfg: train.TrainConfig,

@@ -2,13 +2,15 @@
 
 Notation (chapter 4): θ0 = random init, θP = pretrained init; q0, qP = the two models' predictive
 distributions q(y|x) after both are trained on the same target data, given as arrays (n, K) of
-probabilities; y = integer labels (n,). Everything is in bits (log base 2) unless a name says nats.
+probabilities or, with `log=True`, of natural-log probabilities (exact at any logit gap); y = integer
+labels (n,). Everything is in bits (log base 2) unless a name says nats.
 
 - `essay_kl` is the essay's quantity exactly as written, E_x D_KL(q0 ‖ qP). It needs no labels.
 - `heldout_gain` is the labelled counterpart, E[log2 qP(y|x) − log2 q0(y|x)], with the right sign.
 - `prequential` is the principled one: the online code length of the labels (Blier & Ollivier 2018),
   whose difference between inits, `delta_L`, is the side information (bits) the weights carry.
 - `effective_data_transferred` (Hernandez et al. 2021) reads the same two learning curves horizontally.
+- `bootstrap_ci`: THE percentile bootstrap of the book (every chapter's CIs over seeds, windows, pairs).
 - `fit_power_law*` for the scaling chapter; `logme` (You et al. 2021) is the cheap frozen-feature proxy;
   `mutual_information_bits` / `conditional_mi_bits` for I(Y;T|X) in the memory chapter.
 """
@@ -32,12 +34,18 @@ def _labels(y) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- log loss
-def log_loss_bits(probs, y, reduction: str = "mean"):
+# Every function below that reads a predictive distribution takes probabilities, or with `log=True` natural-log
+# probabilities (train.predict_log_proba, batched.Many.predict_log_proba): those stay exact at any logit gap,
+# where a probability underflows to 0 (float32 past a gap of ~104 nats, float64 past ~745) and its code
+# length would hit the floor below or its KL turn infinite.
+def log_loss_bits(q, y, reduction: str = "mean", log: bool = False):
     """Code length of labels under a predictive distribution: −log2 q(y_i|x_i) (Shannon 1948; the
-    cross-entropy in bits). reduction: "mean" (bits/example), "sum" (total bits), or "none" (per example)."""
-    p = _probs(probs)
+    cross-entropy in bits). q: probabilities (n, K), or natural-log probabilities with log=True.
+    reduction: "mean" (bits/example), "sum" (total bits), or "none" (per example)."""
+    q = _probs(q)
     y = _labels(y)
-    bits = -np.log2(np.maximum(p[np.arange(len(y)), y], _TINY))
+    picked = q[np.arange(len(y)), y]
+    bits = -picked * LOG2E if log else -np.log2(np.maximum(picked, _TINY))
     if reduction == "none":
         return bits
     if reduction == "sum":
@@ -47,24 +55,33 @@ def log_loss_bits(probs, y, reduction: str = "mean"):
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def kl_bits(p, q) -> np.ndarray:
-    """Per-row D_KL(p ‖ q) = Σ_k p_k log2(p_k/q_k) (Kullback & Leibler 1951), with 0·log 0 = 0."""
+def kl_bits(p, q, log: bool = False) -> np.ndarray:
+    """Per-row D_KL(p ‖ q) = Σ_k p_k log2(p_k/q_k) (Kullback & Leibler 1951), with 0·log 0 = 0.
+    p, q: probabilities, or natural-log probabilities with log=True (finite wherever both are)."""
+    if log:
+        lp, lq = _probs(p), _probs(q)
+        pk = np.exp(lp)
+        with np.errstate(invalid="ignore"):  # −inf − (−inf) where p_k = 0: the term is 0 by convention
+            terms = np.where(pk > 0, pk * (lp - lq), 0.0)
+        return terms.sum(axis=-1) * LOG2E
     from scipy.special import rel_entr  # rel_entr(p, q) = p·ln(p/q), 0 where p = 0, inf where q = 0 < p
     return rel_entr(_probs(p), _probs(q)).sum(axis=-1) * LOG2E
 
 
-def essay_kl(q0, qP) -> float:
+def essay_kl(q0, qP, log: bool = False) -> float:
     """The essay's information gain, EXACTLY as written: mean over inputs x of D_KL(q0(·|x) ‖ qP(·|x)), in
     bits — argument order q0 first (from-scratch model), then qP (pretrained). It uses no labels: it is
     disagreement between two models, > 0 even for two seeds of one init and whatever the sign of transfer.
-    If qP ≈ p*, the held-out gain equals the REVERSE order, E_x D_KL(qP ‖ q0) (SCIENCE.md, chapter 4)."""
-    return float(np.mean(kl_bits(q0, qP)))
+    If qP ≈ p*, the held-out gain equals the REVERSE order, E_x D_KL(qP ‖ q0) (SCIENCE.md, chapter 4).
+    log=True: q0, qP are natural-log probabilities."""
+    return float(np.mean(kl_bits(q0, qP, log)))
 
 
-def heldout_gain(q0, qP, y) -> float:
+def heldout_gain(q0, qP, y, log: bool = False) -> float:
     """Held-out log-loss gain G = mean_i [log2 qP(y_i|x_i) − log2 q0(y_i|x_i)] in bits/example.
-    Positive: pretraining helped on these labels; negative: it hurt (negative transfer)."""
-    return log_loss_bits(q0, y) - log_loss_bits(qP, y)
+    Positive: pretraining helped on these labels; negative: it hurt (negative transfer).
+    log=True: q0, qP are natural-log probabilities."""
+    return log_loss_bits(q0, y, log=log) - log_loss_bits(qP, y, log=log)
 
 
 # ---------------------------------------------------------------------------------------------- prequential
@@ -81,7 +98,7 @@ def block_schedule(n: int, fracs: Sequence[float] = DEFAULT_FRACS, min_first: in
 
 
 def prequential(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], X, y, K: int,
-                ends: Sequence[int], n_configs: int = 1) -> dict:
+                ends: Sequence[int], n_configs: int = 1, log: bool = False) -> dict:
     """Prequential (online) code length of labels y, in bits (Rissanen 1984; Blier & Ollivier 2018, "The
     description length of deep learning models"; Voita & Titov 2020, "Information-theoretic probing with
     minimum description length").
@@ -89,8 +106,9 @@ def prequential(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], X, 
     The examples, in the given order, are cut at `ends` (e.g. `block_schedule`). Block 1 is sent with a
     uniform code, log2 K bits per label. Every later block [e_{i−1}, e_i) is sent with a model trained on
     all earlier examples: `fit_predict(train_idx, test_idx) -> probs (len(test_idx), K)` — the caller
-    trains from θ0 or θP on train_idx. If hyperparameters were chosen among `n_configs` candidates (on the
-    seen data only), naming the choice costs log2(n_configs) bits per block (Voita & Titov 2020, §2.2).
+    trains from θ0 or θP on train_idx (with log=True it returns natural-log probabilities instead). If
+    hyperparameters were chosen among `n_configs` candidates (on the seen data only), naming the choice
+    costs log2(n_configs) bits per block (Voita & Titov 2020, §2.2).
 
     Returns total bits, bits per block, bits per label, and the ends. `X` is only used for its length (the
     caller's fit_predict indexes its own data).
@@ -109,7 +127,7 @@ def prequential(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], X, 
         probs = _probs(fit_predict(train_idx, test_idx))
         if probs.shape != (len(test_idx), K):
             raise ValueError(f"fit_predict returned shape {probs.shape}, expected {(len(test_idx), K)}")
-        block_bits.append(log_loss_bits(probs, y[test_idx], reduction="sum") + charge)
+        block_bits.append(log_loss_bits(probs, y[test_idx], reduction="sum", log=log) + charge)
     total = float(sum(block_bits))
     coded = ends[-1]
     return {
@@ -157,17 +175,6 @@ def effective_data_transferred(n_ft, loss_ft, n_scratch, loss_scratch) -> np.nda
             if len(ns) == 1 and l == ls[0]:
                 out[i] = ns[0] - n
     return out
-
-
-def fit_dt_exponent(n_ft, dt) -> dict:
-    """Fit D_T = k · n^α by least squares in log-log space (Hernandez et al. 2021 fit D_T = k·D_F^α·N^β;
-    at one model size N this is k' · D_F^α). Uses the points with finite, positive D_T."""
-    n_ft, dt = np.asarray(n_ft, float), np.asarray(dt, float)
-    ok = np.isfinite(dt) & (dt > 0) & (n_ft > 0)
-    if ok.sum() < 2:
-        return {"alpha": float("nan"), "k": float("nan"), "r2": float("nan"), "n_points": int(ok.sum())}
-    slope, intercept, r2 = _loglog(n_ft[ok], dt[ok])
-    return {"alpha": slope, "k": math.exp(intercept), "r2": r2, "n_points": int(ok.sum())}
 
 
 # ---------------------------------------------------------------------------------------------- statistics

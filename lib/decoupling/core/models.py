@@ -21,6 +21,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -96,15 +97,14 @@ def model_config(model: PreTrainedModel) -> ModelConfig:
                        block_size=c.n_positions, dropout=float(c.resid_pdrop), pad_token_id=pad)
 
 
-def seeded(seed: int, make):
+def seeded(seed: int, make, devices: Sequence[int] = ()):
     """make() under a private RNG: `transformers` (and nn.Linear) initialise with the global torch RNG, so
     fork it, seed it, and restore it afterwards — the same seed gives the same weights, and nothing leaks
-    to the caller. Build on the CPU: only the CPU generator is forked."""
-    with torch.random.fork_rng(devices=[]):
+    to the caller. Only the CPU generator is forked unless `devices` names CUDA devices too: models are
+    built on the CPU, while the training loops (dropout on the GPU) pass the device they train on."""
+    with torch.random.fork_rng(devices=list(devices)):
         torch.manual_seed(seed)
         return make()
-
-
 
 
 def build_lm(cfg: ModelConfig, seed: int = 0) -> GPT2LMHeadModel:

@@ -11,7 +11,11 @@ loss stays on the device, read back once at the end. benchmarks/bench_trainer.py
 - AdamW with decoupled weight decay on matrices only (Loshchilov & Hutter 2019; nanoGPT's grouping),
   linear warmup then cosine decay to min_lr_frac·lr (Chinchilla-style), global-norm gradient clipping.
 - Randomness: a torch.Generator seeded from `TrainConfig.seed` draws the data order; dropout runs under a
-  forked, seeded global RNG, so nothing leaks to the caller.
+  forked, seeded global RNG (`models.seeded`, on the training device too), so nothing leaks to the caller.
+- One skeleton for every run: `step_loop` (schedule, optimizer step, progress bar, clock, RNG) and
+  `run_record` (the result keys) serve `_loop` here and `batched`'s K stacked members alike.
+- Predictions: `predict_log_proba` is a float64 log_softmax of the logits, exact at any logit gap;
+  `predict_proba` is its exp. Code lengths and KLs should read the log-probabilities (`measures`, log=True).
 - LM data order depends only on (seed, steps, batch_size, block_size, len(tokens)) — the same windows in
   the same order for every model size (SCIENCE.md: same data order for every size and init).
 
@@ -19,9 +23,7 @@ Used by chapters 1, 3 and 4 through the experiments modules.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -79,19 +81,26 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+def adamw(model: nn.Module, cfg: TrainConfig, named=None, member_dims: int = 0
+          ) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
     """AdamW; decay on matrices and embeddings, none on biases and norms (nanoGPT). A pretrained body
-    (the module under `base_model_prefix`) gets lr·body_lr_mult; with 0 it is frozen (a linear probe)."""
+    (the module under `base_model_prefix`) gets lr·body_lr_mult; with 0 it is frozen (a linear probe).
+
+    `named` (name, tensor) pairs to optimise instead of `model.named_parameters()`: the stacked tensors of
+    `batched`, whose first `member_dims` dims index members (so a member's bias is not a matrix); a tensor
+    whose parameter in `model` is frozen stays frozen."""
     prefix = getattr(model, "base_model_prefix", None) if cfg.body_lr_mult != 1.0 else None
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
+    for name, p in (model.named_parameters() if named is None else named):
+        if not trainable[name]:
+            p.requires_grad_(False)
             continue
         body = bool(prefix) and name.startswith(prefix + ".")
         if body and cfg.body_lr_mult == 0.0:
             p.requires_grad_(False)  # restored by the caller; no gradient is computed for a frozen body
             continue
-        groups.setdefault((p.dim() >= 2, body), []).append(p)
+        groups.setdefault((p.dim() - member_dims >= 2, body), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0,
                      "lr_mult": cfg.body_lr_mult if body else 1.0} for (decay, body), ps in groups.items()]
     params = [p for g in param_groups for p in g["params"]]
@@ -100,86 +109,136 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimize
     return opt, params
 
 
-def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], loss_of: Callable,
-          units_per_step: int, unit: str, flops_per_step: float, desc: str,
-          evaluate: Callable[[nn.Module], float] | None = None) -> dict:
-    """The core loop shared by train_lm / train_classifier / train_module.
+def compiled(fn: Callable, cfg: TrainConfig) -> Callable:
+    """fn under torch.compile when cfg.compile asks for it (a string is the mode), else fn itself."""
+    if not cfg.compile:
+        return fn
+    return torch.compile(fn, mode=cfg.compile if isinstance(cfg.compile, str) else None)
 
-    batch_at(step) -> batch (already on DEVICE); loss_of(forward, batch) -> scalar loss tensor.
-    Per-step losses stay on the device and are read back once at the end (no per-step host sync).
-    evaluate(model), when given, runs every cfg.eval_every steps and after the last step; its seconds are
-    timed apart from training's, so a learning curve can be read against training time alone.
-    """
-    model.to(DEVICE)
-    frozen_before = {id(p) for p in model.parameters() if not p.requires_grad}
-    opt, params = _optimizer(model, cfg)
-    forward = model
-    if cfg.compile:  # the module's weights are shared; only the forward (and its backward) are compiled
-        forward = torch.compile(model, mode=cfg.compile if isinstance(cfg.compile, str) else None)
-    losses = torch.zeros(cfg.steps, device=DEVICE)  # (steps,)
-    evals: list[tuple[int, float, float]] = []  # (step, value, training seconds before it)
-    eval_s = 0.0  # seconds of evaluation inside the timed loop
+
+@dataclass
+class Steps:
+    """What `step_loop` measured."""
+    losses: torch.Tensor  # (steps, *loss shape), still on the device
+    wall_s: float  # the loop's seconds, evaluation included
+    evals: list[tuple[int, float, float]]  # (step, value, training seconds before it), before the last step
+    eval_s: float  # seconds of wall_s spent evaluating
+
+
+def step_loop(cfg: TrainConfig, opt: torch.optim.Optimizer, step_loss: Callable[[int], torch.Tensor],
+              loss_shape: tuple, units_per_step: int, unit: str, desc: str,
+              evaluate: Callable[[], float] | None = None) -> Steps:
+    """The optimizer-step skeleton of every training run here, one model (`_loop`) or K stacked members
+    (`batched`): the learning-rate schedule, the optimizer step, the progress bar, the clock, and dropout
+    drawing from a seeded, private global RNG (`models.seeded` on the training device).
+
+    step_loss(step) does one step's forward and backward (and gradient clipping) and returns its loss,
+    of shape loss_shape. Per-step losses stay on the device (no per-step host sync). evaluate(), when
+    given, runs every cfg.eval_every steps before the last; its seconds are timed apart from training's,
+    so a learning curve can be read against training time alone."""
+    losses = torch.zeros(cfg.steps, *loss_shape, device=DEVICE)
+    evals: list[tuple[int, float, float]] = []
+    eval_s = 0.0
     show = _progress_on(cfg)
     bar = progress.bar(total=cfg.steps * units_per_step, unit=unit, unit_scale=True, desc=desc,
                        disable=not show)  # to the terminal, not into the executed notebook
-    cuda_devices = [DEVICE.index or 0] if DEVICE.type == "cuda" else []
+
+    def run() -> float:
+        nonlocal eval_s
+        sync()
+        t0 = time.perf_counter()
+        for step in range(cfg.steps):
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_mult"]
+            loss = step_loss(step)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses[step] = loss.detach()
+            bar.update(units_per_step)
+            if show and cfg.log_every and (step + 1) % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{loss.mean().item():.3f}", refresh=False)  # a sync, only with a bar
+            if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 \
+                    and step + 1 < cfg.steps:
+                sync()  # let the queued steps finish before reading the clock
+                te = time.perf_counter()
+                evals.append((step + 1, evaluate(), te - t0 - eval_s))
+                eval_s += time.perf_counter() - te
+        sync()
+        return time.perf_counter() - t0
+
+    cuda = [DEVICE.index or 0] if DEVICE.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=cuda_devices):  # dropout draws from a seeded, private global RNG
-            torch.manual_seed(cfg.seed)
-            model.train()
-            sync()
-            t0 = time.perf_counter()
-            for step in range(cfg.steps):
-                lr = lr_at(step, cfg)
-                for g in opt.param_groups:
-                    g["lr"] = lr * g["lr_mult"]
-                batch = batch_at(step)
-                with autocast():
-                    loss = loss_of(forward, batch)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                losses[step] = loss.detach()
-                bar.update(units_per_step)
-                if show and cfg.log_every and (step + 1) % cfg.log_every == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # a sync, only with a bar
-                if evaluate is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0 \
-                        and step + 1 < cfg.steps:
-                    sync()  # let the queued steps finish before reading the clock
-                    te = time.perf_counter()
-                    evals.append((step + 1, evaluate(model), te - t0 - eval_s))
-                    eval_s += time.perf_counter() - te
-                    model.train()
-            sync()
-            wall = time.perf_counter() - t0
+        wall = models.seeded(cfg.seed, run, devices=cuda)
     finally:
         bar.close()
-        for p in model.parameters():
-            if id(p) not in frozen_before:
-                p.requires_grad_(True)
-    model.eval()
-    loss_list = losses.float().cpu().tolist()  # the one host transfer of the run
-    flops = flops_per_step * cfg.steps
+    return Steps(losses, wall, evals, eval_s)
+
+
+def run_record(losses: list[float], cfg: TrainConfig, unit: str, units_per_step: int, flops_per_step: float,
+               wall: float, run_flops: float) -> dict:
+    """The keys every training run reports: per-step loss, its mean over the last tenth, units seen
+    (examples or tokens) and their rate, wall time, training FLOPs, and MFU — of `run_flops`, the FLOPs of
+    everything the wall time covers (all the members of a batched run)."""
     peak = peak_flops()
-    out = {
-        "loss": loss_list,
-        "final_train_loss": float(np.mean(loss_list[-max(1, cfg.steps // 10):])) if loss_list else float("nan"),
+    return {
+        "loss": losses,
+        "final_train_loss": float(np.mean(losses[-max(1, cfg.steps // 10):])) if losses else float("nan"),
         "steps": cfg.steps,
         unit + "s": units_per_step * cfg.steps,
         unit + "s_per_s": units_per_step * cfg.steps / wall if wall > 0 else float("nan"),
         "wall_s": wall,
-        "flops": flops,
+        "flops": flops_per_step * cfg.steps,
         "flops_per_step": flops_per_step,
-        "mfu": (flops / wall / peak) if peak and wall > 0 else None,
+        "mfu": (run_flops / wall / peak) if peak and wall > 0 else None,
         "device": describe(),
     }
+
+
+def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], loss_of: Callable,
+          units_per_step: int, unit: str, flops_per_step: float, desc: str,
+          evaluate: Callable[[nn.Module], float] | None = None) -> dict:
+    """One model's run, shared by train_lm / train_classifier / train_module.
+
+    batch_at(step) -> batch (already on DEVICE); loss_of(forward, batch) -> scalar loss tensor.
+    evaluate(model), when given, runs every cfg.eval_every steps and after the last step (`step_loop`).
+    """
+    model.to(DEVICE)
+    frozen_before = {id(p) for p in model.parameters() if not p.requires_grad}
+    opt, params = adamw(model, cfg)
+    forward = compiled(model, cfg)  # the module's weights are shared; only the forward (and backward) compile
+
+    def step_loss(step):
+        batch = batch_at(step)
+        with autocast():
+            loss = loss_of(forward, batch)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        return loss
+
+    def evaluate_mid():
+        value = evaluate(model)
+        model.train()  # the hook may have switched to eval mode
+        return value
+
+    model.train()
+    try:
+        run = step_loop(cfg, opt, step_loss, (), units_per_step, unit, desc,
+                        evaluate_mid if evaluate is not None else None)
+    finally:
+        for p in model.parameters():
+            if id(p) not in frozen_before:
+                p.requires_grad_(True)
+    model.eval()
+    flops = flops_per_step * cfg.steps
+    out = run_record(run.losses.float().cpu().tolist(), cfg, unit, units_per_step, flops_per_step, run.wall_s,
+                     flops)  # the one host transfer of the run
     if evaluate is not None:
-        evals.append((cfg.steps, evaluate(model), wall - eval_s))
+        evals = run.evals + [(cfg.steps, evaluate(model), run.wall_s - run.eval_s)]
         out["eval"] = [[s, v] for s, v, _ in evals]  # [step, evaluate(model)] per evaluation
         out["eval_train_s"] = [t for _, _, t in evals]  # training seconds before each, evaluation excluded
-        out["eval_s"] = eval_s  # seconds of wall_s spent evaluating: wall_s − eval_s is training alone
+        out["eval_s"] = run.eval_s  # seconds of wall_s spent evaluating: wall_s − eval_s is training alone
     return out
 
 
@@ -346,10 +405,12 @@ def train_module(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  batch_size: int = 256) -> np.ndarray:
-    """Predictive distribution q(y|x), float64 numpy (n, K). With attention_mask: a Hugging Face
-    classifier; without: any module mapping x -> logits. Softmax in fp32 even under bf16 autocast."""
+def predict_log_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      batch_size: int = 256) -> np.ndarray:
+    """log q(y|x) in nats, float64 numpy (n, K): a float64 log_softmax of the logits (which may come out of
+    bf16 autocast). Finite at any logit gap, so a confidently wrong label costs its true bits (a gap of
+    200 nats: 288.5 bits) where a float32 softmax underflows to 0 past a gap of ~104 nats. With
+    attention_mask: a Hugging Face classifier; without: any module mapping x -> logits."""
     was_training = model.training
     model.to(DEVICE).eval()
     inputs = (input_ids,) if attention_mask is None else drop_redundant_mask(model, (input_ids, attention_mask))
@@ -358,26 +419,15 @@ def predict_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     for i in range(0, len(inputs[0]), batch_size):
         with autocast():
             logits = _logits(model, tuple(t[i:i + batch_size] for t in inputs))
-        out.append(torch.softmax(logits.float(), dim=-1))
+        out.append(torch.log_softmax(logits.double(), dim=-1))
     model.train(was_training)
     if not out:
         return np.zeros((0, 0))
-    return torch.cat(out).double().cpu().numpy()
+    return torch.cat(out).cpu().numpy()
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Weights as safetensors (tied tensors stored once) plus `meta` (JSON, e.g. configs and step) in the
-    file's header — no pickles anywhere."""
-    from safetensors.torch import save_model
-    save_model(model, str(path), metadata={"decoupling": json.dumps(meta or {}, default=str)})
-
-
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict:
-    """Load weights saved by save_checkpoint into `model` (strict); returns the `meta` dict."""
-    from safetensors import safe_open
-    from safetensors.torch import load_model
-    device = next(model.parameters()).device
-    load_model(model, str(path), strict=True, device=str(device))
-    with safe_open(str(path), "pt") as f:
-        return json.loads((f.metadata() or {}).get("decoupling", "{}"))
+def predict_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  batch_size: int = 256) -> np.ndarray:
+    """Predictive distribution q(y|x), float64 numpy (n, K): exp of `predict_log_proba` (a probability
+    underflows to 0 only past a gap of ~745 nats; code lengths from `predict_log_proba` never do)."""
+    return np.exp(predict_log_proba(model, input_ids, attention_mask, batch_size))

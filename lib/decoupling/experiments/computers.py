@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from decoupling import data
-from decoupling.core import models, train
+from decoupling.core import measures, models, train
 from decoupling.core.device import cpu_threads  # tiny models: one thread is 10-30x faster on a busy 2-core CPU
 from decoupling.experiments import pretrain
 from decoupling.progress import bar
@@ -74,15 +74,13 @@ def cost_per_task(c_pretrain: float, c_finetune: float, n_tasks) -> np.ndarray:
     return c_pretrain / np.asarray(n_tasks, dtype=float) + c_finetune
 
 
-def bootstrap_ci(values, seed: int = 0, n_boot: int = 4000, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (Efron & Tibshirani 1993); a single value is its own CI."""
-    v = np.asarray(values, dtype=float)
-    if len(v) == 1:
-        return float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+CI_LEVEL = 0.95  # the summary's bootstrap intervals (measures.bootstrap_ci, 4000 resamples of the pairs)
+
+
+def _ci(values, seed: int) -> list[float]:
+    """The percentile bootstrap CI of the mean of `values` (measures.bootstrap_ci); [lo, hi]."""
+    c = measures.bootstrap_ci(values, n_boot=4000, alpha=1 - CI_LEVEL, seed=seed)
+    return [c.lo, c.hi]
 
 
 # ================================================================================== training with a curve
@@ -139,7 +137,6 @@ ECONOMICS = {
                   steps=300, batch_size=64, eval_every=15, eval_examples=1024, target_frac=0.5,
                   seeds=(0, 1, 2)),
 }
-PRESETS = ECONOMICS
 
 
 def economics(cfg: EconomicsConfig) -> dict:
@@ -252,12 +249,12 @@ def summarize(res: dict, seed: int = 0) -> dict:
     out = {"per_task": per_task, "c_pretrain": c_pre, "wall_pretrain": w_pre, "n_pairs": len(savings),
            "censored_runs": censored, "dropped_pairs": dropped}
     if savings:
-        mean_s, ci_s = float(np.mean(savings)), bootstrap_ci(savings, seed)
-        out.update(saving_mean=mean_s, saving_ci=list(ci_s), savings=savings,
+        mean_s, ci_s = float(np.mean(savings)), _ci(savings, seed)
+        out.update(saving_mean=mean_s, saving_ci=ci_s, savings=savings,
                    t_star=_jsonable_t(c_pre / mean_s if mean_s > 0 else math.inf),
                    t_star_ci=[c_pre / ci_s[1] if ci_s[1] > 0 else None, c_pre / ci_s[0] if ci_s[0] > 0 else None],
                    ratio_geomean=float(np.exp(np.mean(log_ratios))),
-                   ratio_ci=[float(np.exp(x)) for x in bootstrap_ci(log_ratios, seed)], log_ratios=log_ratios)
+                   ratio_ci=[float(np.exp(x)) for x in _ci(log_ratios, seed)], log_ratios=log_ratios)
         cs = [v["c_scratch"] for v in per_task.values()]
         cf = [v["c_finetune"] for v in per_task.values()]
         if all(v is not None for v in cs + cf):
@@ -274,7 +271,7 @@ def _jsonable_t(t):
 
 # ================================================================================== 2. a lab's platform model
 @dataclass(frozen=True)
-class MiniLMConfig:
+class PlatformConfig:
     """all-MiniLM-L6-v2 serving the same tasks. Smoke: a linear probe on frozen features of a few hundred
     examples per task (a few seconds per task on 2 CPU cores). Full: fine-tune the whole encoder on a GPU."""
     tasks: tuple[str, ...] = ("sentiment/movies", "code/module", "prose/topic")
@@ -290,9 +287,9 @@ class MiniLMConfig:
     seed: int = 0
 
 
-MINILM = {
-    "smoke": MiniLMConfig(),
-    "full": MiniLMConfig(tasks=ECONOMICS["full"].tasks, mode="finetune", max_len=128, max_train=None,
+PLATFORM = {
+    "smoke": PlatformConfig(),
+    "full": PlatformConfig(tasks=ECONOMICS["full"].tasks, mode="finetune", max_len=128, max_train=None,
                          eval_examples=1024, steps=200, batch_size=32, lr=5e-5, eval_every=20, target_frac=0.5),
 }
 
@@ -305,7 +302,7 @@ def _embedding_flops(encoder: nn.Module, lengths, batch_size: int = 64) -> float
     return float(sum(len(b) * models.flops_per_example(encoder, max(b), training=False) for b in batches))
 
 
-def minilm_platform(cfg: MiniLMConfig) -> dict:
+def minilm_platform(cfg: PlatformConfig) -> dict:
     """Adapt all-MiniLM-L6-v2 to each task; cost of adapting (FLOPs, seconds) and accuracy reached.
     Its pretraining was paid by others and is not counted (or known) here. One CPU thread, as everywhere
     in the book: on a busy 2-core machine a second thread made even MiniLM's forward passes 2× slower."""
@@ -313,7 +310,7 @@ def minilm_platform(cfg: MiniLMConfig) -> dict:
         return _minilm_platform(cfg)
 
 
-def _minilm_platform(cfg: MiniLMConfig) -> dict:
+def _minilm_platform(cfg: PlatformConfig) -> dict:
     tok = models.minilm_tokenizer()
     body = models.load_minilm()
     n_ne = models.non_embedding_params(body)
@@ -337,10 +334,7 @@ def _minilm_platform(cfg: MiniLMConfig) -> dict:
             fte = torch.from_numpy(models.embed_minilm(xte, max_length=cfg.max_len, model=body, tokenizer=tok))
             lens = [len(x) for x in tok(xtr, truncation=True, max_length=cfg.max_len)["input_ids"]]
             embed_flops = _embedding_flops(body, lens)
-            head = nn.Linear(ftr.shape[1], k)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed)
-                head.reset_parameters()
+            head = models.seeded(cfg.seed, lambda: nn.Linear(ftr.shape[1], k))
             tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0,
                                    seed=cfg.seed, progress=False)
             r = train.train_module(head, ftr, ytr, tc, desc=f"{task} probe")
@@ -364,3 +358,7 @@ def _minilm_platform(cfg: MiniLMConfig) -> dict:
                        seconds_to_target=c[hit["index"]]["train_s"] if hit else None)
         out["tasks"][task] = rec
     return out
+
+
+# ================================================================================== presets
+PRESETS = {"economics": ECONOMICS, "minilm_platform": PLATFORM}  # experiment function -> {profile: config}

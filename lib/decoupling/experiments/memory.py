@@ -276,20 +276,20 @@ def task_token(cfg: TaskTokenConfig) -> dict:
                                                                       lr=cfg.lr, progress=False),
                               desc="memory: task token")
     toks = [*range(T), None]  # every task token, then the null token
-    qs = [many.predict_proba(lambda k, tok=tok: (
+    lqs = [many.predict_log_proba(lambda k, tok=tok: (
         _with_token(data[k]["X"][data[k]["test"]], data[k]["null_tok"] if tok is None else data[k]["task_tok"][tok]),
         torch.ones(len(data[k]["test"]), 1 + cfg.length, dtype=torch.long))) for tok in toks]  # [token][seed]
     for k, seed in enumerate(cfg.seeds):
         d, hist = data[k], many.results[k]
         Yte = d["Y"][d["test"]]  # (n, T)
-        q = torch.stack([torch.from_numpy(qs[j][k]) for j in range(len(toks))], 1)  # (n, T+1, S): col T = null
+        logq = torch.stack([torch.from_numpy(lqs[j][k]) for j in range(len(toks))], 1)  # (n, T+1, S): col T = null
+        q = logq.exp()
         pred = q.argmax(-1)  # (n, T+1)
         hit = pred[:, :T, None] == Yte[:, None, :]  # (n, token, task): token t' answered task t's question
         right = hit.diagonal(dim1=1, dim2=2).double().mean()
         off = ~torch.eye(T, dtype=torch.bool)
         wrong = hit[:, off].double().mean()  # answer under a wrong token, scored against the asked task
         none = (pred[:, T, None] == Yte).double().mean()
-        logq = torch.log(q.clamp_min(1e-12))
         ce_right = -logq[:, :T].gather(2, Yte[:, :, None]).mean() * LOG2E
         ce_null = -logq[:, T, :].gather(1, Yte).mean() * LOG2E
         # what a perfect model scores: tasks agree on some inputs, so a wrong token is sometimes right
@@ -487,4 +487,4 @@ ICL = {
     "full": ICLConfig(dim=8, n_points=16, diversities=(1, 4, 16, 64, 256, 1024, 4096, 16384), n_layer=3,
                       n_head=2, width=64, steps=4000, batch_size=256, n_eval=2048, seeds=(0, 1, 2)),
 }
-PRESETS = {"gating": GATING, "task_token": TASK_TOKEN, "icl": ICL}
+PRESETS = {"context_gating": GATING, "task_token": TASK_TOKEN, "icl_diversity": ICL}  # function -> presets

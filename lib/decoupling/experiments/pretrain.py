@@ -34,12 +34,13 @@ class PretrainConfig:
 SMOKE = PretrainConfig(domain="code", steps=160, batch_size=16)
 FULL = PretrainConfig(domain="code", model=ModelConfig(n_layer=6, n_head=6, d_model=192, block_size=128),
                       steps=4000, batch_size=64, lr=1.5e-3, max_tokens=None)
-PRESETS = {"smoke": SMOKE, "full": FULL}
+PRETRAIN = {"smoke": SMOKE, "full": FULL}  # `domain` and `seed` are set per body by `config`
+PRESETS = {"pretrain": PRETRAIN}  # experiment function -> {profile: config}
 
 
 def config(profile: str, domain: str, seed: int = 0) -> PretrainConfig:
     from decoupling.profiles import preset
-    return preset(PRESETS, profile, domain=domain, seed=seed)
+    return preset(PRETRAIN, profile, domain=domain, seed=seed)
 
 
 def pretrain(cfg: PretrainConfig, out_dir: Path) -> dict:

@@ -19,6 +19,10 @@ embedded in the widest, `PaddedMLP`); each member equals its own sequential fit 
 
 Digits are sklearn's 8×8 handwritten digits (Alpaydin & Kaynak 1998) as prepared by `decoupling.data`
 ("digits/0-4" and "digits/5-9" put back together: 10 classes, its train/test split).
+
+Why one module of ~580 lines: the book keeps one experiments module per chapter (its results keys come from
+this module's import graph, and the chapter imports it as one `E`), and the three digits experiments share
+the data, the MLP recipe and `PaddedMLP`; each section below stands alone, read top to bottom.
 """
 from __future__ import annotations
 
@@ -65,13 +69,14 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def memorized_bits(probs, y, K: int) -> np.ndarray:
+def memorized_bits(q, y, K: int, log: bool = False) -> np.ndarray:
     """Per-example memorized bits, log2 K − (−log2 q(y_i|x_i)): what the model knows about each random
     label beyond the uniform code. Summed over a random-label set, it is information that can only have
     come from storing the labels (they are independent of the inputs). A perfect predictor scores log2 K
-    per example; a uniform one 0; a confidently wrong one is negative."""
+    per example; a uniform one 0; a confidently wrong one is negative. q: probabilities (n, K), or
+    natural-log probabilities with log=True (measures.log_loss_bits)."""
     from decoupling.core.measures import log_loss_bits
-    return math.log2(K) - log_loss_bits(probs, y, reduction="none")
+    return math.log2(K) - log_loss_bits(q, y, reduction="none", log=log)
 
 
 def _recipe(n: int, steps: int, lr: float, weight_decay: float, seed: int):
@@ -195,9 +200,11 @@ def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: in
     return [many.member(k).unpad(seed) for k in range(len(fits))]
 
 
-def _proba(model, X) -> np.ndarray:
+def _log_proba(model, X) -> np.ndarray:
+    """log q(y|x) (train.predict_log_proba): a model that memorized random labels is confidently wrong on
+    the test set, and its code lengths stay exact however large the logit gap."""
     from decoupling.core import train
-    return train.predict_proba(model, torch.as_tensor(X))
+    return train.predict_log_proba(model, torch.as_tensor(X))
 
 
 # ---------------------------------------------------------------------------------------------- scaling
@@ -378,14 +385,14 @@ def memorization(cfg: MemorizationConfig) -> dict:
             if labels == "random":
                 rows.append({"width": w})
             row, y_fit = rows[-1], labels_of[labels]
-            p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
-            bits = memorized_bits(p_tr, y_fit, K)
+            p_tr, p_te = _log_proba(model, Xtr), _log_proba(model, Xte)
+            bits = memorized_bits(p_tr, y_fit, K, log=True)
             row["params"] = n_params(model)
             row[labels] = {
                 "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
                 "test_acc": float((p_te.argmax(1) == yte).mean()),  # always against the TRUE test labels
-                "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
-                "test_bits": float(measures.log_loss_bits(p_te, yte)),
+                "train_bits": float(measures.log_loss_bits(p_tr, y_fit, log=True)),
+                "test_bits": float(measures.log_loss_bits(p_te, yte, log=True)),
                 "stored_bits": float(bits.sum()),
                 "bits_per_param": float(bits.sum() / row["params"]),
             }
@@ -454,16 +461,16 @@ def compression(cfg: CompressionConfig) -> dict:
             y_fit, y_test = labels_of[labels]
             # the block [start, stop) is coded by the model fitted on the examples before it, [0, start)
             def fit_predict(train_idx, test_idx, key=(w, labels)):  # the fit was done above: look it up
-                return _proba(fitted[(*key, len(train_idx))], Xtr[test_idx])
-            preq = measures.prequential(fit_predict, Xtr, y_fit, K, ends)
+                return _log_proba(fitted[(*key, len(train_idx))], Xtr[test_idx])
+            preq = measures.prequential(fit_predict, Xtr, y_fit, K, ends, log=True)
             model = fitted[w, labels, len(ytr)]
-            p_tr, p_te = _proba(model, Xtr), _proba(model, Xte)
+            p_tr, p_te = _log_proba(model, Xtr), _log_proba(model, Xte)
             rows.append({
                 "width": w, "labels": labels, "params": n_params(model),
                 "preq_bits_per_label": preq["bits_per_label"], "preq_total_bits": preq["total_bits"],
                 "block_bits": preq["block_bits"],
-                "train_bits": float(measures.log_loss_bits(p_tr, y_fit)),
-                "test_bits": float(measures.log_loss_bits(p_te, y_test)),
+                "train_bits": float(measures.log_loss_bits(p_tr, y_fit, log=True)),
+                "test_bits": float(measures.log_loss_bits(p_te, y_test, log=True)),
                 "test_acc": float((p_te.argmax(1) == y_test).mean()),
                 "train_acc": float((p_tr.argmax(1) == y_fit).mean()),
             })
@@ -577,5 +584,5 @@ DOUBLE_DESCENT = {
     "full": DoubleDescentConfig(n_train=500, ratios=tuple(float(r) for r in np.round(np.geomspace(0.1, 10, 31), 4)),
                                 feature_seeds=tuple(range(10))),
 }
-PRESETS = {"scaling": SCALING, "memorization": MEMORIZATION, "compression": COMPRESSION,
+PRESETS = {"scaling": SCALING, "memorization": MEMORIZATION, "compression": COMPRESSION,  # function -> presets
            "double_descent": DOUBLE_DESCENT}
