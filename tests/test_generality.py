@@ -1,7 +1,6 @@
 """Chapter 4 (general-purpose models): the estimators and the fair protocol against known answers, and one
 tiny real run. Fast (< 90 s on 2 busy CPU cores): synthetic fit_predicts, a digits MLP, and a 1-layer GPT-2
 body on one sentiment task."""
-import dataclasses
 import math
 
 import numpy as np
