@@ -64,7 +64,7 @@ class GainConfig:
     body_profile: str = "smoke"  # for "body:<domain>": which pretrained preset
 
 
-PRESETS = {"gain": {"smoke": GainConfig(), "full": GainConfig(mode="finetune", max_len=128)}}
+PRESETS = {"gain_experiment": {"smoke": GainConfig(), "full": GainConfig(mode="finetune", max_len=128)}}
 
 
 def protocol(n: int, K: int, mode: str) -> Protocol:
@@ -356,7 +356,7 @@ def table(s: dict) -> str:
 def config_for(model: str, data, **options) -> GainConfig:
     """A validated GainConfig: the model checked and hashed, the table read, checked and hashed."""
     import dataclasses
-    base = PRESETS["gain"]["full" if options.get("mode") == "finetune" else "smoke"]
+    base = PRESETS["gain_experiment"]["full" if options.get("mode") == "finetune" else "smoke"]
     cfg = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
     if cfg.mode not in ("probe", "finetune"):
         raise GainError(f"--mode must be probe or finetune, not {cfg.mode!r}")
