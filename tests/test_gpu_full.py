@@ -42,7 +42,7 @@ def test_dry_run_imports_without_the_packages_the_gpu_machine_lacks(carry):
 
 @pytest.fixture(scope="module")
 def returned(tmp_path_factory):
-    """What the device tool would bring back from a (tiny, CPU, smoke-profile) run on the fixture book."""
+    """What a GPU run would bring back from a (tiny, CPU, smoke-profile) run on the fixture book."""
     tmp = tmp_path_factory.mktemp("gpu")
     r = _script("--skip-bench", "--profile", "smoke", "--root", str(FIX / "minibook"), "--out", str(tmp / "out"),
                 "--store", str(tmp / "store"), "--budget-s", "300", TINY_COUNTER=str(tmp / "counter"))
@@ -94,7 +94,7 @@ def test_ingest_copies_verified_records_and_sets_verdicts_beside_the_snapshot(re
 
 def test_carry_fits_the_device_limit_and_gives_the_same_data_keys_and_minilm(carry, tmp_path):
     """The GPU machine has neither the prepared data nor the MiniLM package: the carried archive must fit
-    the device tool's limit, give the store the same data hash (so keys match), and a MiniLM whose fp16
+    the archive limit, give the store the same data hash (so keys match), and a MiniLM whose fp16
     weights, loaded back as fp32, compute what the package's fp32 weights compute."""
     sys.path.insert(0, str(SCRIPT.parent))
     import gpu_full

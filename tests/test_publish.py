@@ -13,7 +13,7 @@ from decoupling.pipeline import figures, publish
 
 from conftest import ROOT
 
-# Every reference the essay makes, and every paper and history source the chapters cite (SCIENCE.md).
+# Every reference the essay makes, and every paper and history source the chapters cite.
 ESSAY_KEYS = {"taylor2021decoupling", "donahue2014decaf", "ruder2018imagenet", "olah2017feature",
               "place2016bidirectional", "radford2019language", "brown2020language", "turing1936computable",
               "vonneumann1945edvac", "wright1936factors", "moore1965cramming"}

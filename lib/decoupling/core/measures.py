@@ -72,7 +72,7 @@ def essay_kl(q0, qP, log: bool = False) -> float:
     """The essay's information gain, EXACTLY as written: mean over inputs x of D_KL(q0(·|x) ‖ qP(·|x)), in
     bits — argument order q0 first (from-scratch model), then qP (pretrained). It uses no labels: it is
     disagreement between two models, > 0 even for two seeds of one init and whatever the sign of transfer.
-    If qP ≈ p*, the held-out gain equals the REVERSE order, E_x D_KL(qP ‖ q0) (SCIENCE.md, chapter 4).
+    If qP ≈ p*, the held-out gain equals the REVERSE order, E_x D_KL(qP ‖ q0) (the generality chapter derives it).
     log=True: q0, qP are natural-log probabilities."""
     return float(np.mean(kl_bits(q0, qP, log)))
 

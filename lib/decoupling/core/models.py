@@ -40,7 +40,7 @@ class ModelConfig:
 
 
 # Named sizes. The scaling ladder (LADDER) spans ~13k → ~21M non-embedding parameters (3 decades, 7 widths)
-# so a power-law fit has ≥ 6 points over ≥ 2 decades (SCIENCE.md, chapter 3). Head size is 16–64.
+# so a power-law fit has ≥ 6 points over ≥ 2 decades (the tyranny chapter's scaling fits). Head size is 16–64.
 # Non-embedding N = n_layer·(12·d² + 13·d) + 2·d (see non_embedding_params).
 PRESETS: dict[str, ModelConfig] = {
     # unit tests on synthetic tokens: a 128-token vocabulary and short context keep a step at ~1-3 ms

@@ -17,7 +17,7 @@ loss stays on the device, read back once at the end. benchmarks/bench_trainer.py
 - Predictions: `predict_log_proba` is a float64 log_softmax of the logits, exact at any logit gap;
   `predict_proba` is its exp. Code lengths and KLs should read the log-probabilities (`measures`, log=True).
 - LM data order depends only on (seed, steps, batch_size, block_size, len(tokens)) — the same windows in
-  the same order for every model size (SCIENCE.md: same data order for every size and init).
+  the same order for every model size (so a scaling ladder or a θ0/θP pair differs only in the model).
 
 Used by chapters 1, 3 and 4 through the experiments modules.
 """

@@ -315,8 +315,8 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class DigitsConfig:
-    """Pretrain on digits 0–4, code the labels of 5–9. ~15 s on one CPU core at smoke. The published probe
-    (SCIENCE.md) found θP coding 400 labels in ≈ 228 bits vs θ0's ≈ 167: expect negative transfer."""
+    """Pretrain on digits 0–4, code the labels of 5–9. ~15 s on one CPU core at smoke. A pilot of this
+    design found θP coding 400 labels in ≈ 228 bits vs θ0's ≈ 167: expect negative transfer."""
     hidden: int = 128
     pretrain_steps: int = 1500  # full-batch Adam steps on 0–4: to convergence (train accuracy 1.0)
     early_steps: int = 40  # the same run stopped early (a less specialised source)

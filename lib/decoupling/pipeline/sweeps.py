@@ -43,7 +43,7 @@ from decoupling import files
 from decoupling.pipeline import store
 from decoupling.profiles import check_profile
 
-N_WORKERS = 2  # the project's CPU machines have 2 cores
+N_WORKERS = max(1, min(4, os.cpu_count() or 1))  # one single-threaded worker per core, at most 4
 THREADS_PER_WORKER = 1
 
 
@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
                         "steps=100,200 or 'seeds=[0,1],[2,3]'; otherwise strings, e.g. domain=code,prose")
     p.add_argument("--scheduler", help="tcp://HOST:8786 of a running cluster (default $DECOUPLING_SCHEDULER, "
                                        "else a LocalCluster here)")
-    p.add_argument("--workers", type=int, default=N_WORKERS, help="LocalCluster worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=N_WORKERS, help=f"LocalCluster worker processes (default {N_WORKERS}: this machine's cores, at most 4)")
     p.add_argument("--store", help="results store directory as the workers see it (default .cache/store)")
     p.add_argument("--retries", type=int, default=2, help="re-runs of a task that raised (default 2)")
     p.add_argument("--force", action="store_true", help="recompute even when the store has the result")
