@@ -251,6 +251,7 @@ def test_log_file_keeps_every_chapters_lines(tmp_path):
     text = log.read_text()
     assert r.returncode == 0, text
     assert "\0" not in text  # no hole left by a writer at a stale offset
+    assert "[IPKernelApp]" not in text  # the kernels' own log lines are noise to the person reading
     reports = [m.start() for m in re.finditer(re.escape("[store] corrupted record"), text)]
     assert len(reports) == 2, text
     first, second = text.index("[rebuild] tiny: executed"), text.index("[rebuild] tiny2: executed")

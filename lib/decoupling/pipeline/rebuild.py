@@ -190,7 +190,11 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
     try:
         pm.execute_notebook(str(staged), dst, parameters={"profile": profile, "seed": int(seed)},
                             kernel_name="python3", cwd=str(Path(src).parent), progress_bar=_progress(name),
-                            report_mode=False, request_save_on_cell_execute=False)
+                            report_mode=False, request_save_on_cell_execute=False,
+                            # the kernel's own log lines (running over TCP without encryption; the
+                            # interrupt jupyter_client sends before every shutdown) are not the reader's
+                            # business either; a kernel that dies still fails the chapter, in one line
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
         print(f"chapter {name!r} failed in cell {e.cell_index} (execution count {e.exec_count}): "
               f"{e.ename}: {str(e.evalue)[:600]}")
