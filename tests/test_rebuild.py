@@ -1,27 +1,39 @@
 """The rebuild path, end to end through the real papermill + jupyter-book (no mocks): a fixture book
-with one tiny chapter."""
+with one tiny chapter (and a copy with two, for the log file)."""
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from page_checks import machinery
 
 FIX = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.slow
 
 
+def _env(book: Path, tmp: Path, **env_extra) -> dict:
+    return {**os.environ, "DECOUPLING_ROOT": str(book), "DECOUPLING_BUILD": str(book / "_build"),
+            "DECOUPLING_STORE": str(tmp / "store"), "TINY_COUNTER": str(tmp / "counter"),
+            # the repository's prepared data (store keys hash its manifest): not a second copy per fixture
+            "DECOUPLING_DATA": os.environ.get("DECOUPLING_DATA", str(FIX.parents[1] / ".cache" / "data")),
+            "PYTHONPATH": str(FIX) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "DECOUPLING_PROGRESS": "0", **env_extra}
+
+
+def _command(*args) -> list[str]:
+    return [sys.executable, "-m", "decoupling", "rebuild", *args]
+
+
 def _rebuild(book: Path, tmp: Path, *args, **env_extra):
-    env = {**os.environ, "DECOUPLING_ROOT": str(book), "DECOUPLING_BUILD": str(book / "_build"),
-           "DECOUPLING_STORE": str(tmp / "store"), "TINY_COUNTER": str(tmp / "counter"),
-           # the repository's prepared data (store keys hash its manifest): not a second copy per fixture
-           "DECOUPLING_DATA": os.environ.get("DECOUPLING_DATA", str(FIX.parents[1] / ".cache" / "data")),
-           "PYTHONPATH": str(FIX) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "DECOUPLING_PROGRESS": "0", **env_extra}
-    return subprocess.run([sys.executable, "-m", "decoupling", "rebuild", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(_command(*args), env=_env(book, tmp, **env_extra), capture_output=True, text=True,
+                          timeout=600)
 
 
 def _trained(tmp):
@@ -52,6 +64,37 @@ def test_fixture_book_builds_html_with_figure_and_status(built):
     assert {"commit", "dirty", "torch", "transformers", "device", "seeds", "wall_time_s"} <= set(side)
     assert (book / "_build" / "figures" / "tiny-loss.svg").exists()
     assert _trained(tmp) == 1
+
+
+def test_page_shows_the_chapter_not_the_machinery(built):
+    """No parameters cell (the source's or papermill's), no stderr block (tqdm's widget notice, which the
+    fixture's experiment module provokes as transformers does), no repr after a claim: only its box."""
+    book, _ = built
+    page = (book / "_build" / "html" / "book" / "tiny.html").read_text()
+    assert machinery(page) == []
+    assert "slope-positive" in page and "loss-falls" in page  # the claims' boxes are there
+    executed = json.loads((book / "_build" / "executed" / "smoke" / "tiny.ipynb").read_text())
+    outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("name") == "stderr"], "a library wrote into the notebook"
+    assert not [o for o in outputs if "text/plain" in o.get("data", {}) and "Claim(" in str(o["data"])]
+    # the notebook the download button offers keeps its parameters, so it still runs
+    offered = json.loads((book / "_build" / "html" / "_sources" / "book" / "tiny.ipynb").read_text())
+    hidden = [c for c in offered["cells"] if "remove-cell" in c["metadata"].get("tags", [])]
+    assert [c["metadata"]["tags"][0] for c in hidden] == ["parameters", "injected-parameters"]
+
+
+def test_the_chapters_own_warning_still_shows(built):
+    """Only library notices are kept off the page: a warning the chapter raises reaches its page, where
+    the page check (the browser test's) finds it."""
+    book, tmp = built
+    r = _rebuild(book, tmp, "--force", TINY_WARN="1")
+    assert r.returncode == 0, r.stderr
+    executed = json.loads((book / "_build" / "executed" / "smoke" / "tiny.ipynb").read_text())
+    stderr = "".join("".join(o["text"]) for c in executed["cells"] for o in c.get("outputs", [])
+                     if o.get("name") == "stderr")  # a stream's text: a string or a list of lines
+    assert "a warning of the chapter's own" in stderr and "IProgress" not in stderr
+    found = machinery((book / "_build" / "html" / "book" / "tiny.html").read_text())
+    assert len(found) == 1 and found[0].startswith("a stderr block") and "chapter's own" in found[0], found
 
 
 def test_second_rebuild_trains_nothing(built):
@@ -115,6 +158,7 @@ def test_unknown_profile_and_chapter_refused_before_running(built):
     assert len(r.stderr.strip().splitlines()) == 1
     r = _rebuild(book, tmp, "--chapters", "nope")
     assert r.returncode == 2 and "valid chapters: tiny" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     assert _trained(tmp) == n
 
 
@@ -130,3 +174,85 @@ def test_full_without_gpu_stops_with_a_pointer_unless_allowed(built):
     assert _trained(tmp) == n + 1
     # computed here, so its verdict is new: the snapshot rule still asks for it to be added on purpose
     assert "no expected verdict for profile 'full'" in r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())  # a zombie has stopped
+
+
+def test_sigterm_mid_chapter_stops_cleanly_and_the_next_run_resumes(built, tmp_path):
+    book, tmp = built
+    executed = book / "_build" / "executed" / "smoke"
+    good = (executed / "tiny.ipynb").read_bytes()
+    n = _trained(tmp)
+    pid_file = tmp_path / "kernel.pid"
+    proc = subprocess.Popen(_command("--force", "--no-html"), env=_env(book, tmp, TINY_PID_FILE=str(pid_file)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), "the chapter never reached its busy cell"
+        time.sleep(0.2)
+        kernel = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, out, err)
+    assert "stopped by SIGTERM" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 15
+    while _alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(kernel), "the chapter's kernel outlived the rebuild"
+    # nothing half-written: the last good executed notebook, no temporary files, every record whole
+    assert (executed / "tiny.ipynb").read_bytes() == good
+    assert sorted(p.name for p in executed.iterdir()) == ["fingerprints.json", "tiny.ipynb"]
+    for f in [*(tmp / "store").rglob("*"), *(book / "_build" / "records").rglob("*")]:
+        if f.is_file():
+            assert f.suffix == ".json" and not f.name.startswith("."), f
+            json.loads(f.read_text())
+    # the same command again finishes, from the store
+    r = _rebuild(book, tmp, "--force", "--no-html")
+    assert r.returncode == 0, r.stderr
+    assert "tiny: executed" in r.stdout and _trained(tmp) == n
+
+
+def test_log_file_keeps_every_chapters_lines(tmp_path):
+    """`make book > build.log 2>&1`: the rebuild's lines, papermill's bars and the kernels' reports all go
+    to the one file, none overwriting another (each chapter's kernel used to open the file anew)."""
+    book, tmp = tmp_path / "book", tmp_path
+    shutil.copytree(FIX / "minibook", book)
+    tiny = (book / "book" / "tiny.md").read_text()
+    (book / "book" / "tiny2.md").write_text(  # a second chapter with its own store entry
+        tiny.replace('Chapter("tiny"', 'Chapter("tiny2"').replace('"tiny-loss"', '"tiny2-loss"')
+        .replace("ch.config(PRESETS, seed=seed)", "ch.config(PRESETS, seed=seed + 1)"))
+    toc = book / "_toc.yml"
+    toc.write_text(toc.read_text().replace("  - file: book/tiny\n", "  - file: book/tiny\n  - file: book/tiny2\n"))
+    exp = book / "book" / "expected_verdicts.yml"
+    exp.write_text(exp.read_text().replace("  tiny/slope-positive: holds\n",
+                                           "  tiny/slope-positive: holds\n  tiny2/slope-positive: holds\n"))
+    r = _rebuild(book, tmp, "--no-html")
+    assert r.returncode == 0, r.stdout + r.stderr
+    entries = sorted((tmp / "store").rglob("*.json"))
+    assert len(entries) == 2
+    for e in entries:  # each chapter's kernel will report one
+        e.write_text(e.read_text().replace('"slope"', '"slope_"'))
+    log = tmp_path / "build.log"
+    with open(log, "w") as f:  # as the shell's `> build.log 2>&1` opens it: one file, one offset
+        r = subprocess.run(_command("--force", "--no-html"), env=_env(book, tmp, DECOUPLING_PROGRESS="1"),
+                           stdout=f, stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    assert r.returncode == 0, text
+    assert "\0" not in text  # no hole left by a writer at a stale offset
+    assert "[IPKernelApp]" not in text  # the kernels' own log lines are noise to the person reading
+    reports = [m.start() for m in re.finditer(re.escape("[store] corrupted record"), text)]
+    assert len(reports) == 2, text
+    first, second = text.index("[rebuild] tiny: executed"), text.index("[rebuild] tiny2: executed")
+    assert reports[0] < first < reports[1] < second, text

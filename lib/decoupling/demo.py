@@ -8,26 +8,14 @@ run prints at once. This is the generality chapter's `transfer` experiment restr
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 
 
 def main(argv=None) -> int:
-    from decoupling import data
-    p = argparse.ArgumentParser(prog="decoupling demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", default="sentiment/movies",
-                   help="a text task: " + ", ".join(t for t in data.TASKS if not t.startswith("digits")))
-    p.add_argument("--source", default="code", help="pretraining domain (code, prose, c, shuffled, …)")
-    p.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (default 3)")
-    args = p.parse_args(argv)
-    try:
-        data._check(args.target, data.TASKS, "task")
-        data._check(args.source, data.DOMAINS, "domain")
-    except ValueError as e:
-        p.error(str(e))
+    from decoupling.cli import demo_parser
+    args = demo_parser(__doc__).parse_args(argv)  # refuses bad values in one line, naming the valid ones
 
     from decoupling.core import measures
     from decoupling.core.prequential import CONTROL

@@ -41,8 +41,6 @@ class Chapter:
     def __init__(self, name: str, profile: str = "smoke", seed: int = 0):
         self.name, self.profile, self.seed = name, check_profile(profile), int(seed)
         self.t0 = time.perf_counter()
-        import warnings  # tqdm.auto's notice when ipywidgets is absent: not ours to show in the book
-        warnings.filterwarnings("ignore", message="IProgress not found")
         self.records: list[dict] = []   # meta of every ch.run
         self.figures: list[dict] = []
         self.claims: list[_claims.Claim] = []
@@ -139,7 +137,7 @@ class Chapter:
               applies_to=("smoke", "full"), detail: str = ""):
         c = _claims.Claim(self.name, name, "check", self.profile, tuple(applies_to), statement,
                           _num(value), _interval(ci), "pass" if bool(passed) else "fail", "", detail)
-        return self._add(c)
+        self._add(c)
 
     def finding(self, name: str, essay: str, value=None, verdict: str = "inconclusive", ci=None,
                 anchor: str = "", applies_to=("smoke", "full"), detail: str = ""):
@@ -147,9 +145,11 @@ class Chapter:
             raise ValueError(f"verdict must be one of {_claims.VERDICTS}, not {verdict!r}")
         c = _claims.Claim(self.name, name, "finding", self.profile, tuple(applies_to), essay,
                           _num(value), _interval(ci), verdict, anchor, detail)
-        return self._add(c)
+        self._add(c)
 
-    def _add(self, c):
+    def _add(self, c) -> None:
+        """Record the claim and show its box. Nothing is returned, so a cell that ends with a claim shows
+        the box alone, not the claim's repr under it."""
         self.claims = [x for x in self.claims if x.name != c.name] + [c]
         self._save()
         from IPython.display import Markdown, display
@@ -159,7 +159,6 @@ class Chapter:
         enforced = "" if c.enforced else f" — recorded only; enforced at {', '.join(c.applies_to)}"
         display(Markdown(f"> **{mark}** `{c.name}`: {c.statement} — measured **{_claims.fmt(c.value)}**{ci}"
                          + (f"; published: {c.anchor}" if c.anchor else "") + enforced))
-        return c
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict:

@@ -10,9 +10,17 @@
   chapter's previous good executed notebook is kept.
 - After execution the chapter's claims are read: a failing check, or a finding whose verdict differs from
   book/expected_verdicts.yml, fails the rebuild.
+- Progress bars and reports from a chapter's kernel reach the terminal or file the rebuild was launched
+  from, never the page (see decoupling.progress); the rebuild's own lines are flushed as they are written,
+  so a log file keeps them in order with the kernels' lines.
+- Ctrl-C or SIGTERM stops the running chapter together with its kernel and leaves the previous executed
+  notebook, the fingerprints and the results store as they were; completed experiments stay in the store,
+  so the next run resumes where this one stopped.
+- A page shows what the reader needs: the parameters cell and the one papermill injects are hidden.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,18 +34,33 @@ from pathlib import Path
 
 import yaml
 
+from decoupling import files
 from decoupling.pipeline import claims as _claims
 from decoupling.profiles import check_profile
 
 GENERATED = ("status", "scorecard")  # pages written by the rebuild from the records
+# Cells a reader does not need: the chapter's parameters cell and the one papermill injects after it
+# (`profile = 'smoke'`, `seed = 0`). Tagged remove-cell, Jupyter Book leaves them off the page; they stay in
+# the notebook the page's download button offers, which therefore still runs.
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+STOP_GRACE_S = 10.0  # after SIGTERM, how long a chapter's process has to shut its kernel down
 
 
 class RebuildError(Exception):
     pass
 
 
+def _say(msg: str, err: bool = False) -> None:
+    """One line of the rebuild's own, flushed at once: in a log file it stays in order with what the
+    chapters' processes write there."""
+    print(msg, file=sys.stderr if err else sys.stdout, flush=True)
+
+
 def toc_entries(root: Path) -> list[str]:
     """Every `root:`/`file:` entry of _toc.yml, in order, once each (e.g. "book/generality")."""
+    toc = root / "_toc.yml"
+    if not toc.is_file():
+        raise RebuildError(f"no _toc.yml in {root}: run inside the book's repository or set DECOUPLING_ROOT")
     found: list[str] = []
 
     def walk(node):
@@ -51,7 +74,7 @@ def toc_entries(root: Path) -> list[str]:
         elif isinstance(node, list):
             for x in node:
                 walk(x)
-    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    walk(yaml.safe_load(toc.read_text()))
     return list(dict.fromkeys(found))
 
 
@@ -82,6 +105,14 @@ class Book:
                 out[Path(e).name] = e
         return out
 
+    def check_chapters(self, names) -> None:
+        """Raise RebuildError naming the valid chapters when any of `names` is not one."""
+        valid = self.chapters
+        unknown = [c for c in names if c not in valid]
+        if unknown:
+            raise RebuildError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; "
+                               f"valid chapters: {', '.join(valid)}")
+
 
 def fingerprint(src: Path, profile: str, seed: int) -> str:
     from decoupling.pipeline import provenance
@@ -94,30 +125,56 @@ def fingerprint(src: Path, profile: str, seed: int) -> str:
 
 
 def _execute(book: Book, name: str, entry: str, profile: str, seed: int, timeout: float) -> tuple[bool, str]:
-    """Run one chapter in a child process group; returns (ok, message)."""
+    """Run one chapter in a child process group; returns (ok, message). The child's stderr is ours, and
+    its kernel inherits it: papermill's bar and the kernel's bars and reports reach our terminal or log."""
+    from decoupling import progress
     out_dir = book.build / "executed" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{name}.running.ipynb"
     cmd = [sys.executable, "-m", "decoupling.pipeline.rebuild", "_exec", str(book.source(entry)), str(tmp),
            profile, str(seed), name]
-    env = {**os.environ, "DECOUPLING_ROOT": str(book.root), "DECOUPLING_BUILD": str(book.build)}
-    if Path(f"/proc/{os.getpid()}/fd/2").exists():  # bars and reports to our terminal, not into the book
-        env["DECOUPLING_PROGRESS_TO"] = f"/proc/{os.getpid()}/fd/2"
+    env = {**os.environ, "DECOUPLING_ROOT": str(book.root), "DECOUPLING_BUILD": str(book.build),
+           progress.BOOK_BUILD: "1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=None, text=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        tmp.unlink(missing_ok=True)
+        _stop(proc, tmp)
         return False, f"chapter {name!r} ran out of time ({timeout:.0f} s for the whole chapter)"
+    except BaseException:  # Ctrl-C, or SIGTERM (the command line turns it into KeyboardInterrupt)
+        _stop(proc, tmp)
+        raise
     if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         msg = (out or "").strip().splitlines()
         return False, msg[-1] if msg else f"chapter {name!r} failed (exit {proc.returncode})"
     os.replace(tmp, out_dir / f"{name}.ipynb")
     return True, ""
+
+
+def _stop(proc: subprocess.Popen, tmp: Path) -> None:
+    """Stop a chapter's process and its kernel, and drop its unfinished notebook. SIGTERM first: nbclient
+    then shuts the kernel down (the kernel runs in a session of its own, which a signal to the chapter's
+    process group does not reach). SIGKILL whatever is left after STOP_GRACE_S; a kernel that outlives its
+    parent exits by itself within a second (ipykernel polls for its parent)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+    _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    """The unfinished output notebook and, if the child could not remove it, its staged input."""
+    tmp.unlink(missing_ok=True)
+    tmp.with_suffix(".input.ipynb").unlink(missing_ok=True)
 
 
 def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
@@ -133,10 +190,17 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
     try:
         pm.execute_notebook(str(staged), dst, parameters={"profile": profile, "seed": int(seed)},
                             kernel_name="python3", cwd=str(Path(src).parent), progress_bar=_progress(name),
-                            report_mode=False, request_save_on_cell_execute=False)
+                            report_mode=False, request_save_on_cell_execute=False,
+                            # the kernel's own log lines (running over TCP without encryption; the
+                            # interrupt jupyter_client sends before every shutdown) are not the reader's
+                            # business either; a kernel that dies still fails the chapter, in one line
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
         print(f"chapter {name!r} failed in cell {e.cell_index} (execution count {e.exec_count}): "
               f"{e.ename}: {str(e.evalue)[:600]}")
+        return 1
+    except Exception as e:  # the kernel died or was shut down (SIGTERM): one line, not papermill's traceback
+        print(f"chapter {name!r} stopped: {type(e).__name__}: {str(e)[:600]}")
         return 1
     finally:
         staged.unlink(missing_ok=True)
@@ -164,7 +228,7 @@ def _stage(book: Book, profile: str, recs: dict | None = None) -> Path:
         md = src / (entry + ".md")
         md.unlink(missing_ok=True)
         if ex.exists():
-            shutil.copy2(ex, src / (entry + ".ipynb"))
+            _page_notebook(ex, src / (entry + ".ipynb"))
         else:  # never executed successfully: show the source with a note rather than break the build
             md.write_text(f"# {name}\n\nThis chapter has not been executed successfully at profile "
                           f"`{profile}` yet. Run `decoupling rebuild --chapters {name}`.\n")
@@ -174,6 +238,16 @@ def _stage(book: Book, profile: str, recs: dict | None = None) -> Path:
     publish.stage_assets(src, book.build / "figures", [f["id"] for r in (recs or {}).values()
                                                        if r.get("profile") == profile for f in r.get("figures", [])])
     return src
+
+
+def _page_notebook(executed: Path, dst: Path) -> None:
+    """The executed notebook as its page shows it: cells tagged with one of HIDDEN_TAGS get remove-cell."""
+    nb = json.loads(executed.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if set(tags) & set(HIDDEN_TAGS) and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _tree_hash(d: Path) -> str:
@@ -191,7 +265,7 @@ def _jupyter_book(book: Book, src: Path, force: bool) -> None:
     stamp = book.build / "html.fingerprint"
     fp = _tree_hash(src)
     if not force and html.joinpath("index.html").exists() and stamp.exists() and stamp.read_text() == fp:
-        print("[rebuild] html unchanged; skipping jupyter-book")
+        _say("[rebuild] html unchanged; skipping jupyter-book")
         return
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--builder", "html"]
@@ -201,7 +275,7 @@ def _jupyter_book(book: Book, src: Path, force: bool) -> None:
         raise RebuildError("jupyter-book build failed (output above)")
     warnings = [l for l in (r.stdout + r.stderr).splitlines() if "WARNING" in l]
     if warnings:
-        print(f"[rebuild] jupyter-book: {len(warnings)} warnings, e.g. {warnings[0][:200]}")
+        _say(f"[rebuild] jupyter-book: {len(warnings)} warnings, e.g. {warnings[0][:200]}")
     tmp = book.build / ".html.new"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src / "_build" / "html", tmp)
@@ -221,34 +295,31 @@ def rebuild(profile: str = "smoke", chapters: list[str] | None = None, force: bo
     book = Book.load(root, build)
     valid = book.chapters
     chosen = list(valid) if not chapters else chapters
-    unknown = [c for c in chosen if c not in valid]
-    if unknown:
-        raise RebuildError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid chapters: {', '.join(valid)}")
+    book.check_chapters(chosen)
     timeout = timeout or float(os.environ.get("DECOUPLING_CHAPTER_TIMEOUT", 1800 if profile == "smoke" else 3600))
     errors: list[str] = []
     fps_file = build / "executed" / profile / "fingerprints.json"
-    fps = json.loads(fps_file.read_text()) if fps_file.exists() else {}
+    fps = _read_fingerprints(fps_file)
     timings = {}
     for name in chosen:
         src = book.source(valid[name])
         fp = fingerprint(src, profile, seed)
         done = build / "executed" / profile / f"{name}.ipynb"
         if not force and fps.get(name) == fp and done.exists():
-            print(f"[rebuild] {name}: unchanged, not re-executed")
+            _say(f"[rebuild] {name}: unchanged, not re-executed")
             continue
         t0 = time.perf_counter()
         ok, msg = _execute(book, name, valid[name], profile, seed, timeout)
         timings[name] = time.perf_counter() - t0
         if ok:
             fps[name] = fp
-            fps_file.parent.mkdir(parents=True, exist_ok=True)
-            fps_file.write_text(json.dumps(fps, indent=1))
-            print(f"[rebuild] {name}: executed in {timings[name]:.0f} s")
+            files.write_json(fps_file, fps)
+            _say(f"[rebuild] {name}: executed in {timings[name]:.0f} s")
         else:
             fps.pop(name, None)
-            fps_file.write_text(json.dumps(fps, indent=1))
+            files.write_json(fps_file, fps)
             errors.append(msg)
-            print(f"[rebuild] FAILED {msg}", file=sys.stderr)
+            _say(f"[rebuild] FAILED {msg}", err=True)
     # Claims of every chapter executed at this profile (not only the chosen ones).
     recs = status.load_records(build, list(valid))
     expected = _claims.load_expected(root)
@@ -258,11 +329,20 @@ def rebuild(profile: str = "smoke", chapters: list[str] | None = None, force: bo
         src = _stage(book, profile, recs)
         status.write_pages(src, recs, profile, expected, errors)
         _jupyter_book(book, src, force)
-        print(f"[rebuild] book: {build / 'html' / 'index.html'}")
+        _say(f"[rebuild] book: {build / 'html' / 'index.html'}")
     if errors:
-        print("[rebuild] failed:\n  " + "\n  ".join(errors), file=sys.stderr)
+        _say("[rebuild] failed:\n  " + "\n  ".join(errors), err=True)
         return 1
     return 0
+
+
+def _read_fingerprints(path: Path) -> dict:
+    """{chapter: fingerprint} of the chapters executed at a profile; unreadable means none (re-execute)."""
+    try:
+        fps = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return fps if isinstance(fps, dict) else {}
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "_exec":
