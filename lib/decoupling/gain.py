@@ -9,12 +9,12 @@ Python: `from decoupling.gain import gain; s = gain("minilm", "reviews.csv")`, t
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from decoupling.cli import _at_least, _Parser
 from decoupling.experiments.gain import DELTA_BITS, GainError, gain, score  # noqa: F401 - the Python API
 
 __all__ = ["gain", "score", "GainError", "DELTA_BITS", "main_gain", "main_score"]
@@ -57,15 +57,8 @@ def _write(s: dict, out: Path) -> None:
     _figure(s, out)
 
 
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
-    return v
-
-
 def main_gain(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="decoupling gain",
         description="ΔL = L_preq(θ0) − L_preq(θP): the bits a pretrained model saves in coding the labels "
                     "of your text task, against the same architecture randomly initialised (θ0), with a "
@@ -79,9 +72,9 @@ def main_gain(argv=None) -> int:
     p.add_argument("--label-col", default="label")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe",
                    help="probe: linear head on frozen features (CPU-friendly); finetune: the whole model")
-    p.add_argument("--seeds", type=_positive, default=3, help="seeds (sample order, head init), default 3")
-    p.add_argument("--max-examples", type=_positive, default=1000, help="labels coded at most (default 1000)")
-    p.add_argument("--max-len", type=_positive, default=None, help="tokens per text (default 64 probe, 128 finetune)")
+    p.add_argument("--seeds", type=_at_least(1), default=3, help="seeds (sample order, head init), default 3")
+    p.add_argument("--max-examples", type=_at_least(1), default=1000, help="labels coded at most (default 1000)")
+    p.add_argument("--max-len", type=_at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
     p.add_argument("--out", type=Path, default=None, help="write gain.json and gain.png here")
     p.add_argument("--force", action="store_true", help="recompute even when the store has the result")
     a = p.parse_args(argv)
@@ -100,14 +93,14 @@ def main_gain(argv=None) -> int:
 
 def main_score(argv=None) -> int:
     from decoupling.experiments import gain as G
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="decoupling score",
         description="The generality score of a model: ΔL per label on each of the book's text targets, "
                     "averaged over targets, with a 95% CI that resamples targets, then seeds within them.")
     p.add_argument("--model", required=True, help="as for `decoupling gain`")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe")
-    p.add_argument("--seeds", type=_positive, default=3)
-    p.add_argument("--max-examples", type=_positive, default=480)
+    p.add_argument("--seeds", type=_at_least(1), default=3)
+    p.add_argument("--max-examples", type=_at_least(1), default=480)
     a = p.parse_args(argv)
     try:
         sc = G.score(a.model, mode=a.mode, seeds=tuple(range(a.seeds)), max_examples=a.max_examples)
