@@ -72,7 +72,7 @@ def main_gain(argv=None) -> int:
     p.add_argument("--label-col", default="label")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe",
                    help="probe: linear head on frozen features (CPU-friendly); finetune: the whole model")
-    p.add_argument("--seeds", type=_at_least(1), default=3, help="seeds (sample order, head init), default 3")
+    p.add_argument("--seeds", type=_at_least(1), default=5, help="seeds (sample order, head and random inits), default 5")
     p.add_argument("--max-examples", type=_at_least(1), default=1000, help="labels coded at most (default 1000)")
     p.add_argument("--max-len", type=_at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
     p.add_argument("--out", type=Path, default=None, help="write gain.json and gain.png here")
