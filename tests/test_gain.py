@@ -148,11 +148,11 @@ def test_equivalence_verdicts_known_answers():
     """The control passes only when its CI lies within ±δ; a biased θ0' (CI away from 0, beyond δ) fails it,
     and a CI too wide to decide says so."""
     d = G.DELTA_BITS
-    assert G.equivalence(-0.2 * d, 0.5 * d) == "equivalent"
-    assert G.equivalence(1.2 * d, 3 * d) == "biased"  # a θ0' that is systematically better
-    assert G.equivalence(-3 * d, -1.5 * d) == "biased"
-    assert G.equivalence(0.2 * d, 1.5 * d) == "biased"  # away from 0 and past the bound
-    assert G.equivalence(-1.5 * d, 1.5 * d) == "undecided"
+    assert measures.equivalence(-0.2 * d, 0.5 * d) == "equivalent"
+    assert measures.equivalence(1.2 * d, 3 * d) == "biased"  # a θ0' that is systematically better
+    assert measures.equivalence(-3 * d, -1.5 * d) == "biased"
+    assert measures.equivalence(0.2 * d, 1.5 * d) == "biased"  # away from 0 and past the bound
+    assert measures.equivalence(-1.5 * d, 1.5 * d) == "undecided"
 
 
 def test_a_biased_control_fails_the_equivalence_test():
@@ -162,15 +162,15 @@ def test_a_biased_control_fails_the_equivalence_test():
     n = 400
     diffs = rng.normal(0.10 * n, 0.02 * n, size=10)  # L(θ0) − L(θ0') per seed, bits
     ci = measures.bootstrap_ci(diffs)
-    assert G.equivalence(ci.lo / n, ci.hi / n) == "biased"
+    assert measures.equivalence(ci.lo / n, ci.hi / n) == "biased"
     unbiased = rng.normal(0.0, 0.02 * n, size=10)
     ci = measures.bootstrap_ci(unbiased)
-    assert G.equivalence(ci.lo / n, ci.hi / n) == "equivalent"
+    assert measures.equivalence(ci.lo / n, ci.hi / n) == "equivalent"
 
 
 def test_clustered_ci_is_wider_than_pooled_when_targets_differ():
     per_target = {"a": [1.0, 1.1, 0.9], "b": [-1.0, -0.9, -1.1], "c": [0.2, 0.1, 0.3]}
-    c = G.clustered_ci(per_target)
+    c = measures.clustered_ci(per_target)
     pooled = measures.bootstrap_ci(np.concatenate(list(per_target.values())))
     assert c["value"] == pytest.approx(pooled.value)
     assert (c["hi"] - c["lo"]) > (pooled.hi - pooled.lo)

@@ -392,3 +392,37 @@ def h_score(features, y) -> float:
         means[y == c] = f[y == c].mean(0)
     cov_g = means.T @ means / len(f)
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))
+
+
+# ---------------------------------------------------------------------------------------------- controls
+# Equivalence bound δ for a control that must show no gain (θ0 vs a second random init θ0', shuffled
+# labels), in bits per coded label, fixed before any run and the same at every profile and in every
+# chapter: a twentieth of a bit is 5% of the uniform code of a binary label (2.5% for four classes), below
+# any gain a reader would pay for a pretrained model. Whether a run can show equivalence at this bound
+# is a question of its power (seeds, labels): an underpowered run says "undecided", it does not pass.
+DELTA_BITS = 0.05
+
+
+def equivalence(lo: float, hi: float, delta: float = DELTA_BITS) -> str:
+    """The control's verdict from its 95% CI (bits per label), an equivalence test (two one-sided tests at
+    the CI's level): "equivalent" when the CI lies within ±delta; "biased" when it lies wholly outside 0
+    and reaches beyond ±delta; otherwise "undecided" — the CI is too wide for the bound: add seeds."""
+    if -delta <= lo and hi <= delta:
+        return "equivalent"
+    if lo > 0 or hi < 0:
+        return "biased"
+    return "undecided"
+
+
+def clustered_ci(per_target: dict, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Mean over targets of each target's mean over seeds, with a two-stage percentile bootstrap: resample
+    the targets, then the seeds within each drawn target (runs cluster by target, so resampling runs as
+    if independent would make the interval of an integral over tasks too narrow)."""
+    groups = [np.asarray(v, np.float64) for v in per_target.values()]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        picks = rng.integers(0, len(groups), len(groups))
+        boots[b] = np.mean([groups[t][rng.integers(0, len(groups[t]), len(groups[t]))].mean() for t in picks])
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return {"value": float(np.mean([g.mean() for g in groups])), "lo": float(lo), "hi": float(hi)}

@@ -32,10 +32,7 @@ from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, M
 
 PRETRAINED = "pretrained"
 REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
-# Equivalence bound for the seed-vs-seed control, in bits per coded label, fixed before any run: a
-# twentieth of a bit is 5% of the uniform code of a binary label (2.5% for four classes) — below what a
-# reader would call a gain worth a pretrained model, above the seed-to-seed spread of the probe's code.
-DELTA_BITS = 0.05
+DELTA_BITS = measures.DELTA_BITS
 BOOK_BODIES = ("code", "prose", "c", "go", "bible_en", "shuffled")
 
 
@@ -308,17 +305,6 @@ def _gain(cfg: GainConfig) -> dict:
 
 
 # ================================================================================== what comes out
-def equivalence(lo: float, hi: float, delta: float = DELTA_BITS) -> str:
-    """The control's verdict from its 95% CI (bits per label), an equivalence test (two one-sided tests at
-    the CI's level): "equivalent" when the CI lies within ±delta; "biased" when it lies wholly outside 0
-    and reaches beyond ±delta; otherwise "undecided" — the CI is too wide for the bound: add seeds."""
-    if -delta <= lo and hi <= delta:
-        return "equivalent"
-    if lo > 0 or hi < 0:
-        return "biased"
-    return "undecided"
-
-
 def summarize(res: dict) -> dict:
     """The numbers a reader wants from one result: ΔL vs θ0 (with its CI over seeds), the control, the
     reference, KL and gain on the test split, the proxies — every ΔL in bits and in bits per label."""
@@ -337,8 +323,8 @@ def summarize(res: dict) -> dict:
         "n": n, "K": res["K"], "seeds": len(res["seeds"]), "mode": res["mode"],
         "L_bits": {k: float(v.mean()) for k, v in L.items()}, "uniform_bits": res["uniform_bits"],
         "dL": dl, "control_dL": ctrl,
-        "control_equivalent": equivalence(ctrl["per_label_lo"], ctrl["per_label_hi"]) == "equivalent",
-        "control_verdict": equivalence(ctrl["per_label_lo"], ctrl["per_label_hi"]),
+        "control_equivalent": measures.equivalence(ctrl["per_label_lo"], ctrl["per_label_hi"]) == "equivalent",
+        "control_verdict": measures.equivalence(ctrl["per_label_lo"], ctrl["per_label_hi"]),
         "delta_bits_per_label": DELTA_BITS,
         "dL_vs_reference": ci(L[REFERENCE] - L[PRETRAINED]),
         "essay_kl": float(np.mean([k[-1] for k in res["pairs"][PRETRAINED]["essay_kl"]])),
@@ -400,20 +386,6 @@ def gain(model: str, data, *, profile: str = "smoke", force: bool = False, **opt
 
 
 # ================================================================================== over the book's targets
-def clustered_ci(per_target: dict, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
-    """Mean over targets of each target's mean over seeds, with a two-stage percentile bootstrap: resample
-    the targets, then the seeds within each drawn target (runs cluster by target, so resampling runs as
-    if independent would make the interval of an integral over tasks too narrow)."""
-    groups = [np.asarray(v, np.float64) for v in per_target.values()]
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        picks = rng.integers(0, len(groups), len(groups))
-        boots[b] = np.mean([groups[t][rng.integers(0, len(groups[t]), len(groups[t]))].mean() for t in picks])
-    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
-    return {"value": float(np.mean([g.mean() for g in groups])), "lo": float(lo), "hi": float(hi)}
-
-
 def book_targets() -> tuple[str, ...]:
     from decoupling import data
     return tuple(t for t in data.TASKS if not t.startswith("digits"))
@@ -433,4 +405,4 @@ def score(model: str, profile: str = "smoke", **options) -> dict:
         per_target[t] = (np.array(s["result"]["runs"][SCRATCH]["L"]) -
                          np.array(s["result"]["runs"][PRETRAINED]["L"])) / s["n"]
         out[t] = s["dL"]
-    return {"targets": out, "score": clustered_ci(per_target), "model": model}
+    return {"targets": out, "score": measures.clustered_ci(per_target), "model": model}
