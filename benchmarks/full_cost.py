@@ -3,7 +3,7 @@
 On a GPU the book's models are tiny and launch-bound: an eager optimizer step costs ~5-10 ms whatever the
 batch, so the number of optimizer steps (plus forward-only evaluation batches) decides the wall time, not
 the FLOPs. This script runs every experiment a chapter calls, with the chapter's `full` config (seed 0), in
-the chapters' order (book/_toc.yml), with the library's loops replaced by recorders:
+the chapters' order (_toc.yml), with the library's loops replaced by recorders:
 
   train._loop            (train_lm / train_classifier / train_module / computers' curves): sequential —
                          records cfg.steps, calls the evaluation hook where the real loop would, trains nothing
