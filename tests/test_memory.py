@@ -93,3 +93,33 @@ def test_task_token_tiny():
     assert run["acc_right"] > run["acc_wrong"]
     assert run["train_loss"][-1] < run["train_loss"][0]
     assert 0 < run["data_task_bits"] <= 2.0  # ≤ log2(#tasks)
+
+
+TINY_PROMPT = E.PromptConfig(n_symbols=4, length=3, steps=60, batch_size=32, lr=5e-3, seeds=(0, 1))
+
+
+def test_prompt_vocab_names_each_task_with_shared_letters():
+    v = E._prompt_vocab(E.PromptConfig())
+    assert v["prompt"].shape == v["token"].shape == (4, v["width"])
+    assert v["width"] == len("first")
+    assert len({tuple(r) for r in v["prompt"].tolist()}) == 4  # each task its own name
+    m_ax, m_in = v["prompt"][2].tolist(), v["prompt"][3].tolist()  # "max", "min": the same first letter
+    assert m_ax[-3] == m_in[-3] and m_ax[-1] != m_in[-1]
+    space = v["token"][0, 0]
+    letters = set(v["prompt"][v["prompt"] != space].tolist())
+    assert not letters & set(v["token"][:, -1].tolist())  # the task tokens are not letters of the names
+
+
+def test_prompting_is_deterministic():
+    cfg = dataclasses.replace(TINY_PROMPT, steps=5)
+    assert E.prompting(cfg) == E.prompting(cfg)
+
+
+def test_prompting_learns_both_cues():
+    res = E.prompting(TINY_PROMPT)
+    assert len(res["runs"]) == 2
+    for run in res["runs"]:
+        for arm in ("token", "prompt"):
+            assert run[arm]["train_loss_last"] < 0.7 * run[arm]["train_loss_first"], (arm, run[arm])
+            assert run[arm]["acc"] > run["acc_none_ceiling"], (arm, run)  # the cue is read: beyond no-task Bayes
+        assert run["acc_gap"] == pytest.approx(run["prompt"]["acc"] - run["token"]["acc"])

@@ -66,6 +66,19 @@ def test_fixture_book_builds_html_with_figure_and_status(built):
     assert _trained(tmp) == 1
 
 
+def test_claims_are_tabulated_and_an_illustration_is_not_a_verdict(built):
+    """The reproducibility page's table of every claim is generated from the records; a finding decided only
+    at `full` shows at `smoke` as an illustration and needs no line in the snapshot (the build passed)."""
+    book, _ = built
+    page = (book / "_build" / "html" / "book" / "reproducibility.html").read_text()
+    assert "claims-table" not in page  # the marker was replaced
+    for text in ("slope-positive", "the fitted slope is above 0", "slope-near-two", "loss-falls",
+                 "training loss falls"):
+        assert text in page, text
+    tiny = (book / "_build" / "html" / "book" / "tiny.html").read_text()
+    assert "Holds if:" in tiny and "the smoke value is an illustration, not a verdict" in tiny
+
+
 def test_page_shows_the_chapter_not_the_machinery(built):
     """No parameters cell (the source's or papermill's), no stderr block (tqdm's widget notice, which the
     fixture's experiment module provokes as transformers does), no repr after a claim: only its box."""

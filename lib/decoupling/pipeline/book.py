@@ -7,7 +7,7 @@
     res = ch.run(E.context_gating, ch.config(E.GATING))            # from the results store when it can
     ch.figure(fig, "memory-gating")                                # PNG+SVG+sidecar, card under it
     ch.check("no-context-at-chance", passed=..., value=..., statement="...")
-    ch.finding("gate-filters", essay="...", value=..., ci=..., verdict=...)
+    ch.finding("gate-precision", essay="...", criterion="...", value=..., ci=..., verdict=...)
 
 State goes to <build>/records/<chapter>.json after every call (atomically), so the rebuild can read the
 claims and the status page even when a later cell fails.
@@ -135,16 +135,26 @@ class Chapter:
     # -- claims -----------------------------------------------------------------------------------
     def check(self, name: str, passed: bool, value=None, statement: str = "", ci=None,
               applies_to=("smoke", "full"), detail: str = ""):
-        c = _claims.Claim(self.name, name, "check", self.profile, tuple(applies_to), statement,
-                          _num(value), _interval(ci), "pass" if bool(passed) else "fail", "", detail)
+        """Something that must hold if the code is right; `applies_to`: the profiles where it is enforced."""
+        c = _claims.Claim(self.name, name, "check", self.profile, tuple(applies_to), statement, _num(value),
+                          _interval(ci), "pass" if bool(passed) else "fail", detail=detail)
         self._add(c)
 
     def finding(self, name: str, essay: str, value=None, verdict: str = "inconclusive", ci=None,
-                anchor: str = "", applies_to=("smoke", "full"), detail: str = ""):
+                anchor: str = "", applies_to=("smoke", "full"), detail: str = "", criterion: str = ""):
+        """One of the essay's hypotheses: `essay` what it predicts (paraphrased), `criterion` the observation
+        that makes it hold (shown before the value), `applies_to` the profiles that can decide it (elsewhere
+        the value is shown as an illustration and its verdict is not compared with the snapshot)."""
         if verdict not in _claims.VERDICTS:
             raise ValueError(f"verdict must be one of {_claims.VERDICTS}, not {verdict!r}")
-        c = _claims.Claim(self.name, name, "finding", self.profile, tuple(applies_to), essay,
-                          _num(value), _interval(ci), verdict, anchor, detail)
+        warning = ""
+        if not criterion.strip():
+            if _claims.REQUIRE_CRITERION:
+                raise ValueError(f"finding {name!r}: state its criterion (criterion=...): the observation that "
+                                 "makes it hold, written before the value is known")
+            warning = _claims.NO_CRITERION
+        c = _claims.Claim(self.name, name, "finding", self.profile, tuple(applies_to), essay, _num(value),
+                          _interval(ci), verdict, anchor, detail, criterion=criterion.strip(), warning=warning)
         self._add(c)
 
     def _add(self, c) -> None:
@@ -153,12 +163,7 @@ class Chapter:
         self.claims = [x for x in self.claims if x.name != c.name] + [c]
         self._save()
         from IPython.display import Markdown, display
-        mark = {"pass": "✅ check", "fail": "❌ CHECK FAILED", "holds": "🟢 finding holds",
-                "does not hold": "🔴 finding does not hold", "inconclusive": "🟡 finding inconclusive"}[c.verdict]
-        ci = f" (95% CI {_claims.fmt_ci(c.ci)})" if c.ci else ""
-        enforced = "" if c.enforced else f" — recorded only; enforced at {', '.join(c.applies_to)}"
-        display(Markdown(f"> **{mark}** `{c.name}`: {c.statement} — measured **{_claims.fmt(c.value)}**{ci}"
-                         + (f"; published: {c.anchor}" if c.anchor else "") + enforced))
+        display(Markdown(_claims.box_md(c.to_dict())))
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict:

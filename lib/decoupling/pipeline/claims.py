@@ -2,10 +2,15 @@
 
 - A *check* must hold if the code is right (a control near zero, a known answer, a model that can
   memorize). A failing check fails `decoupling rebuild` and CI.
-- A *finding* is one of the essay's hypotheses put to experiment. It carries the essay's prediction, our
-  value with its CI, and a verdict: holds / does not hold / inconclusive. A negative finding is a result.
+- A *finding* is one of the essay's hypotheses put to experiment. It carries the essay's prediction, its
+  *criterion* (the observation that makes it hold, stated before the value is shown), our value with its
+  CI, and a verdict: holds / does not hold / inconclusive. A negative finding is a result.
   The expected verdict per profile is committed in book/expected_verdicts.yml; a rebuild whose verdict
   differs fails like a snapshot test, so a verdict only changes on purpose, in a commit that says why.
+- `applies_to` names the profiles that *decide* a claim. A finding measured at another profile (say a
+  CPU-sized `smoke` run of a finding only `full` can decide) is an illustration, not evidence: its box says
+  where it is decided, and its verdict is neither snapshotted nor compared. A check is enforced where it
+  applies and only recorded elsewhere.
 """
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ import yaml
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 EXPECTED_FILE = "book/expected_verdicts.yml"
+# A finding must say what observation makes it hold. While False, a finding without a criterion is
+# recorded with a warning (Claim.warning, shown in its box and on the scorecard) instead of raising.
+REQUIRE_CRITERION = False
+NO_CRITERION = "no criterion stated: this finding does not say what observation would make it hold"
 
 
 @dataclass
@@ -31,6 +40,8 @@ class Claim:
     verdict: str = ""              # check: "pass"/"fail"; finding: one of VERDICTS
     anchor: str = ""               # published number to set beside ours, with its citation
     detail: str = ""
+    criterion: str = ""            # finding: the observation that makes it "holds", written before the value
+    warning: str = ""              # what is wrong with the claim itself (e.g. NO_CRITERION)
 
     @property
     def key(self) -> str:
@@ -38,13 +49,31 @@ class Claim:
 
     @property
     def enforced(self) -> bool:
-        return self.profile in self.applies_to
+        """Whether the profile it was measured at decides it (see `decides`)."""
+        return decides(self.to_dict())
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["applies_to"] = list(self.applies_to)
         d["ci"] = list(self.ci) if self.ci is not None else None
         return d
+
+
+def decides(c: dict) -> bool:
+    """Whether claim `c` (a dict) was measured at a profile that decides it: a check is enforced there, a
+    finding's verdict there is evidence (and snapshotted). Elsewhere a finding is an illustration."""
+    return c["profile"] in c.get("applies_to", [c["profile"]])
+
+
+def decided_at(c: dict) -> str:
+    """The note a claim measured outside the profiles that decide it carries, e.g. "decided at `full` — the
+    smoke value is an illustration, not a verdict"; "" where it is decided."""
+    if decides(c):
+        return ""
+    where = ", ".join(f"`{p}`" for p in c.get("applies_to", ())) or "no profile"
+    if c["kind"] == "check":
+        return f"recorded only; enforced at {where}"
+    return f"decided at {where} — the {c['profile']} value is an illustration, not a verdict"
 
 
 def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
@@ -73,6 +102,38 @@ def fmt_ci(ci) -> str:
     return f"{fmt(ci[0])} … {fmt(ci[1])}" if ci else "–"
 
 
+_BOX_MARK = {"pass": "✅ check", "fail": "❌ CHECK FAILED", "holds": "🟢 finding holds",
+             "does not hold": "🔴 finding does not hold", "inconclusive": "🟡 finding inconclusive"}
+
+
+def _sentence(text: str) -> str:
+    text = (text or "").strip()
+    return text if not text or text[-1] in ".!?)" else text + "."
+
+
+def box_md(c: dict) -> str:
+    """The markdown box a chapter shows under a claim (a dict): what it says, for a finding the criterion
+    (*before* the value, so the reader knows what would make it hold before reading the number), the value
+    and CI, the published anchor; measured outside the profiles that decide it, a finding shows "decided at
+    …" and no verdict."""
+    illustration = c["kind"] == "finding" and not decides(c)
+    mark = "🔹 finding, illustration only" if illustration else _BOX_MARK[c["verdict"]]
+    text = f"> **{mark}** `{c['name']}`: {_sentence(c['statement'])}"
+    if c["kind"] == "finding" and c.get("criterion"):
+        text += f" **Holds if:** {_sentence(c['criterion'])}"
+    if illustration:
+        text += f" — **{decided_at(c)}**"
+    ci = f" (95% CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
+    text += f" — measured **{fmt(c.get('value'))}**{ci}"
+    if c.get("anchor"):
+        text += f"; published: {c['anchor']}"
+    if c["kind"] == "check" and not decides(c):
+        text += f" — {decided_at(c)}"
+    if c.get("warning"):
+        text += f" — ⚠ {c['warning']}"
+    return text
+
+
 def load_expected(root) -> dict:
     """{profile: {"chapter/name": verdict}} from the committed snapshot file."""
     p = root / EXPECTED_FILE
@@ -82,8 +143,8 @@ def load_expected(root) -> dict:
 
 
 def enforced(claims: list[dict], profile: str) -> list[dict]:
-    """The claims (as dicts) measured at `profile` and enforced there: those a build at `profile` answers for."""
-    return [c for c in claims if c["profile"] == profile and profile in c["applies_to"]]
+    """The claims (as dicts) measured at `profile` and decided there: those a build at `profile` answers for."""
+    return [c for c in claims if c["profile"] == profile and decides(c)]
 
 
 def verdicts(claims: list[dict], profile: str) -> dict[str, str]:
@@ -96,6 +157,12 @@ def problems(claims: list[dict], expected: dict | None, profile: str) -> list[st
     With `expected` None the verdicts are being measured, not judged (a GPU run brought home): checks only."""
     out = []
     exp = (expected or {}).get(profile, {}) or {}
+    if expected is not None:  # a snapshot of an illustration would pass a smoke reading off as a verdict
+        for c in claims:
+            key = f"{c['chapter']}/{c['name']}"
+            if c["kind"] == "finding" and c["profile"] == profile and not decides(c) and key in exp:
+                out.append(f"finding {key} is decided at {', '.join(c['applies_to'])}, not {profile}: its "
+                           f"{profile} value is an illustration; remove its line from {EXPECTED_FILE}")
     for c in enforced(claims, profile):
         key = f"{c['chapter']}/{c['name']}"
         if c["kind"] == "check" and c["verdict"] != "pass":

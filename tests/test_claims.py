@@ -1,0 +1,113 @@
+"""Claims as evidence: a finding states its criterion before its value, says which profiles decide it, and
+the pages generated from the records (scorecard, the table of every claim) keep evidence and illustration
+apart."""
+import json
+
+import pytest
+
+from decoupling import paths
+from decoupling.pipeline import book, claims, status
+
+
+@pytest.fixture
+def chapter(tmp_path, monkeypatch):
+    """A Chapter at `smoke` writing into tmp_path, and the markdown of the boxes it shows."""
+    for name, sub in (("STORE_DIR", "store"), ("BUILD_DIR", "build"), ("RESULTS_DIR", "results")):
+        monkeypatch.setattr(paths, name, tmp_path / sub)
+    shown = []
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(o.data for o in objs))
+    return book.Chapter("ch", profile="smoke", seed=0), shown
+
+
+def _record(tmp_path):
+    return json.loads((tmp_path / "build" / "records" / "ch.json").read_text())
+
+
+def test_a_finding_shows_its_criterion_before_its_value(chapter, tmp_path):
+    ch, shown = chapter
+    ch.finding("f", essay="the essay predicts it", criterion="the CI lies above 0", value=0.25, ci=(0.1, 0.4),
+               verdict="holds")
+    box = shown[-1]
+    assert "Holds if:" in box and box.index("Holds if:") < box.index("0.25") and "the CI lies above 0" in box
+    assert "🟢 finding holds" in box and "illustration" not in box
+    rec = _record(tmp_path)["claims"][0]
+    assert rec["criterion"] == "the CI lies above 0" and rec["warning"] == ""
+
+
+def test_a_finding_without_criterion_is_flagged_or_refused(chapter, tmp_path, monkeypatch):
+    ch, shown = chapter
+    ch.finding("f", essay="no criterion", value=1.0, verdict="holds")
+    assert _record(tmp_path)["claims"][0]["warning"] == claims.NO_CRITERION and "⚠" in shown[-1]
+    monkeypatch.setattr(claims, "REQUIRE_CRITERION", True)
+    with pytest.raises(ValueError, match="criterion"):
+        ch.finding("g", essay="no criterion", value=1.0, verdict="holds", criterion="  ")
+
+
+def test_outside_the_profiles_that_decide_it_a_finding_is_an_illustration(chapter, tmp_path):
+    ch, shown = chapter
+    ch.finding("big", essay="needs the full sizes", criterion="r > 0", value=-3.0, verdict="does not hold",
+               applies_to=("full",))
+    box = shown[-1]
+    assert "decided at `full` — the smoke value is an illustration, not a verdict" in box
+    assert "does not hold" not in box  # no verdict shown
+    cs = _record(tmp_path)["claims"]
+    assert claims.verdicts(cs, "smoke") == {}  # not snapshotted
+    assert claims.problems(cs, {"smoke": {}}, "smoke") == []  # not compared
+    probs = claims.problems(cs, {"smoke": {"ch/big": "does not hold"}}, "smoke")
+    assert len(probs) == 1 and "illustration" in probs[0]  # a snapshot line for it is itself a problem
+
+
+def test_a_check_outside_its_profiles_is_recorded_only(chapter):
+    ch, shown = chapter
+    ch.check("c", passed=False, value=0, statement="must hold at full", applies_to=("full",))
+    assert "recorded only; enforced at `full`" in shown[-1]
+
+
+def _c(name, kind, applies_to, verdict, profile="smoke", **kw):
+    return claims.Claim("memory", name, kind, profile, applies_to, f"says {name}", 0.5, (0.1, 0.9), verdict,
+                        **kw).to_dict()
+
+
+RECS = {"memory": {"chapter": "memory", "profile": "smoke", "claims": [
+    _c("ev", "finding", ("smoke", "full"), "holds", criterion="CI above 0"),
+    _c("ill", "finding", ("full",), "inconclusive", criterion="r > 0 at some M"),
+    _c("chk", "check", ("smoke", "full"), "pass")]}}
+
+
+def test_scorecard_groups_verdicts_by_profile(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")  # no committed full records
+    md = status.scorecard_md(RECS, "smoke", {"smoke": {"memory/ev": "holds"}})
+    smoke, full = md.split("## Verdicts at `smoke`")[1].split("## Verdicts at `full`")
+    evidence, rest = smoke.split("### Illustrations")
+    assert "`ev`" in evidence and "🟢 holds" in evidence and "CI above 0" in evidence and "`ill`" not in evidence
+    assert "`ill`" in rest and "`full`" in rest and "not verdicts" in rest and "inconclusive" not in rest
+    assert "`chk`" in rest and "✅ pass" in rest
+    assert "not yet measured" in full and "`ill`" in full and "`ev`" in full and "🟢" not in full
+    assert "- **full**: not yet measured (2 findings are decided here)" in md
+
+
+def test_scorecard_flags_a_verdict_that_differs_from_the_snapshot(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    assert "⚠ committed: does not hold" in status.scorecard_md(RECS, "smoke", {"smoke": {"memory/ev": "does not hold"}})
+
+
+def test_claims_table_lists_every_claim_with_where_it_is_decided():
+    table = status.claims_table_md(RECS)
+    rows = [r for r in table.splitlines() if r.startswith("| {doc}")]
+    assert len(rows) == 3
+    assert "| {doc}`memory` | `ill` | finding | `full` | r > 0 at some M |" in rows
+    assert "| {doc}`memory` | `chk` | check | `smoke`, `full` | says chk |" in rows
+
+
+def test_write_pages_fills_the_claims_marker(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "reproducibility.md").write_text(f"# R\n\n{status.CLAIMS_MARKER}\n\nafter\n")
+    status.write_pages(tmp_path, RECS, "smoke", {}, [])
+    text = (tmp_path / "book" / "reproducibility.md").read_text()
+    assert status.CLAIMS_MARKER not in text and "`ill`" in text and text.endswith("after\n")
+
+
+def test_the_book_reproducibility_page_holds_the_marker():
+    assert status.CLAIMS_MARKER in (paths.ROOT / "book" / "reproducibility.md").read_text()
