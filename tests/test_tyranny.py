@@ -2,6 +2,7 @@
 estimator on known answers, the min-norm solver against numpy, the scaling helpers on an exact power law,
 and bitwise determinism of every experiment on the CPU."""
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -155,7 +156,7 @@ def test_fit_floor_recovers_a_known_law_and_agrees_with_measures():
 
 
 # ---------------------------------------------------------------------------------------------- batched fits
-def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps"):
+def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps", batch=True):
     """The path `_fit_mlps` replaced: one `_fit_mlp` (train.train_module) per fit, in order."""
     return [E._fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
 
@@ -195,7 +196,7 @@ def test_fit_mlps_batched_equal_sequential(one_thread):
     X, y = rng.random((120, 8)).astype(np.float32), rng.integers(0, 4, 120)
     fits = [(X[:n], y[:n], w) for w, n in ((0, 120), (3, 30), (9, 120), (9, 60), (1, 7))]
     args = (4, 50, 1e-2, 0.1, 2)
-    for a, b in zip(E._fit_mlps(fits, *args), _sequential_fit_mlps(fits, *args)):
+    for a, b in zip(E._fit_mlps(fits, *args, batch=True), _sequential_fit_mlps(fits, *args)):
         _close(a, b, 1e-5)
 
 
@@ -220,7 +221,9 @@ def test_memorization_and_compression_equal_the_sequential_path(one_thread, monk
     train.train_module per fit) give the same results up to float rounding."""
     mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, n_boot=50)
     comp = E.CompressionConfig(widths=(0, 4), fracs=(0.05, 0.2, 1.0), steps=30, memorizer_width=8)
-    batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
+    with monkeypatch.context() as m:  # the batched path, whatever the device's default
+        m.setattr(E, "_fit_mlps", functools.partial(E._fit_mlps, batch=True))
+        batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
     monkeypatch.setattr(E, "_fit_mlps", _sequential_fit_mlps)
     _assert_close_results(batched_mem, E.memorization(mem))
     _assert_close_results(batched_comp, E.compression(comp))

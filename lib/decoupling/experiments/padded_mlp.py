@@ -126,15 +126,20 @@ class PaddedMLP(nn.Module):
 
 
 def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: int,
-              desc: str = "mlps") -> list[nn.Module]:
+              desc: str = "mlps", batch: bool = True) -> list[nn.Module]:
     """Every fit (X_k, y_k, width_k) of `_fit_mlp`, as ONE batched run: each member a `PaddedMLP` of the
     widest width holding the seeded init of its own width (`mlp(d_in, width_k, K, seed)`), trained by
     decoupling.core.batched.train_many on its own data (sizes may differ; each is full batch) with the shared
     recipe. Returns the trained models unpadded, in order — equal to `[_fit_mlp(X_k, y_k, width_k, ...)]`
-    up to float rounding (tests/test_tyranny.py).
+    up to float rounding (tests/test_tyranny.py). batch=False: one `_fit_mlp` after another.
 
     Why: on a GPU these models are launch-bound (~5–10 ms per optimizer step whatever the batch), so the
-    cost is the number of sequential steps. One run of `steps` replaces len(fits)·steps."""
+    cost is the number of sequential steps. One run of `steps` replaces len(fits)·steps. On a CPU the cost
+    is arithmetic, and padding makes a width-2 member on 29 examples cost a width-128 one on the largest
+    set: the smoke compression run (42 fits of 6 widths and 7 sizes) took 2.4× longer batched than one
+    after another, while memorization (7 full-size fits) was faster batched; each experiment chooses."""
+    if not batch:
+        return [_fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
     from decoupling.core import batched
     fits = list(fits)
     d_in = fits[0][0].shape[1]
