@@ -2,6 +2,7 @@
 estimator on known answers, the min-norm solver against numpy, the scaling helpers on an exact power law,
 and bitwise determinism of every experiment on the CPU."""
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -61,7 +62,6 @@ def test_scaling_helpers_on_an_exact_power_law():
     # a curve flattening to a floor: the larger half's exponent is smaller
     lo, hi = E.half_exponents(N, 1.0 + 3.0 * N ** -0.3)
     assert hi < lo
-    assert E.lr_for(64, 0.32) == pytest.approx(0.005)
 
 
 def test_digits10_is_the_ten_class_task():
@@ -90,7 +90,7 @@ def test_double_descent_peaks_at_interpolation_and_is_deterministic():
     cfg = E.DoubleDescentConfig(n_train=60, ratios=(0.25, 0.5, 1.0, 2.0, 4.0), feature_seeds=(0, 1), n_boot=50)
     a, b = E.double_descent(cfg), E.double_descent(cfg)
     assert a == b
-    assert a["peak_ratio"] == 1.0
+    assert a["peak_ratio"] == 1.0 and a["spike_factor"] >= 10 and a["train_mse_past_threshold"] < 1e-8
     assert max(np.median(a["train_mse"], 0)[a["ratio"].index(2.0):]) < 1e-12  # p > n interpolates
 
 
@@ -103,22 +103,60 @@ def test_compression_is_deterministic_and_memorizer_does_not_compress():
     assert lin["preq_bits_per_label"] < a["uniform_bits_per_label"] < memo["preq_bits_per_label"]
 
 
-def test_scaling_runs_every_size_on_the_same_budget_and_is_deterministic():
-    cfg = dataclasses.replace(E.SCALING["smoke"], sizes=((1, 8), (1, 16), (1, 32)), steps=40, batch_size=4,
-                              block_size=32, eval_units=4000, eval_windows=8, n_evals=2, n_boot=50,
-                              n_boot_floor=2)
+def test_scaling_budget_follows_the_token_rule_and_is_deterministic():
+    cfg = dataclasses.replace(E.SCALING["smoke"], sizes=((1, 8), (1, 16), (1, 24)), tokens_per_param=0.5,
+                              batch_size=2, block_size=32, eval_units=4000, eval_windows=8, seeds=(0, 1, 2),
+                              n_boot=1000)
     a, b = E.scaling(cfg), E.scaling(cfg)
-    timing = ("wall_s", "units_per_s")
-    strip = lambda res: [{k: v for k, v in r.items() if k not in timing} for r in res["runs"]]  # noqa: E731
+    strip = lambda res: [{k: v for k, v in r.items() if k != "wall_s"} for r in res["runs"]]  # noqa: E731
     assert strip(a) == strip(b) and {**a, "runs": None} == {**b, "runs": None}
-    assert len({r["units"] for r in a["runs"]}) == 1 and a["runs"][0]["units"] == 40 * 4 * 32
-    assert a["N"] == sorted(a["N"]) and len(a["loss_nats"]) == 3
+    for r in a["runs"]:  # D = r·P rounded up to whole steps
+        assert r["steps"] == math.ceil(0.5 * r["params_total"] / (2 * 32))
+        assert r["units"] == r["steps"] * 2 * 32 and r["lr"] == pytest.approx(0.32 / r["d_model"])
+    assert a["N"] == sorted(a["N"]) and np.array(a["seed_loss_nats"]).shape == (3, 3)
+    assert a["pure"]["n_boot"] == a["floor"]["n_boot"] == 1000
     assert a["alpha_delta_ci"][0] <= a["alpha_delta_ci"][1]
-    assert all(r["lr"] == pytest.approx(0.32 / r["d_model"]) for r in a["runs"])
+    # the seeds differ (init and window order): the CIs are over something
+    assert len({tuple(row) for row in a["seed_loss_nats"]}) == 3
+
+
+def test_full_scaling_preset_gives_every_size_20_tokens_per_parameter():
+    """The full ladder's budget is proportional to size (Hoffmann et al. 2022's ~20 tokens per parameter),
+    has ≥ 3 seeds and ≥ 1000 resamples, and no size repeats its text more than ~4 times."""
+    from decoupling.core import models
+    full = E.SCALING["full"]
+    assert full.tokens_per_param >= 20 and len(full.seeds) >= 3 and len(full.sizes) >= 6 and full.n_boot >= 1000
+    budgets = []
+    for n_layer, d in full.sizes:
+        mc = models.ModelConfig(n_layer=n_layer, n_head=max(1, d // full.head_dim), d_model=d, vocab_size=256,
+                                block_size=full.block_size)
+        P = E.n_params(models.build_lm(mc))
+        units = E.scaling_steps(P, full) * full.batch_size * full.block_size
+        assert 20 * P <= units < 20 * P + full.batch_size * full.block_size
+        budgets.append((P, units))
+    ratios = [u / p for p, u in budgets]
+    assert max(ratios) / min(ratios) < 1.5  # proportional, up to whole steps
+    assert budgets[-1][1] <= 4 * 5.3e6  # ≤ ~4 passes over the code corpus's training bytes
+    assert E.SCALING["smoke"].n_boot >= 1000 and len(E.SCALING["smoke"].seeds) >= 5
+
+
+def test_fit_floor_recovers_a_known_law_and_agrees_with_measures():
+    from decoupling.core import measures
+    N = np.geomspace(3e3, 8e5, 6)
+    exact = 1.2 + 40.0 * N ** -0.35
+    f = E.fit_floor(N, exact[None, :], n_boot=1000)
+    assert f["alpha"] == pytest.approx(0.35, rel=0.02) and f["E"] == pytest.approx(1.2, rel=0.02)
+    assert f["n_boot"] == 1000
+    rng = np.random.default_rng(0)
+    noisy = exact * np.exp(rng.normal(0, 0.01, (5, 6)))
+    ours, ref = E.fit_floor(N, noisy, n_boot=1000), measures.fit_power_law_floor(N, noisy, n_boot=2)
+    assert ours["alpha"] == pytest.approx(ref["alpha"], rel=0.05)
+    assert ours["alpha_ci"][0] <= ours["alpha"] <= ours["alpha_ci"][1]
+    assert E.lr_for(64, 0.32) == pytest.approx(0.005)
 
 
 # ---------------------------------------------------------------------------------------------- batched fits
-def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps"):
+def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps", batch=True):
     """The path `_fit_mlps` replaced: one `_fit_mlp` (train.train_module) per fit, in order."""
     return [E._fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
 
@@ -158,7 +196,7 @@ def test_fit_mlps_batched_equal_sequential(one_thread):
     X, y = rng.random((120, 8)).astype(np.float32), rng.integers(0, 4, 120)
     fits = [(X[:n], y[:n], w) for w, n in ((0, 120), (3, 30), (9, 120), (9, 60), (1, 7))]
     args = (4, 50, 1e-2, 0.1, 2)
-    for a, b in zip(E._fit_mlps(fits, *args), _sequential_fit_mlps(fits, *args)):
+    for a, b in zip(E._fit_mlps(fits, *args, batch=True), _sequential_fit_mlps(fits, *args)):
         _close(a, b, 1e-5)
 
 
@@ -183,7 +221,32 @@ def test_memorization_and_compression_equal_the_sequential_path(one_thread, monk
     train.train_module per fit) give the same results up to float rounding."""
     mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, n_boot=50)
     comp = E.CompressionConfig(widths=(0, 4), fracs=(0.05, 0.2, 1.0), steps=30, memorizer_width=8)
-    batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
+    with monkeypatch.context() as m:  # the batched path, whatever the device's default
+        m.setattr(E, "_fit_mlps", functools.partial(E._fit_mlps, batch=True))
+        batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
     monkeypatch.setattr(E, "_fit_mlps", _sequential_fit_mlps)
     _assert_close_results(batched_mem, E.memorization(mem))
     _assert_close_results(batched_comp, E.compression(comp))
+
+
+# ---------------------------------------------------------------------------------------------- pretraining data
+def test_pretraining_data_bodies_learn_and_fine_tunes_code_the_labels():
+    """Tiny version of the chapter's ΔL-against-pretraining-tokens experiment: the bodies' held-out loss
+    falls as they see more tokens (they learn something), every (seed, body) gets a ΔL on every target,
+    tokens follow the steps, the CI uses 1000 resamples, and it is deterministic."""
+    from decoupling.core.prequential import HP, Protocol
+    from decoupling.experiments import tyranny_data as TD
+    cfg = TD.DataConfig(targets=("code/module", "sentiment/tweets"), body_steps=(10, 20, 40, 80),
+                        protocol=Protocol(ends=(16, 48), hps=(HP("finetune", 2e-3, 1.0),)), max_len=16,
+                        n_test=16, seeds=(0, 1))
+    a = TD.pretraining_data(cfg)
+    bits = [b["eval_bits_per_token"] for b in a["bodies"]]
+    assert bits[-1] < bits[0] - 0.5
+    assert a["tokens"] == [s * 16 * 64 for s in cfg.body_steps]
+    for v in a["per_target"].values():
+        assert np.array(v["dL_per_label"]).shape == (2, 4)
+        assert np.isfinite(v["dL_per_label"]).all() and len(v["slopes"]) == 2
+    assert a["n_boot"] == 1000 and a["slope_ci"][0] <= a["slope_ci"][1]
+    assert TD.pretraining_data(cfg) == a
+    full = TD.DATA["full"]
+    assert len(full.body_steps) >= 4 and len(full.targets) >= 2 and len(full.seeds) >= 3

@@ -1,0 +1,145 @@
+"""Chapter 3 (book/tyranny.md): does more pretraining data give a body more to transfer? ΔL of one body
+architecture against the number of tokens it was pretrained on.
+
+`pretraining_data`: the book's pretrained body (`experiments.pretrain`: one GPT-2 shape, the "code" corpus)
+trained for several step counts, each a complete run of its own schedule (warmup, cosine decay to the end;
+Hoffmann et al. 2022 show a schedule cut short overstates the loss), so tokens seen = steps · batch ·
+block_size and nothing else changes: same model, same corpus prefix, same window order (a shorter run
+sees a prefix of a longer run's windows, `train.lm_windows`). Each body and a random-init twin θ0 are then
+fine-tuned and coded on text targets under the fair protocol (`core.prequential`, as in chapter 4), and
+ΔL = L(θ0) − L(body) in bits per label is read against log2 of the body's pretraining tokens.
+
+The statistic is the slope of ΔL per doubling of pretraining tokens, fitted per (target, seed), averaged
+over targets (`measures.clustered_ci`: resample targets, then seeds within them). It covers fine-tuning
+seeds (head init, θ0's init, data order, the target sample), not the pretraining seed: every point's body
+is pretrained with seed 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from decoupling.core.prequential import HP, SCRATCH, Member, Protocol, code_members, subset, take
+from decoupling.experiments import pretrain
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """smoke: the smoke body (2 layers, d = 64) at 20 → 160 steps of 16 × 64 tokens (20k → 164k tokens; the
+    160-step body is the one chapters 1 and 4 use, already in the store), two targets, a 3-block protocol
+    with one candidate, 32 tokens an example, 3 seeds: ~3 s a point on a CPU, an illustration only."""
+    domain: str = "code"  # the bodies' corpus (experiments.pretrain)
+    targets: tuple[str, ...] = ("code/module", "sentiment/tweets")  # in-domain and out-of-domain text tasks
+    body_profile: str = "smoke"  # the experiments.pretrain preset the bodies start from
+    body_steps: tuple[int, ...] = (20, 40, 80, 160)  # pretraining steps of each body (≥ 4 points)
+    protocol: Protocol = field(default_factory=lambda: Protocol(ends=(16, 48, 112),
+                                                                hps=(HP("finetune", 2e-3, 1.0),)))
+    max_len: int = 32  # tokens per example (≤ the bodies' block_size)
+    n_test: int = 64  # test subset for the fine-tuned models' learning curves
+    seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds (→ `cell_seed`); a seed costs ~4 s at smoke
+    n_boot: int = 1000  # bootstrap resamples for every CI
+
+
+def body_config(cfg: DataConfig, steps: int) -> pretrain.PretrainConfig:
+    """The body preset with only its step count changed (same model, batch, lr rule, corpus, seed)."""
+    return dataclasses.replace(pretrain.config(cfg.body_profile, cfg.domain), steps=steps)
+
+
+def cell_seed(cfg: DataConfig, target: str, seed: int) -> int:
+    """One seed per (target, fine-tuning seed): distinct across targets, so θ0 is not the same network on
+    every target (a bootstrap over targets would otherwise count one init twice)."""
+    return 1_000 * seed + 1 + cfg.targets.index(target)
+
+
+def slope(x, y) -> float:
+    """Least-squares slope of y on x."""
+    return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
+
+
+def pretraining_data(cfg: DataConfig) -> dict:
+    """ΔL (bits per label) of each body against θ0 on every target and seed, the bodies' pretraining tokens
+    and held-out loss, and the slope of ΔL per doubling of tokens with its CI over targets and seeds."""
+    from decoupling.core import models
+    from decoupling.core.device import cpu_threads
+    with cpu_threads(1), models.quiet_loading():
+        return _pretraining_data(cfg)
+
+
+def _pretraining_data(cfg: DataConfig) -> dict:
+    from decoupling import data
+    from decoupling.core import measures, models
+
+    bodies, info = {}, []
+    for steps in cfg.body_steps:
+        bc = body_config(cfg, steps)
+        path, res = pretrain.body(bc, cfg.body_profile)
+        bodies[steps] = models.load_lm(path)
+        info.append({"steps": steps, "tokens": int(res["tokens"]), "flops": res.get("flops"),
+                     "eval_bits_per_token": res.get("eval_bits_per_token")})
+    body_model = body_config(cfg, cfg.body_steps[0]).model
+    if cfg.max_len > body_model.block_size:
+        raise ValueError(f"max_len {cfg.max_len} > the bodies' block_size {body_model.block_size}")
+    tok = data.tokenizer()
+    pad = tok.pad_token_id
+    n = cfg.protocol.ends[-1]
+    names = [f"body-{s}" for s in cfg.body_steps]
+    per_target = {}
+    for target in cfg.targets:
+        K = data.num_labels(target)
+        enc = data.encode(target, tok, cfg.max_len)
+        tr, te = enc["train"], enc["test"]
+        test_idx = np.sort(subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
+        test_inputs = take((te["input_ids"], te["attention_mask"]), test_idx)
+        y_test = te["labels"].numpy()[test_idx]
+        members = {}
+        for s in cfg.seeds:
+            seed = cell_seed(cfg, target, s)
+            order = subset(len(tr["labels"]), n, seed)
+            inputs = take((tr["input_ids"], tr["attention_mask"]), order)
+            y = tr["labels"][torch.as_tensor(order)]
+            members[s, SCRATCH] = Member(lambda seed=seed, K=K: models.build_classifier(body_model, K, seed=seed),
+                                         inputs, y, test_inputs, seed)
+            for steps, name in zip(cfg.body_steps, names):
+                members[s, name] = Member(
+                    lambda steps=steps, seed=seed, K=K: models.replace_head(bodies[steps], K, seed=seed,
+                                                                            pad_token_id=pad),
+                    inputs, y, test_inputs, seed)
+        coded, _ = code_members(members, y_test, K, cfg.protocol, f"tyranny: pretraining data, {target}")
+        dl = np.array([coded["pairs"][name]["dL"] for name in names]).T / n  # (seeds, points) bits/label
+        per_target[target] = {
+            "K": K, "n": n, "dL_per_label": dl.tolist(),
+            "L_scratch_per_label": (np.array(coded["runs"][SCRATCH]["L"]) / n).tolist(),
+            "uniform_per_label": math.log2(K),
+            "slopes": [slope(np.log2([b["tokens"] for b in info]), row) for row in dl],
+        }
+    slopes = {t: v["slopes"] for t, v in per_target.items()}
+    ci = measures.clustered_ci(slopes, n_boot=cfg.n_boot, seed=0)
+    first_last = {t: (np.array(v["dL_per_label"])[:, -1] - np.array(v["dL_per_label"])[:, 0]).tolist()
+                  for t, v in per_target.items()}
+    ci_fl = measures.clustered_ci(first_last, n_boot=cfg.n_boot, seed=0)
+    return {
+        "bodies": info, "tokens": [b["tokens"] for b in info], "targets": list(cfg.targets),
+        "seeds": list(cfg.seeds), "n_boot": cfg.n_boot, "ends": list(cfg.protocol.ends),
+        "per_target": per_target,
+        "slope_bits_per_doubling": ci["value"], "slope_ci": [ci["lo"], ci["hi"]],
+        "last_minus_first": ci_fl["value"], "last_minus_first_ci": [ci_fl["lo"], ci_fl["hi"]],
+    }
+
+
+DATA = {
+    "smoke": DataConfig(),
+    # full: the full body (6 layers, d = 192, 64 × 128 tokens a step) at 250 → 4,000 steps, 2M → 33M
+    # tokens (the 4,000-step body is chapter 4's). The code corpus holds ~3.2M BPE tokens, so the points
+    # past 500 steps repeat data (≈ 10 passes at 4,000): the axis is tokens seen, not unique tokens.
+    # Protocol: 6 blocks up to 640 examples, two candidates, 3 seeds (all members batched on a GPU).
+    "full": DataConfig(targets=("code/module", "sentiment/movies"), body_profile="full", body_steps=(250, 500, 1000, 2000, 4000), max_len=96, n_test=512,
+                       protocol=Protocol(ends=(20, 40, 80, 160, 320, 640),
+                                         hps=(HP("finetune", 5e-4, 1.0), HP("head-fast-body-slow", 2e-3, 0.1)),
+                                         epochs=6.0, batch_size=64, max_steps=400),
+                       seeds=(0, 1, 2)),
+}
+PRESETS = {"pretraining_data": DATA}
