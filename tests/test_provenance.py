@@ -92,4 +92,4 @@ EXPECTED = {'computers': ['core', 'core.device', 'core.measures', 'core.models',
             'experiments', 'experiments.memory'],
  'tyranny': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train', 'data',
              'data.layout', 'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
-             'experiments.tyranny']}
+             'experiments.padded_mlp', 'experiments.tyranny']}
