@@ -35,8 +35,8 @@ The package: `read` (what experiments call, re-exported here), `layout` (names a
 manifest, the tokenizer, `python -m decoupling.data`). Importing it is cheap: torch, transformers,
 datasets and sklearn are imported inside the functions that need them.
 """
-from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, HELD_OUT, PAD,
-                                    PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
+from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, HELD_OUT,
+                                    PAD, PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
                                     data_dir, read_manifest)
 from decoupling.data.preparation import main_data, prepare, summary
 from decoupling.data.read import (arrays, available_domains, baseline, corpus, digits, documents, encode,
@@ -46,8 +46,10 @@ from decoupling.data.read import (arrays, available_domains, baseline, corpus, d
 _check = check  # the older name (decoupling.demo checks its --target and --source with it)
 
 __all__ = [
-    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "HELD_OUT", "PAD", "PORTABLE_DOMAINS",
+    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "HELD_OUT", "PAD",
+    "PORTABLE_DOMAINS",
     "SHUFFLE_SEED", "SPECIAL_TOKENS", "TASKS", "VOCAB_SIZE", "arrays", "available_domains", "baseline", "check",
     "corpus", "data_dir", "digits", "documents", "encode", "label_names", "main_data", "manifest_hash",
-    "n_tokens", "num_labels", "portable_manifest", "prepare", "read_manifest", "summary", "task", "token_ids", "tokenizer",
+    "n_tokens", "num_labels", "portable_manifest", "prepare", "read_manifest", "summary", "task", "token_ids",
+    "tokenizer",
 ]

@@ -201,6 +201,42 @@ def _glibc(root: Path) -> tuple[list[str], str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Decontamination beyond the held-out packages: a few documents of these sources repeat a target text
+# (django and twisted copy a logging docstring, a C file carries the ElementTree license a stdlib snippet
+# also carries); those whole documents are dropped, as a held-out package's files are
+# --------------------------------------------------------------------------------------------------
+def _target_texts() -> list[str]:
+    from decoupling.data import read
+    from decoupling.data.layout import TASKS
+    out = []
+    for t in TASKS:
+        if not t.startswith("digits/"):
+            a = read.arrays(t)
+            out += a["train"][0] + a["test"][0]
+    return out
+
+
+def _contaminated_docs(domain: str, texts: list[str]) -> set[int]:
+    """Indices of the documents of full/tokens/<domain> holding a window of a text that is mostly
+    (overlap.MOSTLY) in the stream — the rule tests/test_decontamination.py enforces."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from decoupling.data import overlap
+    tok = Tokenizer.from_file(str(data_dir() / "tokenizer" / "tokenizer.json"))
+    ids = np.load(full_dir() / "tokens" / domain / "ids.npy")
+    corpus = overlap.corpus_hashes(ids)
+    fr = overlap.overlap(texts, corpus, tok)
+    bad_texts = [t for t, f in zip(texts, fr) if f >= overlap.MOSTLY]
+    if not bad_texts:
+        return set()
+    bad = np.unique(np.concatenate([overlap.window_hashes(x) for x in overlap.encode(tok, bad_texts)]))
+    at = np.flatnonzero(overlap.in_sorted(overlap.window_hashes(ids), bad))  # window starts
+    doc_of = np.concatenate([[0], np.cumsum(ids == tok.token_to_id(EOS))[:-1]])  # EOS ends its document
+    return set(doc_of[at].tolist())
+
+
+# --------------------------------------------------------------------------------------------------
 # prepare_full(): once per DATA_DIR and tokenizer
 # --------------------------------------------------------------------------------------------------
 def prepare_full(progress: bool = True) -> dict:
@@ -260,14 +296,26 @@ def prepare_full(progress: bool = True) -> dict:
                 records[f"debian-{pkg}"] = rec
                 say(f"[data] source    {rec['origin']} ({time.time() - t0:.1f} s)", progress)
         smoke_sources = {d: smoke["corpora"][d].get("sha256") for d in FULL_DOMAINS}
+        targets = _target_texts()
+        dropped = {}
         for d in FULL_DOMAINS:
             ordered = [docs[d][i] for i in sources.order(list(range(len(docs[d]))))]
+            ordered = [x for x in ordered if x.strip() and EOS not in x]  # as _write_corpus keeps them
             used = {k: v for k, v in records.items() if d in v["used_in"]}
-            preparation._write_corpus(d, ordered, used, f"the smoke {d!r} corpus (sha256 {smoke_sources[d][:12]}) "
-                                      f"+ {', '.join(used)}", progress, root=full_dir())
-            preparation._encode_corpus(d, progress, root=full_dir())
+            note = f"the smoke {d!r} corpus (sha256 {smoke_sources[d][:12]}) + {', '.join(used)}"
+            while True:  # at most twice: the documents that repeat a target text are dropped once
+                preparation._write_corpus(d, ordered, used, note, progress, root=full_dir())
+                preparation._encode_corpus(d, progress, root=full_dir())
+                bad = _contaminated_docs(d, targets)
+                if not bad:
+                    break
+                dropped[d] = dropped.get(d, 0) + len(bad)
+                ordered = [x for i, x in enumerate(ordered) if i not in bad]
+                note += f"; {dropped[d]} documents dropped (they repeat target texts)"
+                say(f"[data] corpus {d:9s} {len(bad)} documents repeat target texts: dropped", progress)
         strip = lambda m: {k: v for k, v in m.items() if k not in ("data_version", "sources")}  # noqa: E731
         manifest = {"data_version": DATA_VERSION, "tokenizer_sha256": tok_sha, "held_out": list(HELD_OUT),
+                    "dropped_documents": dropped,
                     "sources": dict(sorted(records.items())),
                     "corpora": {d: strip(artifact_meta(full_dir() / "corpora" / d)) for d in FULL_DOMAINS},
                     "tokens": {d: strip(artifact_meta(full_dir() / "tokens" / d)) for d in FULL_DOMAINS}}

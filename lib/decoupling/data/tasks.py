@@ -16,8 +16,8 @@ import html
 import time
 
 from decoupling.data import sources
-from decoupling.data.layout import (DATA_VERSION, HELD_OUT, SENTIMENT_FILES, SPLIT_SEED, TASKS, TEST_FRACTION, artifact_meta,
-                                    data_dir, say, staging, task_dir)
+from decoupling.data.layout import (DATA_VERSION, HELD_OUT, SENTIMENT_FILES, SPLIT_SEED, TASKS, TEST_FRACTION,
+                                    artifact_meta, data_dir, say, staging, task_dir)
 from decoupling.files import canonical, write_json
 
 # Big stdlib packages used as labels by "code/module" and "prose/topic"; held out of every corpus.
