@@ -26,6 +26,7 @@ Not counted: direct model calls outside those functions (memory's gating metrics
 double descent's SVDs: no GPU work at all) — the "host s" column is this script's own wall time per
 experiment on this machine, an upper bound on that host-side work (it includes model construction).
 
+    PYTHONPATH=lib python benchmarks/full_cost.py --bodies             # what each pretrained body reads
     PYTHONPATH=lib python benchmarks/full_cost.py                      # all chapters (a few minutes)
     PYTHONPATH=lib python benchmarks/full_cost.py --chapters memory tyranny --json cost.json
 """
@@ -60,7 +61,30 @@ def parse_args(argv=None):
     p.add_argument("--host-only", action="store_true",
                    help="also run experiments that train nothing (tyranny's double descent: numpy SVDs)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON too")
+    p.add_argument("--bodies", action="store_true",
+                   help="only print what each pretrained body reads at smoke and full: steps, tokens seen, unique "
+                        "tokens, epochs (full: <= 4; fetches the full corpora the first time)")
     return p.parse_args(argv)
+
+
+def bodies_table() -> int:
+    """Per body and profile: optimizer steps, token positions seen, unique training tokens, epochs. Exit 1
+    when a full body would read its corpus more than pretrain.MAX_EPOCHS_FULL times."""
+    from decoupling.experiments import pretrain as P
+    print(f"{'profile':<7} {'body':<9} {'corpus':<6} {'steps':>6} {'tokens seen':>12} {'unique tokens':>14} "
+          f"{'epochs':>7} {'held out':>9}")
+    worst = 0.0
+    for profile in ("smoke", "full"):
+        for domain in P.COMPARED + ("shuffled",):
+            p = P.plan(P.config(profile, domain))
+            print(f"{profile:<7} {domain:<9} {p['corpus']:<6} {p['steps']:>6} {p['tokens_seen']:>12,} "
+                  f"{p['unique_tokens']:>14,} {p['epochs']:>7.2f} {p['eval_tokens']:>9,}")
+            if profile == "full":
+                worst = max(worst, p["epochs"])
+    ok = worst <= P.MAX_EPOCHS_FULL
+    print(f"full: at most {worst:.2f} epochs per body ({'<=' if ok else '>'} {P.MAX_EPOCHS_FULL:g}); every body of a "
+          "profile reads the same number of unique tokens (the smallest compared corpus, less the held-out tokens)")
+    return 0 if ok else 1
 
 
 # ====================================================================================== the recorder
@@ -304,6 +328,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO / "lib"))
     os.environ.setdefault("DECOUPLING_PROGRESS", "0")
+    if args.bodies:
+        return bodies_table()
     import warnings
     warnings.filterwarnings("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="full_cost-"))

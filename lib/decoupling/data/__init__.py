@@ -21,7 +21,13 @@ Target tasks (`TASKS`): sentiment in four domains (Hutto & Gilbert, ICWSM 2014, 
 vaderSentiment 3.3.2 sdist), stdlib snippet -> package ("code/module"), stdlib docstring -> package
 ("prose/topic"), and sklearn's handwritten digits split into 0-4 and 5-9 (Alpaydin & Kaynak 1998).
 
-Only the PyPI/stdlib sources are required; every chapter runs at the smoke profile without Debian.
+Decontamination: the stdlib packages the code/module and prose/topic targets are cut from (`HELD_OUT`) are
+held out of every corpus: their code, their docstrings, their pages of the Python docs.
+
+Only the PyPI/stdlib sources are required; every chapter runs at the smoke profile without Debian. The
+`full` bodies read larger corpora (`decoupling.data.full`: PyPI wheels, Debian's Python docs, GCIDE and
+glibc), fetched only when `full` asks (`decoupling data --profile full`, `token_ids(..., profile="full")`);
+the smoke manifest and its hash never depend on them.
 Used by: chapter 3 (corpora, token streams), chapter 4 (tasks, tokenizer), chapter 1 (digits, sentiment).
 
 The package: `read` (what experiments call, re-exported here), `layout` (names and DATA_DIR's layout),
@@ -29,19 +35,21 @@ The package: `read` (what experiments call, re-exported here), `layout` (names a
 manifest, the tokenizer, `python -m decoupling.data`). Importing it is cheap: torch, transformers,
 datasets and sklearn are imported inside the functions that need them.
 """
-from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, PAD,
-                                    PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
+from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, HELD_OUT,
+                                    PAD, PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
                                     data_dir, read_manifest)
 from decoupling.data.preparation import main_data, prepare, summary
 from decoupling.data.read import (arrays, available_domains, baseline, corpus, digits, documents, encode,
-                                  label_names, manifest_hash, num_labels, portable_manifest, task, token_ids,
-                                  tokenizer)
+                                  label_names, manifest_hash, n_tokens, num_labels, portable_manifest, task,
+                                  token_ids, tokenizer)
 
 _check = check  # the older name (decoupling.demo checks its --target and --source with it)
 
 __all__ = [
-    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "PAD", "PORTABLE_DOMAINS",
+    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "HELD_OUT", "PAD",
+    "PORTABLE_DOMAINS",
     "SHUFFLE_SEED", "SPECIAL_TOKENS", "TASKS", "VOCAB_SIZE", "arrays", "available_domains", "baseline", "check",
     "corpus", "data_dir", "digits", "documents", "encode", "label_names", "main_data", "manifest_hash",
-    "num_labels", "portable_manifest", "prepare", "read_manifest", "summary", "task", "token_ids", "tokenizer",
+    "n_tokens", "num_labels", "portable_manifest", "prepare", "read_manifest", "summary", "task", "token_ids",
+    "tokenizer",
 ]

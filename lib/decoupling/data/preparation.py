@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from decoupling.data import read, sources, tasks
-from decoupling.data.layout import (DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, EOS, PORTABLE_DOMAINS,
+from decoupling.data.layout import (DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, EOS, HELD_OUT, PORTABLE_DOMAINS,
                                     SPECIAL_TOKENS, TASKS, VOCAB_SIZE, BOS, CLS, PAD, artifact_meta, complete,
-                                    data_dir, read_manifest, say, staging, task_dir)
+                                    data_dir, held_out, read_manifest, say, staging, task_dir)
 from decoupling.files import write_json
 
 TOKENIZER_MAX_CHARS_PER_DOMAIN = 2_000_000
@@ -31,10 +31,12 @@ TOKENIZER_MAX_CHARS_PER_DOMAIN = 2_000_000
 # --------------------------------------------------------------------------------------------------
 # Corpora: one directory per domain with text.txt (documents each followed by EOS) + meta.json
 # --------------------------------------------------------------------------------------------------
-def _write_corpus(domain: str, docs: list[str], records: dict, note: str, progress: bool) -> dict:
+def _write_corpus(domain: str, docs: list[str], records: dict, note: str, progress: bool,
+                  root: Path | None = None) -> dict:
+    """`root`: DATA_DIR (the default) or DATA_DIR/full (decoupling.data.full's larger corpora)."""
     docs = [d for d in docs if d.strip() and EOS not in d]
     text = "".join(d + EOS for d in docs)
-    final = data_dir() / "corpora" / domain
+    final = (root or data_dir()) / "corpora" / domain
     with staging(final) as tmp:
         (tmp / "text.txt").write_text(text, encoding="utf-8")
         meta = {"data_version": DATA_VERSION, "domain": domain, "sources": records, "note": note,
@@ -63,17 +65,20 @@ def _build_portable_corpora(progress: bool) -> dict:
                             "sha256_of": "concatenated relpath+bytes of the headers", "bytes": inc_bytes,
                             "n_files": inc_files},
     }
-    by_rel = {f["rel"]: f for f in std["files"]}
+    # the packages the code/module and prose/topic targets are cut from stay out of both corpora: a body
+    # must not have read, in pretraining, the snippets and docstrings it is later scored on
+    by_rel = {f["rel"]: f for f in std["files"] if not held_out(f["rel"])}
     order = sources.order(list(by_rel))
     code_docs = [by_rel[r]["code"] for r in order]
     doc_docs = ["\n\n".join(by_rel[r]["docs"]) for r in order if by_rel[r]["docs"]]
     prose_docs = [topics[i] for i in sources.order(list(range(len(topics))))] + doc_docs
     prose_docs = [prose_docs[i] for i in sources.order(list(range(len(prose_docs))))]
     pick = lambda *keys: {k: records[k] for k in keys}  # noqa: E731
-    _write_corpus("code", code_docs, pick("cpython-stdlib"), "stdlib source, comments and docstrings stripped",
-                  progress)
+    _write_corpus("code", code_docs, pick("cpython-stdlib"), "stdlib source, comments and docstrings stripped; "
+                  f"held out: {', '.join(HELD_OUT)}", progress)
     _write_corpus("prose", prose_docs, pick("cpython-pydoc-topics", "cpython-stdlib"),
-                  "reference topics + stdlib docstrings, code examples dropped", progress)
+                  "reference topics + stdlib docstrings, code examples dropped; held out: the docstrings of "
+                  + ", ".join(HELD_OUT), progress)
     _write_corpus("c", [headers[i] for i in sources.order(list(range(len(headers))))], pick("cpython-include"),
                   "C headers as they are", progress)
     say(f"[data] stdlib, pydoc topics, headers read and cleaned ({time.time() - t0:.1f} s)", progress)
@@ -153,18 +158,22 @@ def _train_tokenizer(progress: bool) -> dict:
     return meta
 
 
-def _encode_corpus(domain: str, progress: bool) -> dict:
+def _encode_corpus(domain: str, progress: bool, root: Path | None = None) -> dict:
+    """Tokenize corpora/<domain> under `root` (DATA_DIR, or DATA_DIR/full) into tokens/<domain> beside it,
+    always with DATA_DIR's one tokenizer."""
     import numpy as np
     from tokenizers import Tokenizer
 
     t0 = time.time()
+    root = root or data_dir()
     tok = Tokenizer.from_file(str(data_dir() / "tokenizer" / "tokenizer.json"))
     eos = tok.token_to_id(EOS)
     parts = []
-    for enc in tok.encode_batch(_docs_on_disk(domain), add_special_tokens=False):
+    docs = [d for d in (root / "corpora" / domain / "text.txt").read_text(encoding="utf-8").split(EOS) if d]
+    for enc in tok.encode_batch(docs, add_special_tokens=False):
         parts += [np.asarray(enc.ids, dtype=np.uint16), np.asarray([eos], dtype=np.uint16)]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.uint16)
-    with staging(data_dir() / "tokens" / domain) as tmp:
+    with staging(root / "tokens" / domain) as tmp:
         np.save(tmp / "ids.npy", ids)
         meta = {"data_version": DATA_VERSION, "domain": domain, "n_tokens": int(ids.size),
                 "sha256": sources.sha256_bytes(ids.tobytes()), "tokenizer_sha256": sources.sha256_file(
@@ -177,11 +186,21 @@ def _encode_corpus(domain: str, progress: bool) -> dict:
 # --------------------------------------------------------------------------------------------------
 # prepare(): everything, once; manifest last
 # --------------------------------------------------------------------------------------------------
-def prepare(force: bool = False, progress: bool = True) -> dict:
+def prepare(force: bool = False, progress: bool = True, profile: str = "smoke") -> dict:
     """Obtain and prepare every source once into DATA_DIR; return the manifest. Idempotent: with
     everything present it only reads the manifest. `force` rebuilds from scratch. The optional Debian
-    corpora are tried once; a skip is recorded with its reason and not retried until `force`."""
+    corpora are tried once; a skip is recorded with its reason and not retried until `force`.
+    profile="full" also fetches the larger corpora only the full bodies read (decoupling.data.full);
+    the manifest returned is still the smoke one (the full one: full.read_full_manifest())."""
     from filelock import FileLock
+
+    if profile == "full":
+        from decoupling.data import full
+        m = prepare(force=force, progress=progress)
+        if force:
+            shutil.rmtree(full.full_dir(), ignore_errors=True)
+        full.prepare_full(progress)
+        return m
 
     d = data_dir()
     if not force:
@@ -195,7 +214,7 @@ def prepare(force: bool = False, progress: bool = True) -> dict:
             return read_manifest()
         shutil.rmtree(d / ".tmp", ignore_errors=True)  # leftovers of an interrupted run
         if force:
-            for sub in ("corpora", "tokenizer", "tokens", "tasks", "raw", "manifest.json"):
+            for sub in ("corpora", "tokenizer", "tokens", "tasks", "raw", "full", "manifest.json"):
                 p = d / sub
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         read.clear_caches()
@@ -285,11 +304,18 @@ def main_data(argv=None) -> int:
                                 description=decoupling.data.__doc__.split("\n")[0])
     p.add_argument("--force", action="store_true", help="rebuild everything from the sources")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--profile", choices=("smoke", "full"), default="smoke",
+                   help="full: also fetch the larger corpora the full bodies read (~90 MB, a few minutes)")
     a = p.parse_args(argv)
     warm = not a.force and complete(read_manifest())
-    m = prepare(force=a.force, progress=not a.quiet)
+    m = prepare(force=a.force, progress=not a.quiet, profile=a.profile)
     if warm or a.quiet:  # a build already showed the table on the terminal
         print(summary(m))
     print("tasks: " + ", ".join(f"{t} ({v['n_train']}+{v['n_test']})" for t, v in m["tasks"].items()))
     print(f"manifest {data_dir() / 'manifest.json'}  sha256 {read.manifest_hash()}")
+    if a.profile == "full":
+        from decoupling.data import full
+        fm = full.read_full_manifest()
+        print("full corpora: " + ", ".join(f"{d} {v['n_tokens']:,} tokens" for d, v in fm["tokens"].items()))
+        print(f"full manifest {full.full_dir() / 'manifest.json'}  sha256 {read.manifest_hash(profile='full')}")
     return 0

@@ -1,12 +1,14 @@
 """Reading the prepared data: what experiments call (re-exported by `decoupling.data`).
 
   corpus(domain), documents(domain)    pretraining text (documents joined by "<|eos|>")
-  token_ids(domain, max_tokens)        the same text as one token stream (torch.LongTensor)
+  token_ids(domain, max_tokens)        the same text as one token stream (torch.LongTensor); profile="full"
+                                       reads the larger corpora of decoupling.data.full (fetched on first use)
+  n_tokens(domain, profile)            a stream's length, from the manifest (nothing loaded)
   tokenizer()                          the shared byte-level BPE tokenizer (vocab 4096)
   task(name)                           a target task as a `datasets.DatasetDict` (train/test)
   arrays(name), encode(name, ...)      the same task as numpy arrays / padded torch tensors
   label_names, num_labels, baseline    what a task's labels are, and the bar a model should clear
-  manifest_hash(portable)              the hash of everything prepared (part of every results key)
+  manifest_hash(portable, profile)     the hash of everything prepared (part of every results key)
 
 Every reader prepares the data first if nothing is there yet (`_ensure`), and caches what it read in this
 process. Heavy imports (torch, transformers, datasets, sklearn) happen inside the functions that need them:
@@ -22,6 +24,8 @@ from decoupling.data.layout import (BOS, CLS, DEBIAN_DOMAINS, DEBIAN_SOURCES, DO
                                     TASKS, artifact_meta, check, complete, data_dir, read_manifest, task_dir)
 from decoupling.files import canonical
 
+PROFILES = ("smoke", "full")  # which corpora a reader reads (decoupling.profiles.PROFILES, without importing it)
+
 
 @functools.lru_cache(maxsize=1)
 def _ensure() -> None:
@@ -33,7 +37,7 @@ def _ensure() -> None:
 
 def clear_caches() -> None:
     """Forget what this process read (prepare() calls it before it rewrites the data)."""
-    for f in (_ensure, tokenizer, _stream, _corpus_text, _columns):
+    for f in (_ensure, tokenizer, _stream, _corpus_text, _columns, _ensure_full):
         f.cache_clear()
     _ENCODED.clear()
 
@@ -50,29 +54,46 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(data_dir() / "tokenizer"), local_files_only=True)
 
 
-@functools.lru_cache(maxsize=16)
-def _stream(domain: str):
-    import numpy as np
+@functools.lru_cache(maxsize=1)
+def _ensure_full() -> None:
+    """The full corpora, fetched and prepared the first time a `full` reader asks (never for smoke)."""
+    from decoupling.data import full
+    full.prepare_full()
+
+
+def _root(profile: str):
+    check(profile, PROFILES, "profile")
+    if profile == "full":
+        from decoupling.data import full
+        _ensure_full()
+        return full.full_dir()
     _ensure()
-    path = data_dir() / "tokens" / domain / "ids.npy"
+    return data_dir()
+
+
+@functools.lru_cache(maxsize=16)
+def _stream(domain: str, profile: str = "smoke"):
+    import numpy as np
+    path = _root(profile) / "tokens" / domain / "ids.npy"
     if not path.exists():
         raise FileNotFoundError(f"domain {domain!r} was not prepared here ({_skip_reason(domain)}); "
                                 f"available: {', '.join(available_domains())}")
     return np.load(path, mmap_mode="r")
 
 
-def token_ids(domain: str, max_tokens: int | None = None, seed: int = SHUFFLE_SEED):
+def token_ids(domain: str, max_tokens: int | None = None, seed: int = SHUFFLE_SEED, profile: str = "smoke"):
     """A domain's corpus as one 1-D torch.LongTensor of token ids (documents separated by <|eos|>).
 
     `max_tokens` keeps the first tokens (the document order is a fixed random order, so any prefix is a
     representative sample). "shuffled" is the control: exactly the tokens of token_ids("code", max_tokens),
     randomly permuted with `seed` — same unigram statistics, no sequential structure.
+    `profile="full"`: the larger corpora of decoupling.data.full ("code", "prose", "c", "shuffled").
     """
     import numpy as np
     import torch
 
     check(domain, DOMAINS, "domain")
-    src = _stream("code" if domain == "shuffled" else domain)
+    src = _stream("code" if domain == "shuffled" else domain, profile)
     ids = np.array(src[:max_tokens] if max_tokens is not None else src, dtype=np.int64)
     if domain == "shuffled":
         ids = ids[np.random.default_rng(seed).permutation(ids.size)]
@@ -99,6 +120,22 @@ def corpus(domain: str, max_chars: int | None = None) -> str:
     else:
         text = _corpus_text(domain)
     return text if max_chars is None else text[:max_chars]
+
+
+def n_tokens(domain: str, profile: str = "smoke") -> int:
+    """The length of a domain's token stream ("shuffled": the code stream's), read from the manifest."""
+    check(domain, DOMAINS, "domain")
+    name = "code" if domain == "shuffled" else domain
+    if profile == "full":
+        from decoupling.data import full
+        _ensure_full()
+        m = full.read_full_manifest()
+    else:
+        _ensure()
+        m = read_manifest()
+    if name not in m["tokens"]:
+        raise FileNotFoundError(f"domain {domain!r} has no {profile} token stream here")
+    return int(m["tokens"][name]["n_tokens"])
 
 
 def available_domains() -> list[str]:
@@ -269,8 +306,11 @@ def baseline(name: str) -> dict:
 # --------------------------------------------------------------------------------------------------
 # The manifest's hash: part of every results key
 # --------------------------------------------------------------------------------------------------
-def manifest_hash(portable: bool = False) -> str:
+def manifest_hash(portable: bool = False, profile: str = "smoke") -> str:
     """sha256 of the manifest's canonical JSON: changes iff any prepared data changes (results-store key).
+
+    profile="full" hashes the smoke manifest together with the full corpora's (decoupling.data.full); the
+    smoke hash never reads the full data, so fetching it changes no smoke key.
 
     portable=True hashes only what every machine can prepare (drops the optional Debian sources and their
     corpora/streams): use it for results that do not read the "go"/"bible_en" domains, so a machine
@@ -279,7 +319,12 @@ def manifest_hash(portable: bool = False) -> str:
     if m is None:
         from decoupling.data.preparation import prepare
         m = prepare()
-    return hashlib.sha256(canonical(portable_manifest(m) if portable else m).encode()).hexdigest()
+    m = portable_manifest(m) if portable else m
+    if profile == "full":
+        from decoupling.data import full
+        _ensure_full()
+        m = {"smoke": m, "full": full.read_full_manifest()}
+    return hashlib.sha256(canonical(m).encode()).hexdigest()
 
 
 def portable_manifest(m: dict) -> dict:
