@@ -50,7 +50,8 @@ def full_env(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("DECOUPLING_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("DECOUPLING_PROGRESS", "0")
     monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")  # full on this CPU on purpose: toy sizes
-    tiny = R(P.FULL, model=R(P.FULL.model, n_layer=1, n_head=2, d_model=16), steps=2, batch_size=2)
+    tiny = R(P.FULL, model=R(P.FULL.model, n_layer=1, n_head=2, d_model=16), steps=2, batch_size=2, corpus="smoke",
+             eval_tokens=4096, eval_every=0)
     monkeypatch.setitem(P.PRETRAIN, "full", tiny)
     return tiny
 
