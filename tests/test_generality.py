@@ -297,14 +297,14 @@ def test_digits_experiment_is_deterministic_in_both_directions(direction):
     assert a == b  # bitwise-deterministic on CPU, JSON-able dict
     json.dumps(a)
     assert (a["source_task"], a["target"]) == (cfg.source, cfg.target) and cfg.source != cfg.target
-    assert set(a["runs"]) == {E.SCRATCH, E.CONTROL, "pretrained", "early", "steps-20", "pretrained-rescaled",
-                              "random-labels"}
+    assert set(a["runs"]) == {E.SCRATCH, E.CONTROL, "pretrained", "early", "steps-20"} | (
+        {"pretrained-rescaled", "random-labels"} if cfg.diagnostics else set())
     assert a["source_steps"] == {"early": 5, "steps-20": 20, "pretrained": 60}
     r = a["runs"]["pretrained"]
     assert len(r["block_bits"][0]) == 3 and len(r["choices"][0]) == 2 and len(r["L"]) == 2
     assert r["block_bits"][0][0] == pytest.approx(10 * math.log2(5))
-    # the rescaled body has θ0's feature norm on the source images (same directions)
-    assert a["diagnostics"]["pretrained-rescaled"]["feature_norm"] < a["diagnostics"]["pretrained"]["feature_norm"]
+    if cfg.diagnostics:  # the rescaled body has θ0's feature norm on the source images (same directions)
+        assert a["diagnostics"]["pretrained-rescaled"]["feature_norm"] < a["diagnostics"]["pretrained"]["feature_norm"]
     assert len(a["filters"]["pretrained"]) == 2 and len(a["filters"]["pretrained"][0]) == 64
     # the reference (pixels + logistic regression) codes the same examples, in the same order, on the same blocks
     ref = a["reference"]
