@@ -134,8 +134,8 @@ def test_generality_score_and_dt_fit_known_answers():
     assert s["ci"][0] <= s["score"] <= s["ci"][1]
     assert s["families"] == pytest.approx({"sentiment": 0.2, "code": 0.5, "prose": 0.0})
     # cells are independent draws: every (target, seed) gets its own seed, the control another one
-    seeds = {E.run_seed(t, s) for t in E.TARGETS["smoke"] for s in (0, 1, 2)}
-    assert len(seeds) == 3 * len(E.TARGETS["smoke"])
+    seeds = {E.run_seed(t, s) for t in E.TEXT_TARGETS for s in (0, 1, 2)}
+    assert len(seeds) == 3 * len(E.TEXT_TARGETS)
     assert not seeds & {v + P.CONTROL_OFFSET for v in seeds}
     n = [10, 20, 40, 80]
     curves = [{"n": n, "dt": [3 * v ** 0.25 for v in n]}, {"n": n, "dt": [50 * v ** 0.25 for v in n]}]
@@ -280,19 +280,130 @@ def test_batched_protocol_equals_sequential_bert(one_thread):
     _assert_same_runs(together, alone, rtol=1e-3)
 
 
-def test_digits_experiment_is_deterministic_and_runs_the_protocol():
-    cfg = E.DigitsConfig(hidden=16, pretrain_steps=60, early_steps=5, seeds=(0,), n_filters=2,
-                         protocol=P.Protocol(ends=(10, 30, 60), hps=(P.HP("ft", 3e-3, 1.0), P.HP("probe", 1e-2, 0.0)),
-                                             epochs=5.0, batch_size=32, min_steps=5, max_steps=20))
+TINY_DIGITS = E.DigitsConfig(hidden=16, pretrain_steps=60, early_steps=5, mid_steps=(20,), seeds=(0, 1), n_filters=2,
+                             protocol=P.Protocol(ends=(10, 30, 60), hps=(P.HP("ft", 3e-3, 1.0), P.HP("probe", 1e-2, 0.0)),
+                                                 epochs=5.0, batch_size=32, min_steps=5, max_steps=20))
+
+
+@pytest.mark.parametrize("direction", [{}, E.REVERSE], ids=["0-4 to 5-9", "5-9 to 0-4"])
+def test_digits_experiment_is_deterministic_in_both_directions(direction):
+    import dataclasses
+    import json
+    from decoupling import data
+    from decoupling.core import baselines
+    cfg = dataclasses.replace(TINY_DIGITS, **direction)
     a = E.digits_transfer(cfg)
     b = E.digits_transfer(cfg)
     assert a == b  # bitwise-deterministic on CPU, JSON-able dict
-    assert set(a["runs"]) == {E.SCRATCH, E.CONTROL, "pretrained", "early", "pretrained-rescaled", "random-labels"}
-    r = a["runs"]["pretrained"]
-    assert len(r["block_bits"][0]) == 3 and len(r["choices"][0]) == 2
-    assert r["block_bits"][0][0] == pytest.approx(10 * math.log2(5))
-    # the rescaled body has θ0's feature norm on the source images (same directions)
-    assert a["diagnostics"]["pretrained-rescaled"]["feature_norm"] < a["diagnostics"]["pretrained"]["feature_norm"]
-    assert len(a["filters"]["pretrained"]) == 2 and len(a["filters"]["pretrained"][0]) == 64
-    import json
     json.dumps(a)
+    assert (a["source_task"], a["target"]) == (cfg.source, cfg.target) and cfg.source != cfg.target
+    assert set(a["runs"]) == {E.SCRATCH, E.CONTROL, "pretrained", "early", "steps-20"} | (
+        {"pretrained-rescaled", "random-labels"} if cfg.diagnostics else set())
+    assert a["source_steps"] == {"early": 5, "steps-20": 20, "pretrained": 60}
+    r = a["runs"]["pretrained"]
+    assert len(r["block_bits"][0]) == 3 and len(r["choices"][0]) == 2 and len(r["L"]) == 2
+    assert r["block_bits"][0][0] == pytest.approx(10 * math.log2(5))
+    if cfg.diagnostics:  # the rescaled body has θ0's feature norm on the source images (same directions)
+        assert a["diagnostics"]["pretrained-rescaled"]["feature_norm"] < a["diagnostics"]["pretrained"]["feature_norm"]
+    assert len(a["filters"]["pretrained"]) == 2 and len(a["filters"]["pretrained"][0]) == 64
+    # the reference (pixels + logistic regression) codes the same examples, in the same order, on the same blocks
+    ref = a["reference"]
+    assert len(ref["L"]) == 2 and all(len(bb) == 3 for bb in ref["block_bits"])
+    assert ref["block_bits"][0][0] == pytest.approx(r["block_bits"][0][0])  # the same uniform first block
+    tgt = data.arrays(cfg.target)
+    (xt, yt), (xe, ye) = tgt["train"], tgt["test"]
+    again = baselines.pixels_prequential(xt, yt, [P.subset(len(yt), 60, s) for s in cfg.seeds], xe, ye, 5, (10, 30, 60))
+    assert again == ref
+
+
+def test_digits_directions_differ_and_the_summary_reads_both():
+    import dataclasses
+    runs = [E.digits_transfer(dataclasses.replace(TINY_DIGITS, seeds=(0,), **d)) for d in ({}, E.REVERSE)]
+    assert runs[0]["runs"][E.SCRATCH]["L"] != runs[1]["runs"][E.SCRATCH]["L"]
+    D = S.digits_summary(runs, n_boot=200)
+    assert list(D["directions"]) == ["digits/0-4 -> digits/5-9", "digits/5-9 -> digits/0-4"]
+    assert D["asymmetry"]["pair"] == list(D["directions"])
+    for dd in D["directions"].values():
+        assert [p["steps"] for p in dd["steps"]] == [5, 20, 60]  # ΔL against source-training steps, in order
+        assert dd["control"]["equivalence"] in ("equivalent", "biased", "undecided")
+
+
+def test_reference_codes_the_same_blocks_known_answers():
+    """The TF-IDF reference: a uniform first block, one code length per order, and a reference that is told
+    the same order twice codes it the same way (it sees the rows in the order it is given)."""
+    from decoupling.core import baselines
+    texts = [f"good movie {i}" if i % 2 else f"bad film {i}" for i in range(80)]
+    y = np.arange(80) % 2
+    order = np.random.default_rng(0).permutation(80)[:48]
+    res = baselines.tfidf_prequential(texts, y, [order, order], texts[:10], y[:10], 2, (8, 24, 48))
+    assert res["L"][0] == res["L"][1] and len(res["block_bits"][0]) == 3
+    assert res["block_bits"][0][0] == pytest.approx(8.0)  # 8 labels at 1 bit
+    assert res["L"][0] < 48 * 0.6  # the rule is learnable from the words: far below the uniform code
+
+
+def test_generality_score_is_clustered_by_target():
+    """Two targets, seeds tightly around 0 on one and 1 on the other: the suite is two draws, so the interval
+    resamples targets (then seeds) and spans nearly [0, 1]; resampling the 10 runs as independent would give a
+    much narrower one."""
+    rows = [{"init": "a", "target": "t1", "dL_per_label": [0.0, 0.01, -0.01, 0.0, 0.0]},
+            {"init": "a", "target": "t2", "dL_per_label": [1.0, 1.01, 0.99, 1.0, 1.0]}]
+    s = S.generality_score(rows, "a", n_boot=1000)
+    c = measures.clustered_ci({"t1": rows[0]["dL_per_label"], "t2": rows[1]["dL_per_label"]}, n_boot=1000)
+    assert s["score"] == pytest.approx(0.5) and s["ci"] == [c["lo"], c["hi"]]
+    assert s["ci"][0] < 0.05 and s["ci"][1] > 0.95
+    flat = measures.bootstrap_ci(np.concatenate([r["dL_per_label"] for r in rows]), n_boot=1000)
+    assert flat.hi - flat.lo < 0.8 * (s["ci"][1] - s["ci"][0])
+
+
+def test_seed_vs_seed_control_is_an_equivalence_test():
+    """A control whose CI lies within ±δ is equivalent; a noisy one centred on 0 is undecided (it would pass a
+    "CI contains 0" test); a shifted one is biased."""
+    rng = np.random.default_rng(0)
+
+    def score(values):
+        rows = [{"init": P.CONTROL, "target": f"t{k}", "dL_per_label": list(v)} for k, v in enumerate(values)]
+        return S.generality_score(rows, P.CONTROL, n_boot=1000)
+
+    assert score(rng.normal(0, 0.005, (6, 5)))["equivalence"] == "equivalent"
+    noisy = score(rng.normal(0, 0.3, (6, 5)))
+    assert noisy["equivalence"] == "undecided" and noisy["ci"][0] < 0 < noisy["ci"][1]
+    assert score(rng.normal(0.3, 0.005, (6, 5)))["equivalence"] == "biased"
+
+
+def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
+    """In probe mode, θ0 and θ0' are random BERTs initialised from each seed's own run seed (and + offset),
+    each embedding only its own seed's rows plus the test rows; MiniLM embeds the union once; the TF-IDF
+    reference codes the same rows in the same order on the same blocks."""
+    from decoupling import data
+    from decoupling.core import baselines
+    inits, sizes = [], []
+    real_random, real_embed = E._random_bert, models.embed_minilm
+
+    def spy_random(num_labels, seed):
+        inits.append(seed)
+        m = real_random(num_labels, seed)
+        m._spy_seed = seed
+        return m
+
+    def spy_embed(texts, *a, model=None, **kw):
+        sizes.append((getattr(model, "_spy_seed", "minilm"), len(texts)))
+        return real_embed(texts, *a, model=model, **kw)
+
+    monkeypatch.setattr(E, "_random_bert", spy_random)
+    monkeypatch.setattr(models, "embed_minilm", spy_embed)
+    target = "sentiment/tweets"
+    cfg = E.MiniLMConfig(targets=(target,), max_len=8, n_test=16, seeds=(0, 1),
+                         protocol=P.Protocol(ends=(8, 24), hps=(P.HP("p", 1e-2, 1.0, 0.0),), epochs=2.0,
+                                             batch_size=16, min_steps=2, max_steps=4))
+    out = E.minilm_transfer(cfg)["targets"][target]
+    rs = [E.run_seed(target, s) for s in cfg.seeds]
+    assert inits == [rs[0], rs[0] + P.CONTROL_OFFSET, rs[1], rs[1] + P.CONTROL_OFFSET]
+    assert [n for who, n in sizes if who != "minilm"] == [24 + 16] * 4  # own seed's rows + the test rows
+    assert out["pairs"][P.CONTROL]["dL"][0] != out["pairs"][P.CONTROL]["dL"][1]
+    arr = data.arrays(target)
+    (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
+    ti = np.sort(P.subset(len(yte), 16, 0))
+    ref = baselines.tfidf_prequential(xtr, ytr, [P.subset(len(ytr), 24, r) for r in rs], [xte[i] for i in ti], yte[ti],
+                                      2, (8, 24))
+    assert out["reference"] == ref
+    assert len(out["reference"]["L"]) == len(out["runs"][E.SCRATCH]["L"]) == 2

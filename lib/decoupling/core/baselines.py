@@ -3,9 +3,10 @@
 ΔL against a random init (θ0) says what the pretrained weights carry; a reader also asks the practical
 question: does the pretrained model beat what one would fit without any pretraining? For text that is
 TF-IDF over word 1–2-grams and character 2–4-grams with a logistic regression (a strong classical text
-classifier), coded on the same examples, in the same order, with the same blocks, and the same rule: two
-settings of the regularisation C, the block coded by the one whose code for the previous block was
-shorter, log2(2) bits charged per block (`prequential.select_prequential`).
+classifier); for images, standardised pixels with a logistic regression. Either is coded on the same
+examples, in the same order, with the same blocks, and the same rule: two settings of the regularisation
+C, the block coded by the one whose code for the previous block was shorter, log2(2) bits charged per
+block (`prequential.select_prequential`).
 """
 from __future__ import annotations
 
@@ -29,13 +30,25 @@ def _fit(texts: Sequence[str], y: np.ndarray, C: float):
     return make_pipeline(features, LogisticRegression(C=C, max_iter=2000)).fit(list(texts), y)
 
 
-def _proba(clf, texts: Sequence[str], K: int) -> np.ndarray:
+def _fit_pixels(x: np.ndarray, y: np.ndarray, C: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(x, y)
+
+
+def _rows(x, idx):
+    """The rows idx of a feature array or of a list of texts."""
+    return x[idx] if isinstance(x, np.ndarray) else [x[i] for i in idx]
+
+
+def _proba(clf, texts, K: int) -> np.ndarray:
     """Probabilities over all K classes. A class absent from the blocks seen so far gets its share of a
     FLOOR mixture with the uniform code: otherwise the reference would pay infinite bits for a class it has
     not met yet (the neural heads always predict all K). The mixture costs at most log2(1/(1−FLOOR)) ≈ 0.0014
     bits per label."""
     p = np.zeros((len(texts), K))
-    p[:, clf.classes_] = clf.predict_proba(list(texts))
+    p[:, clf.classes_] = clf.predict_proba(texts if isinstance(texts, np.ndarray) else list(texts))
     return (1 - FLOOR) * p + FLOOR / K
 
 
@@ -44,6 +57,17 @@ def tfidf_prequential(train_texts: Sequence[str], train_y, orders: Sequence[np.n
     """For each order (one per seed: the training rows in the order they are sent), the prequential code
     length of their labels under TF-IDF + logistic regression, and the test-set bits of the fit that coded
     each block (a learning curve). Lists over orders: L, block_bits, choices, test_bits."""
+    return _coded(_fit, train_texts, train_y, orders, test_texts, test_y, K, ends)
+
+
+def pixels_prequential(train_x: np.ndarray, train_y, orders: Sequence[np.ndarray], test_x: np.ndarray, test_y,
+                       K: int, ends: Sequence[int]) -> dict:
+    """`tfidf_prequential` for images: standardised pixels + logistic regression (the digits chapter's
+    reference), the same outputs."""
+    return _coded(_fit_pixels, np.asarray(train_x), train_y, orders, np.asarray(test_x), test_y, K, ends)
+
+
+def _coded(fit, train_x, train_y, orders: Sequence[np.ndarray], test_x, test_y, K: int, ends: Sequence[int]) -> dict:
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     out: dict = {"L": [], "block_bits": [], "choices": [], "test_bits": [], "hps": [f"C={c:g}" for c in CS]}
     for order in orders:
@@ -51,13 +75,13 @@ def tfidf_prequential(train_texts: Sequence[str], train_y, orders: Sequence[np.n
         fits: dict = {}
 
         def fit_predict(c, tr, te, order=order, fits=fits):
-            fits[len(tr), c] = clf = _fit([train_texts[i] for i in order[tr]], train_y[order[tr]], CS[c])
-            return _proba(clf, [train_texts[i] for i in order[te]], K)
+            fits[len(tr), c] = clf = fit(_rows(train_x, order[tr]), train_y[order[tr]], CS[c])
+            return _proba(clf, _rows(train_x, order[te]), K)
 
         res = select_prequential(fit_predict, train_y[order], K, ends, len(CS))
         out["L"].append(res["total_bits"])
         out["block_bits"].append(res["block_bits"])
         out["choices"].append(res["choices"])
-        out["test_bits"].append([measures.log_loss_bits(_proba(fits[e, c], test_texts, K), test_y)
+        out["test_bits"].append([measures.log_loss_bits(_proba(fits[e, c], test_x, K), test_y)
                                  for e, c in zip(ends[:-1], res["choices"])])
     return out

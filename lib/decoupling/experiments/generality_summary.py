@@ -1,7 +1,9 @@
 """Chapter 4's aggregations (book/generality.md): what the chapter prints about the results of
-`experiments.generality` — the source → target ΔL matrix, each body's generality score with a bootstrap CI,
-the three estimators side by side, the effective data transferred D_T and its exponent, and the rank
-correlation of LogME with ΔL. Pure functions of those results: nothing here trains.
+`experiments.generality` — the source → target ΔL matrix against θ0 and against the reference with no
+pretraining, each body's generality score with a CI clustered by target, the seed-vs-seed control as an
+equivalence test, the three estimators side by side, the effective data transferred D_T and its exponent,
+the rank correlation of LogME with ΔL, and the digits in both directions. Pure functions of those
+results: nothing here trains.
 """
 from __future__ import annotations
 
@@ -13,16 +15,31 @@ from decoupling.core import measures
 from decoupling.core.prequential import CONTROL, SCRATCH
 
 
-def cells(transfers: Sequence[dict], minilm: dict | None = None) -> list[dict]:
-    """Every (target, init) result as one row: ΔL per seed (bits, total and per label), essay KL, reverse
-    KL and held-out gain per seed at the last fit, LogME. The input of all the summaries below."""
+def vs_reference(result: dict, init: str, reference: dict | None) -> list[float] | None:
+    """ΔL of `init` against the reference with no pretraining, per seed, in bits per label:
+    (L_ref − L_init) / n, seed by seed (the reference coded the same examples in the same order)."""
+    if reference is None:
+        return None
+    L = np.asarray(result["runs"][init]["L"], float)
+    ref = np.asarray(reference["L"], float)
+    if len(ref) != len(L):
+        raise ValueError(f"the reference has {len(ref)} seeds, {init} {len(L)}: they must code the same runs")
+    return ((ref - L) / result["n"]).tolist()
+
+
+def cells(transfers: Sequence[dict], minilm: dict | None = None, references: Sequence[dict] | None = None) -> list[dict]:
+    """Every (target, init) result as one row: ΔL per seed (bits, total and per label; against θ0 and,
+    where a reference was coded on the same blocks, against it), essay KL, reverse KL and held-out gain per
+    seed at the last fit, LogME. The input of all the summaries below."""
     rows = []
-    blocks = [(t, "ours") for t in transfers] + [(t, "minilm-" + minilm["mode"]) for t in
-                                                (minilm or {}).get("targets", {}).values()]
-    for t, family in blocks:
+    refs = list(references) if references is not None else [None] * len(transfers)
+    blocks = [(t, "ours", r) for t, r in zip(transfers, refs)] + [
+        (t, "minilm-" + minilm["mode"], t.get("reference")) for t in (minilm or {}).get("targets", {}).values()]
+    for t, family, ref in blocks:
         for name, p in t["pairs"].items():
             rows.append({"target": t["target"], "init": name, "body": family, "n": t["n"],
                          "dL": list(p["dL"]), "dL_per_label": [v / t["n"] for v in p["dL"]],
+                         "dL_ref_per_label": vs_reference(t, name, ref),
                          "essay_kl": [v[-1] for v in p["essay_kl"]], "reverse_kl": [v[-1] for v in p["reverse_kl"]],
                          "gain": [v[-1] for v in p["gain"]], "logme": t["logme"].get(name),
                          "logme_scratch": t["logme"].get(SCRATCH)})
@@ -33,26 +50,49 @@ def task_family(target: str) -> str:
     return target.split("/")[0]
 
 
-def generality_score(rows: Sequence[dict], init: str, n_boot: int = 2000, seed: int = 0) -> dict:
+def generality_score(rows: Sequence[dict], init: str, n_boot: int = 2000, seed: int = 0,
+                     key: str = "dL_per_label") -> dict:
     """The essay's double integral as a Monte Carlo estimate: ΔL per label averaged uniformly over the
-    (task, dataset) pairs of the suite and the seeds. Each (task, dataset, seed) run is one independent draw
-    (`run_seed`), and the suite itself is a sample of "all tasks and datasets", so the bootstrap resamples
-    runs. Per task family means are reported beside it."""
-    mine = [r for r in rows if r["init"] == init]
+    (task, dataset) pairs of the suite, each pair's value the mean over its seeds. The 95% CI is clustered
+    by target (`measures.clustered_ci`: resample the targets, then the seeds within each): runs on one
+    target share its difficulty, so resampling runs as if independent would make an integral over tasks
+    look more certain than it is. key="dL_ref_per_label": the same against the reference with no
+    pretraining. Per task family means are reported beside it."""
+    mine = [r for r in rows if r["init"] == init and r.get(key) is not None]
     if not mine:
-        return {"init": init, "score": float("nan"), "ci": [float("nan")] * 2, "n_cells": 0, "families": {}}
-    runs = np.concatenate([np.asarray(r["dL_per_label"], float) for r in mine])
-    ci = measures.bootstrap_ci(runs, n_boot=n_boot, seed=seed)
+        return {"init": init, "score": float("nan"), "ci": [float("nan")] * 2, "n_cells": 0, "n_runs": 0,
+                "families": {}}
+    per_target = {r["target"]: r[key] for r in mine}
+    c = measures.clustered_ci(per_target, n_boot=n_boot, seed=seed)
     fam: dict[str, list[float]] = {}
     for r in mine:
-        fam.setdefault(task_family(r["target"]), []).extend(r["dL_per_label"])
-    return {"init": init, "score": ci.value, "ci": [ci.lo, ci.hi], "n_cells": len(mine), "n_runs": len(runs),
-            "families": {k: float(np.mean(v)) for k, v in fam.items()}}
+        fam.setdefault(task_family(r["target"]), []).append(float(np.mean(r[key])))
+    return {"init": init, "score": c["value"], "ci": [c["lo"], c["hi"]], "n_cells": len(mine),
+            "n_runs": sum(len(v) for v in per_target.values()), "families": {k: float(np.mean(v)) for k, v in fam.items()},
+            "equivalence": measures.equivalence(c["lo"], c["hi"])}
 
 
 def pooled_ci(values, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean and percentile-bootstrap 95% CI of values from one target (one value per seed)."""
     ci = measures.bootstrap_ci(np.asarray(values, float), n_boot=n_boot, seed=seed)
     return {"mean": ci.value, "ci": [ci.lo, ci.hi], "n": len(values)}
+
+
+def clustered(per_target: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """`pooled_ci`'s format for an average over targets: the CI clustered by target."""
+    c = measures.clustered_ci({t: np.asarray(v, float) for t, v in per_target.items()}, n_boot=n_boot, seed=seed)
+    return {"mean": c["value"], "ci": [c["lo"], c["hi"]], "n": sum(len(v) for v in per_target.values())}
+
+
+def diff_ci(a, b, n_boot: int = 2000, seed: int = 0) -> dict:
+    """mean(a) − mean(b) for two independent samples (e.g. ΔL per label of two transfer directions over
+    their seeds), with a percentile-bootstrap 95% CI resampling each sample on its own."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    boots = np.array([a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean()
+                      for _ in range(n_boot)])
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"mean": float(a.mean() - b.mean()), "ci": [float(lo), float(hi)], "n": [len(a), len(b)]}
 
 
 def effective_data(transfer_result: dict, init: str) -> dict:
@@ -126,27 +166,39 @@ def logme_vs_dl(rows: Sequence[dict]) -> dict:
             "pooled": spearman([p[0] for p in pooled], [p[1] for p in pooled]), "n_pooled": len(pooled)}
 
 
-def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int = 2000) -> dict:
+def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int = 2000,
+              references: Sequence[dict] | None = None) -> dict:
     """Everything the chapter prints about the text grid: per-cell rows, the ΔL matrix (bits per label,
-    seed mean), each body's generality score, the seed-vs-seed control, the three estimators side by side,
-    D_T per (body, target) with the pooled exponent, and LogME ↔ ΔL."""
-    rows = cells(transfers, minilm)
+    seed mean) against θ0 and against the reference, each body's generality score against both (CIs
+    clustered by target), the seed-vs-seed controls, the three estimators side by side, D_T per (body,
+    target) with the pooled exponent, and LogME ↔ ΔL."""
+    rows = cells(transfers, minilm, references)
     ours = [r for r in rows if r["body"] == "ours"]
     mini = [r for r in rows if r["body"] != "ours"]
     inits = list(dict.fromkeys(r["init"] for r in ours))
     targets = [t["target"] for t in transfers]
-    matrix = {i: {r["target"]: float(np.mean(r["dL_per_label"])) for r in ours if r["init"] == i} for i in inits}
-    if mini:
-        matrix["minilm"] = {r["target"]: float(np.mean(r["dL_per_label"])) for r in mini if r["init"] == "minilm"}
+
+    def seed_mean(rs, init, key):
+        return {r["target"]: float(np.mean(r[key])) for r in rs if r["init"] == init and r.get(key) is not None}
+
+    matrix = {i: seed_mean(ours, i, "dL_per_label") for i in inits}
+    matrix_ref = {i: seed_mean(ours, i, "dL_ref_per_label") for i in inits if i not in (CONTROL,)}
+    if references is not None:  # θ0 itself against the reference: what fine-tuning a random GPT-2 is worth
+        matrix_ref[SCRATCH] = {t["target"]: float(np.mean(vs_reference(t, SCRATCH, r)))
+                               for t, r in zip(transfers, references)}
     scores = {i: generality_score(ours, i, n_boot) for i in inits}
+    scores_ref = {i: generality_score(ours, i, n_boot, key="dL_ref_per_label") for i in inits if i != CONTROL}
     if mini:
+        matrix["minilm"] = seed_mean(mini, "minilm", "dL_per_label")
+        matrix_ref["minilm"] = seed_mean(mini, "minilm", "dL_ref_per_label")
         scores["minilm"] = generality_score(mini, "minilm", n_boot)
         scores["minilm-control"] = generality_score(mini, CONTROL, n_boot)
+        scores_ref["minilm"] = generality_score(mini, "minilm", n_boot, key="dL_ref_per_label")
     three = {}
     for label, rs in [(i, [r for r in ours if r["init"] == i]) for i in inits] + (
             [("minilm", [r for r in mini if r["init"] == "minilm"])] if mini else []):
-        vals = {k: [v for r in rs for v in r[k]] for k in ("essay_kl", "reverse_kl", "gain", "dL_per_label")}
-        three[label] = {k: pooled_ci(v, n_boot) for k, v in vals.items()}
+        three[label] = {k: clustered({r["target"]: r[k] for r in rs}, n_boot)
+                        for k in ("essay_kl", "reverse_kl", "gain", "dL_per_label")}
     dts = {}
     for t in transfers:
         for i in t["pairs"]:
@@ -162,8 +214,40 @@ def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int
         sh = {r["target"]: r["dL_per_label"] for r in ours if r["init"] == "shuffled"}
         for i in inits:
             if i not in (CONTROL, "shuffled"):
-                d = [a - b for r in ours if r["init"] == i for a, b in zip(r["dL_per_label"], sh[r["target"]])]
-                vs_shuffled[i] = pooled_ci(d, n_boot)
-    return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "scores": scores,
-            "three_ways": three, "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
+                vs_shuffled[i] = clustered({r["target"]: [a - b for a, b in zip(r["dL_per_label"], sh[r["target"]])]
+                                            for r in ours if r["init"] == i}, n_boot)
+    return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "matrix_ref": matrix_ref,
+            "scores": scores, "scores_ref": scores_ref, "three_ways": three,
+            "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
             "dt_fit": fit_dt_pooled(real, n_boot), "logme": logme_vs_dl(rows), "vs_shuffled": vs_shuffled}
+
+
+def digits_summary(runs: Sequence[dict], n_boot: int = 2000) -> dict:
+    """The digits in every direction run: per direction and source, ΔL per label against θ0 and against
+    pixels + logistic regression (bootstrap over seeds); ΔL against source-training steps; the
+    seed-vs-seed control as an equivalence test; the asymmetry (converged source, one direction minus the
+    other); and the paired cost of training the source longer (converged minus early-stopped, seed by seed:
+    the same θ0, examples and head init, so the difference is the extra source training alone)."""
+    out: dict = {"directions": {}}
+    for d in runs:
+        key = f"{d['source_task']} -> {d['target']}"
+        n = d["n"]
+        per = {i: [v / n for v in p["dL"]] for i, p in d["pairs"].items()}
+        ref = {i: vs_reference(d, i, d["reference"]) for i in d["runs"]}
+        ctrl = pooled_ci(per[CONTROL], n_boot)
+        steps = sorted(d["source_steps"].items(), key=lambda kv: kv[1])
+        out["directions"][key] = {
+            "source": d["source_task"], "target": d["target"], "n": n,
+            "dL": {i: pooled_ci(v, n_boot) for i, v in per.items()},
+            "dL_ref": {i: pooled_ci(v, n_boot) for i, v in ref.items()},
+            "control": {**ctrl, "equivalence": measures.equivalence(*ctrl["ci"])},
+            "steps": [{"init": i, "steps": k, **pooled_ci(per[i], n_boot)} for i, k in steps],
+            "longer_source": pooled_ci([a - b for a, b in zip(per["pretrained"], per["early"])], n_boot),
+        }
+    keys = list(out["directions"])
+    if len(keys) == 2:
+        a, b = (out["directions"][k] for k in keys)
+        pa = [v / a["n"] for v in runs[0]["pairs"]["pretrained"]["dL"]]
+        pb = [v / b["n"] for v in runs[1]["pairs"]["pretrained"]["dL"]]
+        out["asymmetry"] = {"pair": keys, **diff_ci(pa, pb, n_boot)}
+    return out
