@@ -40,6 +40,7 @@ $(DATA): $(STAMP)
 data: $(DATA)
 
 book: $(DATA)
+	@[ "$(PROFILE)" != full ] || $(PY) -m decoupling data --profile full  # the larger corpora, once
 	$(PY) -m decoupling rebuild --profile $(PROFILE)
 
 # Debian's Chromium + ChromeDriver for the browser test (a test tool's own browser download does not work

@@ -23,7 +23,7 @@ VERDICTS = ("holds", "does not hold", "inconclusive")
 EXPECTED_FILE = "book/expected_verdicts.yml"
 # A finding must say what observation makes it hold. While False, a finding without a criterion is
 # recorded with a warning (Claim.warning, shown in its box and on the scorecard) instead of raising.
-REQUIRE_CRITERION = False
+REQUIRE_CRITERION = True
 NO_CRITERION = "no criterion stated: this finding does not say what observation would make it hold"
 
 
