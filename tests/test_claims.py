@@ -37,9 +37,10 @@ def test_a_finding_shows_its_criterion_before_its_value(chapter, tmp_path):
 
 def test_a_finding_without_criterion_is_flagged_or_refused(chapter, tmp_path, monkeypatch):
     ch, shown = chapter
+    monkeypatch.setattr(claims, "REQUIRE_CRITERION", False)  # the lenient mode: recorded with a warning
     ch.finding("f", essay="no criterion", value=1.0, verdict="holds")
     assert _record(tmp_path)["claims"][0]["warning"] == claims.NO_CRITERION and "⚠" in shown[-1]
-    monkeypatch.setattr(claims, "REQUIRE_CRITERION", True)
+    monkeypatch.setattr(claims, "REQUIRE_CRITERION", True)  # the book's mode: refused
     with pytest.raises(ValueError, match="criterion"):
         ch.finding("g", essay="no criterion", value=1.0, verdict="holds", criterion="  ")
 
