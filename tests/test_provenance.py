@@ -82,14 +82,15 @@ def test_each_chapter_depends_on_these_modules():
 
 
 EXPECTED = {'computers': ['core', 'core.baselines', 'core.batched', 'core.device', 'core.measures', 'core.models',
-               'core.prequential', 'core.train', 'data', 'data.layout', 'data.preparation', 'data.read',
-               'data.sources', 'data.tasks', 'experiments', 'experiments.computers', 'experiments.pretrain'],
+               'core.prequential', 'core.train', 'data', 'data.full', 'data.layout', 'data.overlap',
+               'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
+               'experiments.computers', 'experiments.pretrain'],
  'generality': ['core', 'core.baselines', 'core.batched', 'core.device', 'core.measures', 'core.models',
-                'core.prequential', 'core.train', 'data', 'data.layout', 'data.preparation', 'data.read',
-                'data.sources', 'data.tasks', 'experiments', 'experiments.generality',
-                'experiments.pretrain'],
+                'core.prequential', 'core.train', 'data', 'data.full', 'data.layout', 'data.overlap',
+                'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
+                'experiments.generality', 'experiments.pretrain'],
  'memory': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train',
             'experiments', 'experiments.memory'],
  'tyranny': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train', 'data',
-             'data.layout', 'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
-             'experiments.padded_mlp', 'experiments.tyranny']}
+             'data.full', 'data.layout', 'data.overlap', 'data.preparation', 'data.read', 'data.sources',
+             'data.tasks', 'experiments', 'experiments.padded_mlp', 'experiments.tyranny']}

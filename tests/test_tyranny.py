@@ -242,7 +242,9 @@ def test_pretraining_data_bodies_learn_and_fine_tunes_code_the_labels():
     a = TD.pretraining_data(cfg)
     bits = [b["eval_bits_per_token"] for b in a["bodies"]]
     assert bits[-1] < bits[0] - 0.5
-    assert a["tokens"] == [s * 16 * 64 for s in cfg.body_steps]
+    from decoupling.experiments import pretrain
+    body = pretrain.config("smoke", "code")  # the smoke body preset: batch × window tokens per step
+    assert a["tokens"] == [s * body.batch_size * body.model.block_size for s in cfg.body_steps]
     for v in a["per_target"].values():
         assert np.array(v["dL_per_label"]).shape == (2, 4)
         assert np.isfinite(v["dL_per_label"]).all() and len(v["slopes"]) == 2
