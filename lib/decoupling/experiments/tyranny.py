@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from decoupling.core.device import DEVICE, cpu_threads  # every experiment runs on one CPU thread (see its docstring)
+from decoupling.core import prequential
+from decoupling.core.device import cpu_threads  # every experiment runs on one CPU thread (see its docstring)
 # the batched digits MLPs (names re-exported: the tests reach them here, and may replace `_fit_mlps`)
 from decoupling.experiments.padded_mlp import (PaddedMLP, _fit_mlp, _fit_mlps, _log_proba, _recipe,  # noqa: F401
                                                mlp, n_params)
@@ -213,8 +214,7 @@ def _train_seeds(mc, seeds, train_ids, tc):
     """One size, every seed: [(trained LM, its train result or None)], batched on a GPU (launch-bound
     steps), one train_lm after another on a CPU (where stacking only adds arithmetic)."""
     from decoupling.core import batched, models, train
-    from decoupling.core.device import DEVICE
-    if DEVICE.type == "cuda" and len(seeds) > 1:
+    if prequential.batch_fits() and len(seeds) > 1:  # the book's one rule for batching (a GPU)
         many = batched.train_many_lm(lambda s: models.build_lm(mc, seed=s), seeds, lambda k: train_ids, tc,
                                      data_seeds=seeds, desc=f"tyranny L={mc.n_layer} d={mc.d_model}")
         return [(many.member(k), None) for k in range(len(seeds))]
@@ -394,7 +394,7 @@ def compression(cfg: CompressionConfig) -> dict:
     with cpu_threads(1):
         models = _fit_mlps([(Xtr[:n], labels_of[labels][0][:n], w) for w, labels, n in fits], K, cfg.steps,
                            cfg.lr, cfg.weight_decay, cfg.seed, desc="tyranny: prequential",
-                           batch=DEVICE.type == "cuda")  # on a CPU one fit after another is faster
+                           batch=prequential.batch_fits())  # on a CPU one fit after another is faster
         fitted = {(w, labels, n): m for (w, labels, n), m in zip(fits, models)}
         rows = []
         for w, labels in jobs:
