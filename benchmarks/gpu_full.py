@@ -69,7 +69,7 @@ def say(msg: str = "") -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu_out"), help="output folder (default $OUT, else gpu_out)")
+    p.add_argument("--out", default="gpu_out", help="output folder (default gpu_out)")
     p.add_argument("--root", default=str(REPO), help="the book's root (holds _toc.yml and book/)")
     p.add_argument("--store", default=None, help="results store (default <repo>/.cache/gpu_full/store: kept "
                                                  "between calls on a warm machine)")
