@@ -304,8 +304,9 @@ def chapter_calls(name: str, host_only: bool) -> list[tuple[str, object, object]
                 ("task_token", E.task_token, preset(E.TASK_TOKEN, "full", seed=0)),
                 ("icl_diversity", E.icl_diversity, preset(E.ICL, "full"))]
     if name == "tyranny":
-        from decoupling.experiments import tyranny as E
+        from decoupling.experiments import tyranny as E, tyranny_data as TD
         out = [("scaling", E.scaling, preset(E.SCALING, "full")),
+               ("pretraining_data", TD.pretraining_data, preset(TD.DATA, "full")),
                ("memorization", E.memorization, preset(E.MEMORIZATION, "full", label_seed=0, seed=0)),
                ("compression", E.compression, preset(E.COMPRESSION, "full", order_seed=0, label_seed=0, seed=0))]
         if host_only:

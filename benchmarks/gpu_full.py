@@ -16,11 +16,13 @@ What comes back under --out (a few small files, easy to copy back from a cluster
                          extract at the repository root (`tar -xzf full_results.tar.gz`) and commit —
                          plus build/records/*.json (claims) and build/figures/* (repacked after every chapter)
 
-First, here: what the GPU machine lacks, in one archive of about 50 MiB — the
+First, here: what the GPU machine lacks, in one archive of under 60 MiB — the
 prepared data without the optional Debian corpora (no experiment reads them; the manifest keeps its
-portable hash, so store keys match), all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32), and pybtex
-(pure Python; the computers chapter reads the bibliography with it):
-    python benchmarks/gpu_full.py --make-carry          # -> .cache/carry/carry.tar.xz (~47 MB)
+portable hash, so store keys match), of the full corpora (`decoupling data --profile full`) the first
+tokens of each stream that the `full` bodies read with the full manifest unchanged (so the `full` keys
+match too), all-MiniLM-L6-v2 with fp16 weights (91 MB as fp32), and pybtex (pure Python; the computers
+chapter reads the bibliography with it):
+    python benchmarks/gpu_full.py --make-carry          # -> .cache/carry/carry.tar.xz
 On the GPU node (with .cache/carry copied beside the repository; the script unpacks it and points the
 chapters at it):
     PYTHONPATH=lib python benchmarks/gpu_full.py --out gpu_out --budget-s 3600
@@ -91,6 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--carry", default=str(CARRY), metavar="PATH", help="the archive of data + MiniLM for the GPU "
                    "machine (default .cache/carry/carry.tar.xz): unpacked there when present")
     p.add_argument("--make-carry", action="store_true", help="here, not on the GPU: write that archive (see above)")
+    p.add_argument("--without-full-corpora", action="store_true",
+                   help="with --make-carry: leave the full corpora out (enough for the benchmarks and `--profile "
+                        "smoke`; the `full` bodies cannot train from such an archive)")
     p.add_argument("--ingest", metavar="TAR", help="here, not on the GPU: bring a returned full_results.tar.gz "
                                                   "home (see above); gpu_full.json beside it is summarised")
     p.add_argument("--into", default=str(REPO), help="repository root that --ingest writes into (default this one)")
@@ -442,7 +447,7 @@ def environment(args) -> dict:
 # ---------------------------------------------------------------------------------------------- carry
 
 
-def make_carry(dest: Path = CARRY) -> int:
+def make_carry(dest: Path = CARRY, full_corpora: bool = True) -> int:
     """Write the archive the GPU machine needs (here, where the data, MiniLM and CARRIED_DISTS are)."""
     import importlib.metadata
     import shutil
@@ -466,6 +471,9 @@ def make_carry(dest: Path = CARRY) -> int:
             for name in portable[kind]:
                 shutil.copytree(src / kind / name, d / kind / name)
         files.write_json(d / "manifest.json", portable)
+        need = _carry_full_corpora(d / "full") if full_corpora else 0
+        if need is None:
+            return 1
         mdir, msrc = Path(tmp) / "minilm", models.minilm_path()
         shutil.copytree(msrc, mdir, ignore=shutil.ignore_patterns("*.safetensors", "README.md", ".git*"))
         weights = load_file(msrc / "model.safetensors")
@@ -485,8 +493,40 @@ def make_carry(dest: Path = CARRY) -> int:
         files.atomic_write(dest, buf.getvalue())
     size = dest.stat().st_size
     say(f"== {dest}: {size / 2**20:.1f} MiB (limit {CARRY_LIMIT / 2**20:.0f} MiB); data {data.manifest_hash(True)[:12]} "
-        f"(portable manifest), MiniLM fp16, {', '.join(CARRIED_DISTS)}")
+        f"(portable manifest), " + (f"full corpora {data.manifest_hash(True, profile='full')[:12]} (first {need:,} "
+                                    f"tokens of each stream)" if need else "NO full corpora") +
+        f", MiniLM fp16, {', '.join(CARRIED_DISTS)}")
     return 0 if size <= CARRY_LIMIT else 1
+
+
+def _carry_full_corpora(dest: Path) -> int | None:
+    """Copy what the `full` bodies read of the full corpora into dest: the full manifest and every
+    artifact's meta.json unchanged (so `manifest_hash(profile="full")`, hence every `full` key, is the one
+    computed where the data was prepared), and of each token stream only its first U + eval tokens — the
+    prefix `pretrain.pretrain` reads (U = pretrain.unique_tokens, the same for every body). The corpus texts
+    stay behind: nothing that trains reads them. A body asking for more tokens than a carried stream holds
+    fails loudly in `pretrain` (it checks the length it got). Returns that token count, or None."""
+    import shutil
+
+    import numpy as np
+
+    from decoupling.data import full
+    from decoupling.experiments import pretrain
+    if full.read_full_manifest() is None:
+        say("!! no full corpora: run `decoupling data --profile full` first (the full bodies read them)")
+        return None
+    cfg = pretrain.config("full", "code")
+    need = pretrain.unique_tokens(cfg) + cfg.eval_tokens
+    src = full.full_dir()
+    dest.mkdir(parents=True)
+    shutil.copy2(src / "manifest.json", dest / "manifest.json")
+    for dom in full.FULL_DOMAINS:
+        for sub in ("corpora", "tokens"):
+            (dest / sub / dom).mkdir(parents=True)
+            shutil.copy2(src / sub / dom / "meta.json", dest / sub / dom / "meta.json")
+        ids = np.load(src / "tokens" / dom / "ids.npy", mmap_mode="r")
+        np.save(dest / "tokens" / dom / "ids.npy", np.ascontiguousarray(ids[:need]))
+    return need
 
 
 def unpack_carry(archive: Path = CARRY, where: Path = REPO / ".cache" / "gpu_full" / "carry") -> dict:
@@ -624,7 +664,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         return dry_run(args)
     if args.make_carry:
-        return make_carry(Path(args.carry).resolve())
+        return make_carry(Path(args.carry).resolve(), full_corpora=not args.without_full_corpora)
     if args.ingest:
         return ingest(Path(args.ingest), Path(args.into).resolve(), args.profile, args.write_verdicts)
     t_start = time.perf_counter()

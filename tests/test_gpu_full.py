@@ -27,9 +27,42 @@ def _script(*args, **env_extra):
 def carry(tmp_path_factory):
     """The archive the GPU machine gets (`--make-carry`): prepared data + MiniLM, which it lacks."""
     archive = tmp_path_factory.mktemp("carry") / "carry.tar.xz"
-    r = _script("--make-carry", "--carry", str(archive))
+    r = _script("--make-carry", "--carry", str(archive), "--without-full-corpora")  # those: the next test
     assert r.returncode == 0, r.stdout + r.stderr
     return archive
+
+
+def test_carried_full_corpora_keep_the_full_keys_and_hold_what_the_bodies_read(tmp_path):
+    """The carry holds each full token stream's first U + eval tokens and the full manifest unchanged: on the
+    GPU machine the `full` bodies' configs (hence every `full` key) must hash as here, and each body must
+    get every token it reads. Needs the full corpora (`decoupling data --profile full`)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_full
+
+    from decoupling import data
+    from decoupling.data import full
+    if full.read_full_manifest() is None:
+        pytest.skip("the full corpora are not prepared here (`decoupling data --profile full`)")
+    carried = tmp_path / "data"
+    carried.mkdir()
+    for name in ("manifest.json", "tokenizer", "tasks", "corpora", "tokens"):  # the smoke data, as it is
+        (carried / name).symlink_to(data.data_dir() / name)
+    need = gpu_full._carry_full_corpora(carried / "full")
+    assert need and all((carried / "full" / "tokens" / d / "ids.npy").stat().st_size < 2 * need + 1024
+                        for d in full.FULL_DOMAINS)
+    probe = ("from decoupling.experiments import pretrain as P; from decoupling import data\n"
+             "for d in P.COMPARED + ('shuffled',):\n"
+             "    c = P.config('full', d); n = P.unique_tokens(c) + c.eval_tokens\n"
+             "    print('PROBE', d, c.data_sha, n, len(data.token_ids(d, max_tokens=n, profile='full')))")
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **extra}, capture_output=True,
+                             text=True, timeout=300)
+        assert "PROBE " in out.stdout, out.stderr[-3000:]
+        return [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("PROBE ")]
+
+    here, there = run(), run(DECOUPLING_DATA=str(carried))
+    assert here == there and all(n == got for _, _, n, got in there)
 
 
 def test_dry_run_imports_without_the_packages_the_gpu_machine_lacks(carry):
