@@ -16,6 +16,11 @@ class LineCfg:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class SeedsCfg:
+    seeds: tuple = (0,)
+
+
 def line(cfg: LineCfg) -> dict:
     return {"y": [cfg.slope * x for x in range(3)]}
 
@@ -101,6 +106,17 @@ def test_card_names_experiments_and_escapes_them():
             'experiments.memory.context_gating</code></a>') in card
     assert "0123456789ab" in card and "ba9876543210" in card and "experiments " in card
     assert "x<y>" not in card and "x&lt;y&gt;" in card
+
+
+def test_seeds_are_the_profiles_shifted_by_the_book_seed(chapter):
+    ch, _ = chapter
+    presets = {"smoke": LineCfg(), "full": LineCfg()}
+    seeded = {"smoke": SeedsCfg(seeds=(0, 1)), "full": SeedsCfg(seeds=(0, 1, 2))}
+    assert ch.seeds(seeded) == (0, 1)
+    ch.seed = 10
+    assert ch.seeds(seeded) == (10, 11) and ch.config(seeded, seeds=ch.seeds(seeded)).seeds == (10, 11)
+    with pytest.raises(AttributeError):
+        ch.seeds(presets)  # a config without seeds has none to shift
 
 
 # -- the module docstring's example ------------------------------------------------------------------

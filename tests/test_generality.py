@@ -145,6 +145,39 @@ def test_generality_score_and_dt_fit_known_answers():
     assert S.fit_dt_pooled([{"n": n, "dt": [None, 4, None, 5]}])["pairs"] == 0  # two points test nothing
 
 
+def test_home_advantage_is_the_text_square_paired_by_seed_known_answers():
+    """Each body against the other on its own domain's target, seed by seed: a seed-level shift both bodies
+    share (same θ0, examples, order) cancels, so a constant 0.1-bit edge under seeds that spread by a whole bit
+    is decided; one direction alone decides nothing; a foreign body winning a home target counts against."""
+    def rows(values):
+        return [{"init": i, "target": t, "dL_per_label": v} for (i, t), v in values.items()]
+
+    square = {("code", "code/module"): [1.0, 2.0, 3.0], ("prose", "code/module"): [0.9, 1.9, 2.9],
+              ("prose", "prose/topic"): [0.2, 0.2, 0.2], ("code", "prose/topic"): [0.0, 0.15, 0.0],
+              ("shuffled", "code/module"): [5.0, 5.0, 5.0]}  # other bodies play no part
+    h = S.home_advantage(rows(square), n_boot=1000)
+    code, prose = h["directions"]["code/module"], h["directions"]["prose/topic"]
+    assert (code["home"], code["other"], prose["home"], prose["other"]) == ("code", "prose", "prose", "code")
+    assert code["mean"] == pytest.approx(0.1) and code["ci"] == pytest.approx([0.1, 0.1])
+    assert prose["mean"] == pytest.approx(0.15) and 0 < prose["ci"][0] <= prose["mean"] <= prose["ci"][1]
+    assert S.diff_ci(square[("code", "code/module")], square[("prose", "code/module")], 1000)["ci"][0] < 0  # unpaired
+    assert h["complete"] and h["verdict"] == "holds" and h["deciding"] == "prose/topic"
+    # the prose body better on code than the code body is: against, whatever the other direction says
+    against = {**square, ("prose", "code/module"): [1.3, 2.4, 3.3]}
+    h = S.home_advantage(rows(against), n_boot=1000)
+    assert h["directions"]["code/module"]["mean"] == pytest.approx(-1 / 3)
+    assert h["verdict"] == "does not hold" and h["deciding"] == "code/module"
+    # one way only (smoke runs code → package alone): shown, never decided
+    one = {k: v for k, v in square.items() if k[1] != "prose/topic"}
+    h = S.home_advantage(rows(one), n_boot=1000)
+    assert list(h["directions"]) == ["code/module"] and not h["complete"] and h["verdict"] == "inconclusive"
+    # a seed-vs-seed spread around 0 decides nothing either
+    noisy = {**square, ("code", "prose/topic"): [0.1, 0.3, 0.2]}
+    assert S.home_advantage(rows(noisy), n_boot=1000)["verdict"] == "inconclusive"
+    assert S.home_advantage([], n_boot=10) == {"directions": {}, "complete": False, "verdict": "inconclusive",
+                                               "deciding": None}
+
+
 def test_presets_are_keyed_by_experiment_function():
     """PRESETS names each experiment function of the module, with a config per profile."""
     for fn, presets in E.PRESETS.items():

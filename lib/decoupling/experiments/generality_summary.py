@@ -2,8 +2,8 @@
 `experiments.generality` — the source → target ΔL matrix against θ0 and against the reference with no
 pretraining, each body's generality score with a CI clustered by target, the seed-vs-seed control as an
 equivalence test, the three estimators side by side, the effective data transferred D_T and its exponent,
-the rank correlation of LogME with ΔL, and the digits in both directions. Pure functions of those
-results: nothing here trains.
+the rank correlation of LogME with ΔL, the code/prose square of text bodies run both ways, and the digits
+in both directions. Pure functions of those results: nothing here trains.
 """
 from __future__ import annotations
 
@@ -166,6 +166,49 @@ def logme_vs_dl(rows: Sequence[dict]) -> dict:
             "pooled": spearman([p[0] for p in pooled], [p[1] for p in pooled]), "n_pooled": len(pooled)}
 
 
+# Each text body's own domain's target: the code LM's is code → package (snippets of code), the prose LM's
+# docstring → package (English about code). Run both ways, the two bodies on the two targets are the text
+# square of the source → target matrix.
+HOME = {"code": "code/module", "prose": "prose/topic"}
+
+
+def home_advantage(rows: Sequence[dict], home: dict | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The text pair run both ways: on each body's home target (`HOME`), its ΔL per label minus the other
+    body's, seed by seed — the same θ0, head init, examples and order per seed, so the difference is
+    (L_other − L_home) / n of that seed and the θ0 terms cancel — with a percentile-bootstrap 95% CI over the
+    seeds. A direction appears only where both bodies ran on that target.
+
+    Verdict of "each body gives the larger ΔL on its own domain's target": "holds" when every direction of
+    `home` ran and each CI lies above 0; "does not hold" when some direction's CI lies below 0 (a body
+    pretrained elsewhere codes a domain's labels in fewer bits than the body pretrained on it); otherwise
+    "inconclusive" (a missing direction included: one way alone cannot show the pattern). `deciding`
+    names the direction that settles it: the one below 0 when the verdict is "does not hold", else the one
+    with the lowest CI bound. With three seeds the percentile interval spans about the seeds' range, so it
+    excludes 0 only when every seed agrees in sign."""
+    home = HOME if home is None else home
+    per = {(r["init"], r["target"]): r["dL_per_label"] for r in rows}
+    directions = {}
+    for body, target in home.items():
+        for other in home:
+            if other == body or (body, target) not in per or (other, target) not in per:
+                continue
+            a, b = per[(body, target)], per[(other, target)]
+            if len(a) != len(b):
+                raise ValueError(f"{body} and {other} on {target}: {len(a)} vs {len(b)} seeds; the difference is paired")
+            directions[target] = {"home": body, "other": other, "target": target,
+                                  **pooled_ci([x - y for x, y in zip(a, b)], n_boot, seed)}
+    if not directions:
+        return {"directions": {}, "complete": False, "verdict": "inconclusive", "deciding": None}
+    complete = len(directions) == len(home)
+    against = [t for t, d in directions.items() if d["ci"][1] < 0]
+    if against:
+        verdict, deciding = "does not hold", min(against, key=lambda t: directions[t]["ci"][1])
+    else:
+        deciding = min(directions, key=lambda t: directions[t]["ci"][0])
+        verdict = "holds" if complete and all(d["ci"][0] > 0 for d in directions.values()) else "inconclusive"
+    return {"directions": directions, "complete": complete, "verdict": verdict, "deciding": deciding}
+
+
 def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int = 2000,
               references: Sequence[dict] | None = None) -> dict:
     """Everything the chapter prints about the text grid: per-cell rows, the ΔL matrix (bits per label,
@@ -217,7 +260,7 @@ def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int
                 vs_shuffled[i] = clustered({r["target"]: [a - b for a, b in zip(r["dL_per_label"], sh[r["target"]])]
                                             for r in ours if r["init"] == i}, n_boot)
     return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "matrix_ref": matrix_ref,
-            "scores": scores, "scores_ref": scores_ref, "three_ways": three,
+            "scores": scores, "scores_ref": scores_ref, "three_ways": three, "home": home_advantage(ours, n_boot=n_boot),
             "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
             "dt_fit": fit_dt_pooled(real, n_boot), "logme": logme_vs_dl(rows), "vs_shuffled": vs_shuffled}
 

@@ -54,6 +54,13 @@ class Chapter:
     def config(self, presets: dict, **overrides):
         return preset(presets, self.profile, **overrides)
 
+    def seeds(self, presets: dict) -> tuple[int, ...]:
+        """The seeds of `presets` at this chapter's profile, shifted by the book's seed parameter (0 by
+        default): `ch.config(E.TRANSFER, seeds=ch.seeds(E.TRANSFER))`. Chapters that read the same runs (the
+        generality chapter and the leaderboard) derive them with this one rule, so they ask the results
+        store for the same configs."""
+        return tuple(self.seed + s for s in preset(presets, self.profile).seeds)
+
     def run(self, fn, cfg) -> dict:
         rec = store.run(fn, cfg, profile=self.profile)
         m = rec.meta
