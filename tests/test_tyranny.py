@@ -128,6 +128,15 @@ def test_memorization_seed_draws_its_labels_and_init():
     assert [r["seed"] for r in res["runs"]] == [3, 7]
 
 
+def test_memorization_presets_resample_runs():
+    """Both profiles repeat the experiment over ≥ 3 seeds with ≥ 1000 resamples, and the widest width has
+    its true-label control (the chapter's checks read it in every seed)."""
+    for profile, cfg in E.MEMORIZATION.items():
+        assert len(set(cfg.seeds)) >= 3 and cfg.n_boot >= 1000, profile
+        assert max(cfg.widths) in cfg.control_widths, profile
+    assert len(E.MEMORIZATION["full"].seeds) >= 5
+
+
 def test_double_descent_peaks_at_interpolation_and_is_deterministic():
     cfg = E.DoubleDescentConfig(n_train=60, ratios=(0.25, 0.5, 1.0, 2.0, 4.0), feature_seeds=(0, 1), n_boot=50)
     a, b = E.double_descent(cfg), E.double_descent(cfg)
