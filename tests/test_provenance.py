@@ -91,7 +91,7 @@ EXPECTED = {'computers': ['core', 'core.baselines', 'core.batched', 'core.device
                 'experiments.generality', 'experiments.pretrain'],
  'memory': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.train',
             'experiments', 'experiments.memory'],
- 'tyranny': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.prequential',
-             'core.train', 'data', 'data.full', 'data.layout', 'data.overlap', 'data.preparation',
-             'data.read', 'data.sources', 'data.tasks', 'experiments', 'experiments.padded_mlp',
+ 'tyranny': ['core', 'core.batched', 'core.device', 'core.measures', 'core.models', 'core.padded_mlp',
+             'core.prequential', 'core.train', 'data', 'data.full', 'data.layout', 'data.overlap',
+             'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
              'experiments.tyranny']}

@@ -2,7 +2,6 @@
 estimator on known answers, the min-norm solver against numpy, the scaling helpers on an exact power law,
 and bitwise determinism of every experiment on the CPU."""
 import dataclasses
-import functools
 import math
 
 import numpy as np
@@ -74,16 +73,68 @@ def test_digits10_is_the_ten_class_task():
 
 # ---------------------------------------------------------------------------------------------- experiments
 def test_random_labels_fit_but_do_not_generalize():
-    """Zhang et al. 2017 at test size: a wide MLP fits random labels, and predicts the test set at chance."""
-    cfg = E.MemorizationConfig(widths=(512,), control_widths=(512,), steps=400, n_boot=50)
+    """Zhang et al. 2017 at test size: a wide MLP fits random labels, and predicts the test set at chance,
+    for every seed; each seed draws its own labels and init, and the capacity CI resamples the seeds."""
+    cfg = E.MemorizationConfig(widths=(8, 512), control_widths=(512,), steps=400, seeds=(0, 1), n_boot=1000)
     res = E.memorization(cfg)
-    row = res["rows"][0]
-    assert row["random"]["train_acc"] >= 0.99
-    assert abs(row["random"]["test_acc"] - res["chance"]) <= res["chance_margin"]
-    assert row["true"]["test_acc"] >= 0.9  # the control generalizes
-    # it memorized nearly all of the n·log2 K bits of random labels (and cannot store more)
-    assert 0.95 * res["label_bits_total"] <= row["random"]["stored_bits"] <= res["label_bits_total"]
-    assert res["capacity_ci"][0] <= res["capacity_bits_per_param"] <= res["capacity_ci"][1]
+    assert res["seeds"] == [0, 1] and len(res["runs"]) == 2 and res["n_boot"] == 1000
+    for run in res["runs"]:
+        row = run["rows"][1]
+        assert row["width"] == 512 and run["widest"] == row
+        assert row["random"]["train_acc"] >= 0.99
+        assert abs(row["random"]["test_acc"] - res["chance"]) <= res["chance_margin"]
+        assert row["true"]["test_acc"] >= 0.9  # the control generalizes
+        # it memorized nearly all of the n·log2 K bits of random labels (and cannot store more)
+        assert 0.95 * res["label_bits_total"] <= row["random"]["stored_bits"] <= res["label_bits_total"]
+        # the capacity of a run is its plateau: the best bits/param over widths (here the narrow one)
+        assert run["capacity_bits_per_param"] == max(r["random"]["bits_per_param"] for r in run["rows"])
+        assert run["capacity_width"] == 8
+    # the seeds differ in their labels and their init: the runs are not copies
+    a, b = (run["rows"][0]["random"]["stored_bits"] for run in res["runs"])
+    assert a != b
+    # the reported capacity is the mean over runs, its CI over runs, and the worst run gates the checks
+    assert res["capacity_seeds"] == [run["capacity_bits_per_param"] for run in res["runs"]]
+    assert res["capacity_bits_per_param"] == pytest.approx(np.mean(res["capacity_seeds"]))
+    assert min(res["capacity_seeds"]) <= res["capacity_ci"][0] <= res["capacity_bits_per_param"]
+    assert res["capacity_bits_per_param"] <= res["capacity_ci"][1] <= max(res["capacity_seeds"])
+    mean_row = res["rows"][1]
+    assert mean_row["random"]["train_acc"] == pytest.approx(np.mean([r["rows"][1]["random"]["train_acc"]
+                                                                      for r in res["runs"]]))
+    lo, hi = mean_row["random"]["stored_bits_ci"]
+    assert lo <= mean_row["random"]["stored_bits"] <= hi
+    assert res["worst"]["random_train_acc"] == min(r["widest"]["random"]["train_acc"] for r in res["runs"])
+    assert res["worst"]["true_test_acc"] == min(r["widest"]["true"]["test_acc"] for r in res["runs"])
+
+
+def test_memorization_seed_draws_its_labels_and_init():
+    """The seed rule of MemorizationConfig: run s's random labels are default_rng(s)'s, its init mlp(…, s)."""
+    import torch
+    seen = {}
+
+    def spy(fits, K, steps, lr, weight_decay, seed, desc="mlps", batch=True):
+        seen["fits"], seen["seeds"] = fits, list(seed)
+        return [E.mlp(X.shape[1], w, K, s) for (X, _, w), s in zip(fits, seed)]  # untrained: the inits
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(E, "_fit_mlps", spy)
+        res = E.memorization(E.MemorizationConfig(widths=(4,), control_widths=(4,), steps=1, seeds=(3, 7),
+                                                  n_boot=10))
+    ytr = E.digits10()["train"][1]
+    assert seen["seeds"] == [3, 3, 7, 7]  # (seed, width, labels) jobs: random then true, per seed
+    for (X, y, w), s, labels in zip(seen["fits"], seen["seeds"], ("random", "true") * 2):
+        ref = np.random.default_rng(s).integers(0, 10, len(ytr)) if labels == "random" else ytr
+        assert w == 4 and np.array_equal(y, ref)
+    a, b = E.mlp(64, 4, 10, 3), E.mlp(64, 4, 10, 7)
+    assert not torch.equal(a[0].weight, b[0].weight)
+    assert [r["seed"] for r in res["runs"]] == [3, 7]
+
+
+def test_memorization_presets_resample_runs():
+    """Both profiles repeat the experiment over ≥ 3 seeds with ≥ 1000 resamples, and the widest width has
+    its true-label control (the chapter's checks read it in every seed)."""
+    for profile, cfg in E.MEMORIZATION.items():
+        assert len(set(cfg.seeds)) >= 3 and cfg.n_boot >= 1000, profile
+        assert max(cfg.widths) in cfg.control_widths, profile
+    assert len(E.MEMORIZATION["full"].seeds) >= 5
 
 
 def test_double_descent_peaks_at_interpolation_and_is_deterministic():
@@ -157,8 +208,10 @@ def test_fit_floor_recovers_a_known_law_and_agrees_with_measures():
 
 # ---------------------------------------------------------------------------------------------- batched fits
 def _sequential_fit_mlps(fits, K, steps, lr, weight_decay, seed, desc="mlps", batch=True):
-    """The path `_fit_mlps` replaced: one `_fit_mlp` (train.train_module) per fit, in order."""
-    return [E._fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
+    """The path `_fit_mlps` replaced: one `_fit_mlp` (train.train_module) per fit, in order (seed: one for
+    all, or one per fit)."""
+    seeds = [seed] * len(fits) if isinstance(seed, int) else list(seed)
+    return [E._fit_mlp(X, y, w, K, steps, lr, weight_decay, s) for (X, y, w), s in zip(fits, seeds)]
 
 
 def _close(a, b, atol):
@@ -190,14 +243,21 @@ def test_padded_mlp_is_its_width_and_its_padding_stays_zero(one_thread):
 
 
 def test_fit_mlps_batched_equal_sequential(one_thread):
-    """Members of different widths (linear included) and dataset sizes in one batched run equal their
+    """Members of different widths (linear included), dataset sizes and seeds in one batched run equal their
     sequential fits, weight decay on."""
+    import torch
     rng = np.random.default_rng(1)
     X, y = rng.random((120, 8)).astype(np.float32), rng.integers(0, 4, 120)
     fits = [(X[:n], y[:n], w) for w, n in ((0, 120), (3, 30), (9, 120), (9, 60), (1, 7))]
     args = (4, 50, 1e-2, 0.1, 2)
     for a, b in zip(E._fit_mlps(fits, *args, batch=True), _sequential_fit_mlps(fits, *args)):
         _close(a, b, 1e-5)
+    # one seed per member (memorization's seeds): each member is its own seed's sequential fit
+    args = (4, 50, 1e-2, 0.1, [5, 6, 5, 7, 8])
+    batched = E._fit_mlps(fits, *args, batch=True)
+    for a, b in zip(batched, _sequential_fit_mlps(fits, *args)):
+        _close(a, b, 1e-5)
+    assert not torch.equal(batched[2][0].weight, E._fit_mlps(fits[2:3], 4, 50, 1e-2, 0.1, 2)[0][0].weight)
 
 
 def _assert_close_results(a, b, rel=1e-4, abs_=1e-5):
@@ -219,11 +279,15 @@ def _assert_close_results(a, b, rel=1e-4, abs_=1e-5):
 def test_memorization_and_compression_equal_the_sequential_path(one_thread, monkeypatch):
     """The chapter's two MLP experiments through the batched fits and through the old path (one
     train.train_module per fit) give the same results up to float rounding."""
-    mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, n_boot=50)
+    mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, seeds=(0, 1), n_boot=50)
     comp = E.CompressionConfig(widths=(0, 4), fracs=(0.05, 0.2, 1.0), steps=30, memorizer_width=8)
-    with monkeypatch.context() as m:  # the batched path, whatever the device's default
-        m.setattr(E, "_fit_mlps", functools.partial(E._fit_mlps, batch=True))
+    calls, real = [], E._fit_mlps
+    with monkeypatch.context() as m:  # the batched path, whatever the device's default (the experiments
+        # pass batch=prequential.batch_fits(), which would win over a functools.partial's batch=True)
+        m.setattr(E.prequential, "batch_fits", lambda: True)
+        m.setattr(E, "_fit_mlps", lambda *a, **k: calls.append(k["batch"]) or real(*a, **k))
         batched_mem, batched_comp = E.memorization(mem), E.compression(comp)
+    assert calls == [True, True]
     monkeypatch.setattr(E, "_fit_mlps", _sequential_fit_mlps)
     _assert_close_results(batched_mem, E.memorization(mem))
     _assert_close_results(batched_comp, E.compression(comp))

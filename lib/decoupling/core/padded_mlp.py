@@ -1,14 +1,16 @@
-"""Many one-hidden-layer MLPs of different widths, trained as ONE batched run (chapter 3, book/tyranny.md).
+"""Many one-hidden-layer MLPs of different widths (and seeds), trained as ONE batched run: a model utility
+of chapter 3 (book/tyranny.md), kept in `core` because it is not an experiment.
 
-The digits experiments of `experiments.tyranny` (`memorization`, `compression`) fit every width, every label
-set and every prequential block with one recipe (`_recipe`: full-batch AdamW, no regularization). On a GPU
-these fits are launch-bound, so they train together: each width embedded in the widest (`PaddedMLP`) and
-stacked by decoupling.core.batched (`_fit_mlps`). Each member equals its own sequential fit (`_fit_mlp`) up
-to float rounding (tests/test_tyranny.py).
+The digits experiments of `experiments.tyranny` (`memorization`, `compression`) fit every width, every seed,
+every label set and every prequential block with one recipe (`_recipe`: full-batch AdamW, no
+regularization). On a GPU these fits are launch-bound, so they train together: each width embedded in the
+widest (`PaddedMLP`) and stacked by decoupling.core.batched (`_fit_mlps`). Each member equals its own
+sequential fit (`_fit_mlp`) up to float rounding (tests/test_tyranny.py).
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -125,33 +127,39 @@ class PaddedMLP(nn.Module):
         return m.eval()
 
 
-def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: int,
+def _fit_mlps(fits, K: int, steps: int, lr: float, weight_decay: float, seed: int | Sequence[int],
               desc: str = "mlps", batch: bool = True) -> list[nn.Module]:
     """Every fit (X_k, y_k, width_k) of `_fit_mlp`, as ONE batched run: each member a `PaddedMLP` of the
-    widest width holding the seeded init of its own width (`mlp(d_in, width_k, K, seed)`), trained by
+    widest width holding the seeded init of its own width (`mlp(d_in, width_k, K, seed_k)`), trained by
     decoupling.core.batched.train_many on its own data (sizes may differ; each is full batch) with the shared
-    recipe. Returns the trained models unpadded, in order — equal to `[_fit_mlp(X_k, y_k, width_k, ...)]`
+    recipe. `seed`: one int for every member, or one per fit (seed_k: its init, and its recipe's seed).
+    Returns the trained models unpadded, in order — equal to `[_fit_mlp(X_k, y_k, width_k, ..., seed_k)]`
     up to float rounding (tests/test_tyranny.py). batch=False: one `_fit_mlp` after another.
 
     Why: on a GPU these models are launch-bound (~5–10 ms per optimizer step whatever the batch), so the
     cost is the number of sequential steps. One run of `steps` replaces len(fits)·steps. On a CPU the cost
     is arithmetic, and padding makes a width-2 member on 29 examples cost a width-128 one on the largest
     set: the smoke compression run (42 fits of 6 widths and 7 sizes) took 2.4× longer batched than one
-    after another, while memorization (7 full-size fits) was faster batched; each experiment chooses."""
-    if not batch:
-        return [_fit_mlp(X, y, w, K, steps, lr, weight_decay, seed) for X, y, w in fits]
-    from decoupling.core import batched
+    after another, while memorization (full-size fits) was faster batched; each experiment chooses."""
     fits = list(fits)
+    seeds = [int(seed)] * len(fits) if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != len(fits):
+        raise ValueError(f"_fit_mlps: {len(seeds)} seeds for {len(fits)} fits")
+    if not batch:
+        return [_fit_mlp(X, y, w, K, steps, lr, weight_decay, s) for (X, y, w), s in zip(fits, seeds)]
+    from decoupling.core import batched
     d_in = fits[0][0].shape[1]
     widths = [int(w) for _, _, w in fits]
     top, skip = max(widths), 0 in widths
-    cfg = _recipe(max(len(y) for _, y, _ in fits), steps, lr, weight_decay, seed)  # ≥ every n: full batch
+    # ≥ every n: full batch. Its seed orders the data, which a full batch does not use; each member's init
+    # seed and data seed are its own (`data_seeds`), as in its `_fit_mlp`.
+    cfg = _recipe(max(len(y) for _, y, _ in fits), steps, lr, weight_decay, seeds[0])
     cfg = dataclasses.replace(cfg, progress=True)  # one long run now: its bar replaces the per-fit loop's
     many = batched.train_many(
-        lambda k: PaddedMLP.embed(mlp(d_in, widths[k], K, seed), top, skip), range(len(fits)),
+        lambda k: PaddedMLP.embed(mlp(d_in, widths[k], K, seeds[k]), top, skip), range(len(fits)),
         lambda k: ((torch.as_tensor(fits[k][0]),), torch.as_tensor(fits[k][1])), cfg,
-        data_seeds=[seed] * len(fits), desc=desc)
-    return [many.member(k).unpad(seed) for k in range(len(fits))]
+        data_seeds=seeds, desc=desc)
+    return [many.member(k).unpad(seeds[k]) for k in range(len(fits))]
 
 
 def _log_proba(model, X) -> np.ndarray:
