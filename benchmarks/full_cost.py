@@ -307,7 +307,7 @@ def chapter_calls(name: str, host_only: bool) -> list[tuple[str, object, object]
         from decoupling.experiments import tyranny as E, tyranny_data as TD
         out = [("scaling", E.scaling, preset(E.SCALING, "full")),
                ("pretraining_data", TD.pretraining_data, preset(TD.DATA, "full")),
-               ("memorization", E.memorization, preset(E.MEMORIZATION, "full", label_seed=0, seed=0)),
+               ("memorization", E.memorization, preset(E.MEMORIZATION, "full")),
                ("compression", E.compression, preset(E.COMPRESSION, "full", order_seed=0, label_seed=0, seed=0))]
         if host_only:
             out.append(("double_descent (numpy only)", E.double_descent, preset(E.DOUBLE_DESCENT, "full", subset_seed=0)))
