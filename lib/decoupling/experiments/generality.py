@@ -107,7 +107,8 @@ def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
         path, res = pretrain.body(pretrain.config(cfg.body_profile, d), cfg.body_profile)
         lms[d] = models.load_lm(path)
         info[d] = {k: res.get(k) for k in ("eval_bits_per_token", "non_embedding_params", "tokens", "flops",
-                                           "tokens_seen", "unique_tokens", "epochs", "unigram_entropy_bits")}
+                                           "tokens_seen", "unique_tokens", "epochs", "unigram_entropy_bits",
+                                           "heldout_still_falling")}
     return lms, info
 
 
