@@ -29,8 +29,9 @@ def plain_loop(texts, y, n: int, seeds, max_len: int) -> float:
     """The protocol by hand: embed with MiniLM and two fresh random BERTs per seed, then sklearn fits, on
     one thread as `gain` runs (`core.device.cpu_threads`), so that the ratio compares the code, not the
     thread counts."""
+    from decoupling.core import models
     from decoupling.core.device import cpu_threads
-    with cpu_threads(1):
+    with cpu_threads(1), models.quiet_loading():
         return _plain_loop(texts, y, n, seeds, max_len)
 
 

@@ -304,8 +304,15 @@ def _gain(cfg: GainConfig) -> dict:
         # so that the interval over seeds covers how much a random encoder's features vary with its init —
         # with one random encoder for all seeds, θ0 vs θ0' would differ by a fixed amount no seed resamples.
         def embed(enc, rows):
-            return torch.from_numpy(models.embed_minilm([texts[i] for i in rows], batch_size=cfg.batch_size,
-                                                        max_length=max_len, model=enc, tokenizer=tok)).float()
+            # in order of length, so that each batch pads to texts of about its own length (a batch pads to
+            # its longest text: on the book's short-text targets that halves the tokens an encoder reads),
+            # then back in the order asked for
+            by_len = np.argsort([len(texts[i]) for i in rows], kind="stable")
+            f = models.embed_minilm([texts[rows[j]] for j in by_len], batch_size=cfg.batch_size,
+                                    max_length=max_len, model=enc, tokenizer=tok)
+            out = np.empty_like(f)
+            out[by_len] = f
+            return torch.from_numpy(out).float()
 
         need = np.unique(np.concatenate([*order_of.values(), test_idx]))  # one pass of θP over every row
         shared = embed(pretrained(), need)
@@ -410,9 +417,9 @@ def config_for(model: str, data, *, table: tuple | None = None, **options) -> Ga
         raise GainError("--seeds must be at least 1")
     if cfg.max_examples < 1 or cfg.max_len < 1:
         raise GainError("--max-examples and --max-len must be positive")
-    name, model_sha = check_model(model)
     if cfg.n_test < 1:
         raise GainError("--n-test must be at least 1")
+    name, model_sha = check_model(model)
     texts, y, classes = table or read_table(data, cfg.text_col, cfg.label_col)
     n = min(cfg.max_examples, len(y) - min(cfg.n_test, len(y) // 5))
     protocol(n, len(classes), cfg.mode)  # raises when there are too few rows
