@@ -180,3 +180,68 @@ def test_score_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as e:
         main_score(["--help"])
     assert e.value.code == 0 and "generality score" in capsys.readouterr().out
+
+
+def test_one_read_of_the_table_and_a_key_that_follows_its_content(tmp_path, monkeypatch, topics_csv):
+    """`config_for` reads and hashes the table; the computation takes that table instead of reading it
+    again. The store key still follows the content: one label, one text or the class names changed at the
+    same path give another key; the same content gives the same key; a file changed after its key was made
+    is refused rather than computed under the old key."""
+    import pandas as pd
+    from decoupling.pipeline import store
+    reads = []
+    real = G.read_table
+    monkeypatch.setattr(G, "read_table", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    path = tmp_path / "t.csv"
+    df = pd.read_csv(topics_csv)
+    df.to_csv(path, index=False)
+
+    def key(**kw):
+        cfg = G.config_for("minilm", path, seeds=(0,), max_examples=100, **kw)
+        return cfg, store.keys(G.gain_experiment, cfg, "smoke")[1]
+
+    cfg, k0 = key()
+    texts, y, classes = G._table(cfg)  # what `_gain` codes
+    assert len(reads) == 1 and len(texts) == len(df) and classes == sorted(df["label"].unique())
+    changes = {
+        "one label": lambda d: d.assign(label=[d["label"][1], *d["label"][1:]]),
+        "one text": lambda d: d.assign(text=[d["text"][0] + " again", *d["text"][1:]]),
+        "class names": lambda d: d.assign(label="topic-" + d["label"]),  # same order, same label indices
+    }
+    for name, change in changes.items():
+        change(df).to_csv(path, index=False)
+        assert key()[1] != k0, name
+    df.to_csv(path, index=False)
+    assert key()[1] == k0
+    changes["one text"](df).to_csv(path, index=False)  # changed behind the key's back
+    G._TABLES.clear()
+    with pytest.raises(G.GainError, match="changed since"):
+        G._table(cfg)
+
+
+@pytest.mark.slow  # six targets end to end at tiny sizes: about a minute on a busy 2-core machine
+def test_score_end_to_end(store, tmp_path, capsys):
+    out = tmp_path / "score"
+    argv = ["--model", "minilm", "--seeds", "2", "--max-examples", "32", "--n-test", "16", "--max-len", "16",
+            "--out", str(out)]
+    assert main_score(argv) == 0
+    text = capsys.readouterr().out
+    body = json.loads((out / "score.json").read_text())
+    assert set(body) >= {"model", "mode", "targets", "score", "delta_bits_per_label"}
+    assert set(body["targets"]) == set(G.book_targets()) and body["mode"] == "probe"
+    for t, v in body["targets"].items():
+        assert t in text
+        assert v["n"] == 32 and v["seeds"] == 2 and v["K"] >= 2
+        assert v["control_verdict"] in ("equivalent", "undecided", "biased")
+        for what in ("dL", "control_dL", "dL_vs_reference"):
+            c = v[what]
+            assert c["lo"] <= c["bits"] <= c["hi"], (t, what, c)
+            assert c["per_label_lo"] <= c["per_label"] <= c["per_label_hi"], (t, what, c)
+            assert c["per_label"] == pytest.approx(c["bits"] / v["n"])
+    sc = body["score"]
+    assert sc["targets"] == len(body["targets"]) and sc["lo"] <= sc["value"] <= sc["hi"], sc
+    assert sc["value"] == pytest.approx(np.mean([v["dL"]["per_label"] for v in body["targets"].values()]))
+    assert f"generality score of minilm: {sc['value']:+.3f}" in text
+    assert main_score(argv) == 0  # again: every target from the store
+    again = json.loads((out / "score.json").read_text())
+    assert all(v["cache_hit"] for v in again["targets"].values()) and again["score"] == sc

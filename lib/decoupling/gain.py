@@ -3,7 +3,8 @@ command line (the computation lives in `decoupling.experiments.gain`; this modul
 prints the table and writes JSON + a figure).
 
     decoupling gain --model minilm --data reviews.csv --out gain-out/
-    decoupling score --model path/to/hf-model
+    decoupling score --model path/to/hf-model --out score-out/
+    decoupling score --model minilm --seeds 2 --max-examples 32 --n-test 32   # a quick look (minutes)
 
 Python: `from decoupling.gain import gain; s = gain("minilm", "reviews.csv")`, then `s["dL"]`.
 """
@@ -57,6 +58,14 @@ def _write(s: dict, out: Path) -> None:
     _figure(s, out)
 
 
+def _size_options(p) -> None:
+    """--max-len and --n-test, shared by `gain` and `score` (the encoder passes scale with both)."""
+    p.add_argument("--max-len", type=_at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
+    p.add_argument("--n-test", type=_at_least(1), default=None,
+                   help="rows held out as the fixed test split for the essay's KL and the held-out gain "
+                        "(default 200, at most a fifth of the rows); every encoder embeds them")
+
+
 def main_gain(argv=None) -> int:
     p = _Parser(
         prog="decoupling gain",
@@ -74,13 +83,13 @@ def main_gain(argv=None) -> int:
                    help="probe: linear head on frozen features (CPU-friendly); finetune: the whole model")
     p.add_argument("--seeds", type=_at_least(1), default=5, help="seeds (sample order, head and random inits), default 5")
     p.add_argument("--max-examples", type=_at_least(1), default=1000, help="labels coded at most (default 1000)")
-    p.add_argument("--max-len", type=_at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
+    _size_options(p)
     p.add_argument("--out", type=Path, default=None, help="write gain.json and gain.png here")
     p.add_argument("--force", action="store_true", help="recompute even when the store has the result")
     a = p.parse_args(argv)
     try:
         s = gain(a.model, a.data, force=a.force, text_col=a.text_col, label_col=a.label_col, mode=a.mode,
-                 seeds=tuple(range(a.seeds)), max_examples=a.max_examples, max_len=a.max_len)
+                 seeds=tuple(range(a.seeds)), max_examples=a.max_examples, max_len=a.max_len, n_test=a.n_test)
     except GainError as e:
         p.error(str(e))
     from decoupling.experiments.gain import table
@@ -92,25 +101,40 @@ def main_gain(argv=None) -> int:
 
 
 def main_score(argv=None) -> int:
+    from decoupling import files
     from decoupling.experiments import gain as G
     p = _Parser(
         prog="decoupling score",
-        description="The generality score of a model: ΔL per label on each of the book's text targets, "
-                    "averaged over targets, with a 95% CI that resamples targets, then seeds within them.")
+        description="The generality score of a model: ΔL per label on each of the book's text targets "
+                    f"({', '.join(G.book_targets())}), averaged over targets, with a 95% CI that resamples "
+                    "targets, then seeds within them. Each target is one `decoupling gain` (cached alike).")
     p.add_argument("--model", required=True, help="as for `decoupling gain`")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe")
-    p.add_argument("--seeds", type=_at_least(1), default=3)
-    p.add_argument("--max-examples", type=_at_least(1), default=480)
+    p.add_argument("--seeds", type=_at_least(1), default=3, help="seeds per target, default 3")
+    p.add_argument("--max-examples", type=_at_least(1), default=480,
+                   help="labels coded per target at most (default 480; at least 32: the 8-class targets' "
+                        "protocol needs two blocks of 16)")
+    _size_options(p)
+    p.add_argument("--out", type=Path, default=None, help="write score.json here (per target: ΔL, control, "
+                                                           "reference, each with its 95%% CI; the score)")
+    p.add_argument("--force", action="store_true", help="recompute even when the store has the results")
     a = p.parse_args(argv)
     try:
-        sc = G.score(a.model, mode=a.mode, seeds=tuple(range(a.seeds)), max_examples=a.max_examples)
+        sc = G.score(a.model, mode=a.mode, seeds=tuple(range(a.seeds)), max_examples=a.max_examples,
+                     max_len=a.max_len, n_test=a.n_test, force=a.force)
     except GainError as e:
         p.error(str(e))
     for t, v in sc["targets"].items():
-        print(f"  {t:<20} ΔL {v['per_label']:+.3f} bits/label  [{v['per_label_lo']:+.3f}, {v['per_label_hi']:+.3f}]")
+        d = v["dL"]
+        print(f"  {t:<20} {v['n']:>5} labels  ΔL {d['per_label']:+.3f} bits/label  "
+              f"[{d['per_label_lo']:+.3f}, {d['per_label_hi']:+.3f}]  control {v['control_verdict']}")
     c = sc["score"]
     print(f"generality score of {a.model}: {c['value']:+.3f} bits/label (95% CI {c['lo']:+.3f} … {c['hi']:+.3f}, "
-          f"{len(sc['targets'])} targets)")
+          f"{c['targets']} targets, {a.seeds} seeds, {a.mode})")
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        files.write_json(a.out / "score.json", sc)
+        print(f"  wrote {a.out / 'score.json'}")
     return 0
 
 

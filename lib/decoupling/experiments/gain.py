@@ -131,41 +131,85 @@ def read_table(data, text_col: str = "text", label_col: str = "label"):
     return [str(t) for t in df[text_col]], y, classes
 
 
-def _sha_rows(texts, y) -> str:
+def _sha_rows(texts, y, classes) -> str:
+    """sha256 of the rows as `_gain` uses them: every text with its label index, then the class names (two
+    tables that differ only in what the labels are called code the same bits but report other classes)."""
     h = hashlib.sha256()
     for t, label in zip(texts, y):
         h.update(t.encode())
         h.update(b"\0%d\n" % label)
+    h.update("\0".join(classes).encode())
     return h.hexdigest()
 
 
+# The table `config_for` read and hashed, kept for `_gain` in the same process so that a call reads its
+# data once. Keyed by the rows' sha256, which is also the table's part of the store key: an entry is only
+# ever served to a config whose rows hash to it. A few entries (`score` makes one per target in turn).
+_TABLES: dict[str, tuple] = {}
+_KEEP = 4
+
+
+def _remember(sha: str, table: tuple) -> None:
+    _TABLES.pop(sha, None)
+    _TABLES[sha] = table
+    while len(_TABLES) > _KEEP:
+        _TABLES.pop(next(iter(_TABLES)))
+
+
+def _table(cfg: GainConfig) -> tuple:
+    """(texts, labels, classes) of `cfg`: the table `config_for` read if this process has it, else read from
+    `cfg.data` and checked against `cfg.data_sha` (a file changed since its key was made is refused)."""
+    if cfg.data_sha and cfg.data_sha in _TABLES:
+        return _TABLES[cfg.data_sha]
+    texts, y, classes = read_table(cfg.data, cfg.text_col, cfg.label_col)
+    if cfg.data_sha and _sha_rows(texts, y, classes) != cfg.data_sha:
+        raise GainError(f"{cfg.data} changed since its configuration was made; run again")
+    return texts, y, classes
+
+
+_DIR_SHAS: dict[tuple, str] = {}
+
+
 def _sha_dir(path: Path) -> str:
+    """sha256 of every file's name and bytes under `path`. Remembered for this process under the files'
+    names, sizes and modification times, so that `score` (one `gain` per target) hashes a model's weights
+    once; any file added, removed or rewritten changes that signature and is hashed again."""
     files = sorted(f for f in path.rglob("*") if f.is_file())
+    stats = tuple((str(f.relative_to(path)), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+    signature = (str(path.resolve()), stats)
+    if signature in _DIR_SHAS:
+        return _DIR_SHAS[signature]
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
-    return h.hexdigest()
+    _DIR_SHAS[signature] = h.hexdigest()
+    return _DIR_SHAS[signature]
 
 
-def _saved(dataset, text_col: str, label_col: str) -> Path:
+def _saved(dataset, text_col: str, label_col: str) -> tuple[Path, tuple]:
     """An in-memory `datasets.Dataset` / `DatasetDict` / pandas frame, written once as Parquet under the
-    store (named by its content), so that the store can key the computation and the worker reread it."""
+    store (named by its content) so that a record names a file that can be read again, and the table as
+    read (texts, labels, classes: what reading that file gives, so nobody needs to)."""
     from decoupling import files, paths
     texts, y, classes = read_table(dataset, text_col, label_col)
-    import pandas as pd
-    import io
-    buf = io.BytesIO()
-    pd.DataFrame({"text": texts, "label": [classes[i] for i in y]}).to_parquet(buf, index=False)
-    path = paths.STORE_DIR / "inputs" / f"{_sha_rows(texts, y)[:16]}.parquet"
+    path = paths.STORE_DIR / "inputs" / f"{_sha_rows(texts, y, classes)[:16]}.parquet"
     if not path.exists():
+        import io
+        import pandas as pd
+        buf = io.BytesIO()
+        pd.DataFrame({"text": texts, "label": [classes[i] for i in y]}).to_parquet(buf, index=False)
         files.atomic_write(path, buf.getvalue())
-    return path
+    return path, (texts, y, classes)
 
 
 # ================================================================================== models
-def _resolve(cfg: GainConfig):
-    """(pretrained loader(num_labels=None|K), random-init loader(num_labels, seed), tokenizer)."""
+def model_loaders(cfg: GainConfig):
+    """What `gain` builds its encoders from, for `cfg.model` ("minilm", "body:<domain>" or a Hugging Face
+    directory): (pretrained(num_labels=None, seed=0), random_init(num_labels=None, seed=0), tokenizer,
+    max positions). `num_labels=None` gives the bare encoder (probe mode), a number a sequence classifier
+    with a head seeded by `seed` (finetune mode); `random_init` draws the same architecture afresh from
+    `seed`. Texts are cut to the max positions."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     if cfg.model == "minilm":
         path, tok = models.minilm_path(), models.minilm_tokenizer()
@@ -238,7 +282,7 @@ def gain_experiment(cfg: GainConfig) -> dict:
 def _gain(cfg: GainConfig) -> dict:
     if cfg.mode not in ("probe", "finetune"):
         raise GainError(f"mode must be 'probe' or 'finetune', not {cfg.mode!r}")
-    texts, y_all, classes = read_table(cfg.data, cfg.text_col, cfg.label_col)
+    texts, y_all, classes = _table(cfg)
     K = len(classes)
     rng = np.random.default_rng(0)  # the test split is fixed whatever the seeds
     perm = rng.permutation(len(y_all))
@@ -247,7 +291,7 @@ def _gain(cfg: GainConfig) -> dict:
     n = min(cfg.max_examples, len(pool))
     proto = protocol(n, K, cfg.mode)
     y_test = y_all[test_idx]
-    pretrained, random_init, tok, limit = _resolve(cfg)
+    pretrained, random_init, tok, limit = model_loaders(cfg)
     max_len = min(cfg.max_len, limit)
     order_of = {s: pool[subset(len(pool), n, s)] for s in cfg.seeds}
     names = (SCRATCH, CONTROL, PRETRAINED)
@@ -260,8 +304,15 @@ def _gain(cfg: GainConfig) -> dict:
         # so that the interval over seeds covers how much a random encoder's features vary with its init —
         # with one random encoder for all seeds, θ0 vs θ0' would differ by a fixed amount no seed resamples.
         def embed(enc, rows):
-            return torch.from_numpy(models.embed_minilm([texts[i] for i in rows], batch_size=cfg.batch_size,
-                                                        max_length=max_len, model=enc, tokenizer=tok)).float()
+            # in order of length, so that each batch pads to texts of about its own length (a batch pads to
+            # its longest text: on the book's short-text targets that halves the tokens an encoder reads),
+            # then back in the order asked for
+            by_len = np.argsort([len(texts[i]) for i in rows], kind="stable")
+            f = models.embed_minilm([texts[rows[j]] for j in by_len], batch_size=cfg.batch_size,
+                                    max_length=max_len, model=enc, tokenizer=tok)
+            out = np.empty_like(f)
+            out[by_len] = f
+            return torch.from_numpy(out).float()
 
         need = np.unique(np.concatenate([*order_of.values(), test_idx]))  # one pass of θP over every row
         shared = embed(pretrained(), need)
@@ -354,8 +405,9 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
-def config_for(model: str, data, **options) -> GainConfig:
-    """A validated GainConfig: the model checked and hashed, the table read, checked and hashed."""
+def config_for(model: str, data, *, table: tuple | None = None, **options) -> GainConfig:
+    """A validated GainConfig: the model checked and hashed, the table read (or `table`, the (texts, labels,
+    classes) `read_table` gave for `data`), checked and hashed. The table is kept for `_gain` (`_table`)."""
     import dataclasses
     base = PRESETS["gain_experiment"]["full" if options.get("mode") == "finetune" else "smoke"]
     cfg = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
@@ -365,22 +417,26 @@ def config_for(model: str, data, **options) -> GainConfig:
         raise GainError("--seeds must be at least 1")
     if cfg.max_examples < 1 or cfg.max_len < 1:
         raise GainError("--max-examples and --max-len must be positive")
+    if cfg.n_test < 1:
+        raise GainError("--n-test must be at least 1")
     name, model_sha = check_model(model)
-    texts, y, classes = read_table(data, cfg.text_col, cfg.label_col)
+    texts, y, classes = table or read_table(data, cfg.text_col, cfg.label_col)
     n = min(cfg.max_examples, len(y) - min(cfg.n_test, len(y) // 5))
     protocol(n, len(classes), cfg.mode)  # raises when there are too few rows
-    return dataclasses.replace(cfg, model=name, model_sha=model_sha, data=str(Path(data).resolve()),
-                               data_sha=_sha_rows(texts, y))
+    sha = _sha_rows(texts, y, classes)
+    _remember(sha, (texts, y, classes))
+    return dataclasses.replace(cfg, model=name, model_sha=model_sha, data=str(Path(data).resolve()), data_sha=sha)
 
 
 def gain(model: str, data, *, profile: str = "smoke", force: bool = False, **options) -> dict:
     """ΔL = L_preq(θ0) − L_preq(θP) of `model` on `data`, cached in the results store; returns
     `summarize(...)` with the raw result under "result". See the module docstring for the arguments."""
     from decoupling.pipeline import store
+    table = None
     if not isinstance(data, (str, Path)):
-        data = _saved(data, options.get("text_col") or "text", options.get("label_col") or "label")
+        data, table = _saved(data, options.get("text_col") or "text", options.get("label_col") or "label")
         options = {**options, "text_col": "text", "label_col": "label"}
-    cfg = config_for(model, data, **options)
+    cfg = config_for(model, data, table=table, **options)
     rec = store.run(gain_experiment, cfg, profile=profile, force=force)
     return {**summarize(rec.value), "result": rec.value, "cache_hit": rec.cache_hit, "config": cfg}
 
@@ -392,17 +448,25 @@ def book_targets() -> tuple[str, ...]:
 
 
 def score(model: str, profile: str = "smoke", **options) -> dict:
-    """`gain` on every text target of the book; the generality score is ΔL per label averaged over targets."""
+    """`gain` on every text target of the book (its train and test rows together; `gain` draws its own
+    test split); the generality score is ΔL per label averaged over targets, with a CI that resamples
+    targets, then seeds within them (`measures.clustered_ci`). `options` as for `gain` (mode, seeds,
+    max_examples, n_test, max_len, force)."""
     import pandas as pd
     from decoupling import data
+    from decoupling.progress import report
     per_target, out = {}, {}
     for t in book_targets():
         arr = data.arrays(t)
         texts = [*arr["train"][0], *arr["test"][0]]
         labels = np.concatenate([arr["train"][1], arr["test"][1]])
-        path = _saved(pd.DataFrame({"text": texts, "label": labels}), "text", "label")
-        s = gain(model, path, profile=profile, **options)
+        s = gain(model, pd.DataFrame({"text": texts, "label": labels}), profile=profile, **options)
         per_target[t] = (np.array(s["result"]["runs"][SCRATCH]["L"]) -
                          np.array(s["result"]["runs"][PRETRAINED]["L"])) / s["n"]
-        out[t] = s["dL"]
-    return {"targets": out, "score": measures.clustered_ci(per_target), "model": model}
+        out[t] = {"dL": s["dL"], "control_dL": s["control_dL"], "control_verdict": s["control_verdict"],
+                  "dL_vs_reference": s["dL_vs_reference"], "n": s["n"], "K": s["K"], "seeds": s["seeds"],
+                  "cache_hit": s["cache_hit"]}
+        report(f"[score] {t}: ΔL {s['dL']['per_label']:+.3f} bits/label ({'stored' if s['cache_hit'] else 'computed'})")
+    return {"model": model, "mode": s["mode"], "profile": profile, "targets": out,
+            "score": {**measures.clustered_ci(per_target), "unit": "bits/label", "targets": len(out)},
+            "delta_bits_per_label": DELTA_BITS}
