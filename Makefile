@@ -3,6 +3,9 @@
 # is the quick check while editing: every test not marked slow (no chapter execution, no book build).
 SHELL := /bin/bash
 PROFILE ?= smoke
+# Chapters executed side by side by `make book`: two on a laptop CPU (each chapter's experiments use one
+# thread), one at `full` (one GPU).
+JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -41,7 +44,7 @@ data: $(DATA)
 
 book: $(DATA)
 	@[ "$(PROFILE)" != full ] || $(PY) -m decoupling data --profile full  # the larger corpora, once
-	$(PY) -m decoupling rebuild --profile $(PROFILE)
+	$(PY) -m decoupling rebuild --profile $(PROFILE) --jobs $(JOBS)
 
 # Debian's Chromium + ChromeDriver for the browser test (a test tool's own browser download does not work
 # here), and an emoji font so the test's screenshot shows the claims' marks. Best effort, never an error:

@@ -36,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--force-warm", action="store_true", help="also time a forced re-execution from the store")
     p.add_argument("--timeout", type=float, default=None, help="seconds per chapter (passed to rebuild)")
     p.add_argument("--keep", action="store_true", help="keep the temporary store and build dirs")
+    p.add_argument("--jobs", type=int, default=2, help="chapters side by side (default 2, as `make book`)")
     p.add_argument("--quick", action="store_true", help="= --no-html (a CPU smoke of the benchmark)")
     p.add_argument("--json", help="also write the numbers to this JSON file")
     return p.parse_args(argv)
@@ -47,6 +48,7 @@ def rebuild(args, env: dict, force: bool = False) -> tuple[float, subprocess.Com
     cmd += ["--no-html"] if args.no_html or args.quick else []
     cmd += ["--timeout", str(args.timeout)] if args.timeout else []
     cmd += ["--force"] if force else []
+    cmd += ["--jobs", str(args.jobs)]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     return time.perf_counter() - t0, r
@@ -63,9 +65,9 @@ def main(argv=None):
     committed = len(list((root / "results").rglob("*.json"))) if (root / "results").exists() else 0
     from decoupling.core import device  # the device the chapters will train on (same process environment)
     print(f"device: {device.describe()}")
-    print(f"book: {root}  profile: {args.profile}  chapters: {' '.join(args.chapters or ['(all)'])}  "
+    print(f"book: {root}  profile: {args.profile}  jobs: {args.jobs}  chapters: {' '.join(args.chapters or ['(all)'])}  "
           f"html: {not (args.no_html or args.quick)}  committed results/ records: {committed}")
-    out = {"benchmark": "rebuild", "device": device.name(), "profile": args.profile,
+    out = {"benchmark": "rebuild", "device": device.name(), "profile": args.profile, "jobs": args.jobs,
            "chapters": args.chapters, "html": not (args.no_html or args.quick), "committed_records": committed}
     try:
         runs = [("cold", False), ("warm", False)] + ([("warm_force", True)] if args.force_warm else [])

@@ -228,7 +228,7 @@ def test_sigterm_mid_chapter_stops_cleanly_and_the_next_run_resumes(built, tmp_p
     assert (executed / "tiny.ipynb").read_bytes() == good
     assert sorted(p.name for p in executed.iterdir()) == ["fingerprints.json", "tiny.ipynb"]
     for f in [*(tmp / "store").rglob("*"), *(book / "_build" / "records").rglob("*")]:
-        if f.is_file():
+        if f.is_file() and ".locks" not in f.parts:  # the store's lock files hold nothing
             assert f.suffix == ".json" and not f.name.startswith("."), f
             json.loads(f.read_text())
     # the same command again finishes, from the store
@@ -269,3 +269,55 @@ def test_log_file_keeps_every_chapters_lines(tmp_path):
     assert len(reports) == 2, text
     first, second = text.index("[rebuild] tiny: executed"), text.index("[rebuild] tiny2: executed")
     assert reports[0] < first < reports[1] < second, text
+
+
+def test_chapters_side_by_side_share_an_experiment_and_train_it_once(tmp_path):
+    """`--jobs 2`: two chapters that ask for the same experiment run at once; the store lets one compute it
+    while the other waits for its record, so it trains once and both pages show the same claims."""
+    book, tmp = tmp_path / "book", tmp_path
+    shutil.copytree(FIX / "minibook", book)
+    tiny = (book / "book" / "tiny.md").read_text()
+    (book / "book" / "tiny2.md").write_text(  # the same experiment and config as tiny (same store key)
+        tiny.replace('Chapter("tiny"', 'Chapter("tiny2"').replace('"tiny-loss"', '"tiny2-loss"')
+        .replace('Path(os.environ["TINY_PID_FILE"])', 'Path(os.environ["TINY_PID_FILE"] + "2")'))
+    toc = book / "_toc.yml"
+    toc.write_text(toc.read_text().replace("  - file: book/tiny\n", "  - file: book/tiny\n  - file: book/tiny2\n"))
+    exp = book / "book" / "expected_verdicts.yml"
+    exp.write_text(exp.read_text().replace("  tiny/slope-positive: holds\n",
+                                           "  tiny/slope-positive: holds\n  tiny2/slope-positive: holds\n"))
+    r = _rebuild(book, tmp, "--no-html", "--jobs", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "2 at a time" in out and "tiny: executed" in out and "tiny2: executed" in out
+    assert _trained(tmp) == 1
+    recs = {n: json.loads((book / "_build" / "records" / f"{n}.json").read_text()) for n in ("tiny", "tiny2")}
+    values = [{c["name"]: c["value"] for c in recs[n]["claims"]} for n in ("tiny", "tiny2")]
+    assert values[0] == values[1] and values[0]
+    r = _rebuild(book, tmp, "--no-html", "--jobs", "0")  # refused in one line, nothing runs
+    assert r.returncode == 2 and "--jobs" in r.stderr
+    # SIGTERM while both run: both chapters stop with their kernels, and the next run resumes
+    pid = tmp_path / "kernel.pid"
+    proc = subprocess.Popen(_command("--force", "--no-html", "--jobs", "2"), env=_env(book, tmp, TINY_PID_FILE=str(pid)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = [pid, Path(f"{pid}2")]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(p.exists() for p in pids) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(p.exists() for p in pids), "the chapters never reached their busy cells"
+        time.sleep(0.2)
+        kernels = [int(p.read_text()) for p in pids]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 15
+    while any(_alive(k) for k in kernels) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(k) for k in kernels), "a chapter's kernel outlived the rebuild"
+    assert not list((book / "_build" / "executed" / "smoke").glob(".*running*"))
+    r = _rebuild(book, tmp, "--force", "--no-html", "--jobs", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _trained(tmp) == 1

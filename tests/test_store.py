@@ -111,6 +111,35 @@ def test_artifact_is_built_once_and_atomic(tmp_path):
     assert not list((tmp_path / "artifacts").rglob("half"))
 
 
+def slow_square(cfg: Cfg) -> dict:
+    import time
+    CALLS.append(cfg)
+    time.sleep(0.5)  # long enough for the second caller to arrive while the first computes
+    return {"y": cfg.x ** 2}
+
+
+def slow_files(cfg: Cfg, out):
+    import time
+    CALLS.append(cfg)
+    time.sleep(0.5)
+    (out / "w.txt").write_text(str(cfg.x))
+    return {"ok": True}
+
+
+def test_callers_side_by_side_compute_a_key_once(tmp_path):
+    """Two chapters executed at once (`rebuild --jobs`) asking for the same experiment or body: one
+    computes, the other waits for the lock and reads the record (or the artifact) the first one wrote."""
+    from concurrent.futures import ThreadPoolExecutor
+    CALLS.clear()
+    with ThreadPoolExecutor(2) as pool:
+        recs = list(pool.map(lambda _: store.run(slow_square, Cfg(5), profile="smoke", store=tmp_path), range(2)))
+    assert len(CALLS) == 1 and [r.value for r in recs] == [{"y": 25}] * 2
+    assert sorted(r.cache_hit for r in recs) == [False, True]
+    with ThreadPoolExecutor(2) as pool:
+        dirs = list(pool.map(lambda _: store.artifact(slow_files, Cfg(6), profile="smoke", store=tmp_path), range(2)))
+    assert len(CALLS) == 2 and dirs[0] == dirs[1] and (dirs[0] / "w.txt").read_text() == "6"
+
+
 def test_unknown_profile_is_refused_with_valid_names(tmp_path):
     with pytest.raises(UnknownProfile, match="valid profiles: smoke, full"):
         store.run(square, Cfg(), profile="huge", store=tmp_path)

@@ -98,6 +98,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     r.add_argument("--timeout", type=_at_least(0, float, strict=True),
                    help="seconds allowed per chapter (default 1800 smoke, 3600 full)")
     r.add_argument("--no-html", action="store_true", help="execute and check claims, skip jupyter-book")
+    r.add_argument("--jobs", type=_at_least(1), default=1, metavar="N",
+                   help="execute N chapters side by side, at least 1 (default 1). Their experiments run on one "
+                        "CPU thread each, so N = the number of cores is about N times faster on a CPU; shared "
+                        "experiments are computed once (`make book` uses 2)")
     r.add_argument("--allow-cpu-full", action="store_true",
                    help="at --profile full without a CUDA GPU, compute results missing from results/ on this "
                         "machine (hours) instead of stopping with a pointer to benchmarks/gpu_full.py")
@@ -193,7 +197,7 @@ def _rebuild(parser: argparse.ArgumentParser, args) -> int:
     _sigterm_as_interrupt()
     try:
         return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,
-                       html=not args.no_html)
+                       html=not args.no_html, jobs=args.jobs)
     except RebuildError as e:
         print(f"decoupling: {e}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ unless DECOUPLING_ALLOW_CPU_FULL=1 (`decoupling rebuild --allow-cpu-full`) says 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,6 +39,17 @@ def _sha(s: str) -> str:
 
 
 ALLOW_CPU_FULL = "DECOUPLING_ALLOW_CPU_FULL"
+
+
+@contextlib.contextmanager
+def _computing(root: Path, name: str):
+    """One process at a time computes a given key: chapters executed side by side (`decoupling rebuild
+    --jobs`) that need the same experiment or pretrained body wait for the first one and then read its
+    record, instead of training it twice. The caller looks the key up again once it holds the lock."""
+    from filelock import FileLock
+    (root / ".locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".locks" / f"{name}.lock")):
+        yield
 
 
 class NeedsGPU(RuntimeError):
@@ -80,15 +92,25 @@ def _checksum(body: dict) -> str:
     return _sha(canonical({k: v for k, v in body.items() if k != "checksum"}))
 
 
+_REPORTED: set[tuple[str, int]] = set()  # corrupted records already reported by this process
+
+
 def _read(path: Path) -> dict | None:
-    """A verified record, or None (reported) when it is corrupted."""
+    """A verified record, or None (reported once per process and version of the file) when it is corrupted:
+    `run` looks a key up twice, before and after taking its lock."""
     try:
         body = json.loads(path.read_text())
         if not is_intact(body):
             raise ValueError("checksum mismatch")
         return body
     except (OSError, ValueError) as e:
-        report(f"[store] corrupted record {path}: {e}; ignoring it and recomputing")
+        try:
+            seen = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            seen = (str(path), -1)
+        if seen not in _REPORTED:
+            _REPORTED.add(seen)
+            report(f"[store] corrupted record {path}: {e}; ignoring it and recomputing")
         return None
 
 
@@ -142,6 +164,14 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
             f"results/, or here anyway with `decoupling rebuild --profile full --allow-cpu-full` "
             f"({ALLOW_CPU_FULL}=1; hours on a CPU).")
     logical, key, parts = keys(fn, config, profile)
+    with _computing(store or paths.STORE_DIR, f"{parts['experiment']}-{key[:16]}"):
+        if not force and (rec := lookup(fn, config, profile, store)) is not None:  # another process made it
+            return rec
+        return _compute(fn, config, profile, store, logical, key, parts)
+
+
+def _compute(fn: Callable, config, profile: str, store: Path | None, logical: str, key: str, parts: dict) -> Record:
+    from decoupling.core import device
     t0 = time.perf_counter()
     value = fn(config)
     wall = time.perf_counter() - t0
@@ -180,6 +210,14 @@ def artifact(fn: Callable, config, *, profile: str, store: Path | None = None, f
     check_profile(profile)
     logical, key, parts = keys(fn, config, profile)
     final = (store or paths.STORE_DIR) / "artifacts" / parts["experiment"] / f"{logical[:12]}-{key[:12]}"
+    if (final / "DONE").exists() and not force:
+        return final
+    with _computing(store or paths.STORE_DIR, f"artifact-{parts['experiment']}-{key[:16]}"):
+        return _build_artifact(fn, config, profile, final, key, parts, force)
+
+
+def _build_artifact(fn: Callable, config, profile: str, final: Path, key: str, parts: dict, force: bool) -> Path:
+    import shutil
     if final.exists() and not force:
         if (final / "DONE").exists():
             return final
