@@ -301,7 +301,7 @@ def chapter_calls(name: str, host_only: bool) -> list[tuple[str, object, object]
     if name == "memory":
         from decoupling.experiments import memory as E
         return [("context_gating", E.context_gating, preset(E.GATING, "full")),
-                ("task_token", E.task_token, preset(E.TASK_TOKEN, "full", seed=0)),
+                ("task_token", E.task_token, preset(E.TASK_TOKEN, "full")),
                 ("icl_diversity", E.icl_diversity, preset(E.ICL, "full"))]
     if name == "tyranny":
         from decoupling.experiments import tyranny as E, tyranny_data as TD

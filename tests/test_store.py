@@ -146,6 +146,8 @@ def test_unknown_profile_is_refused_with_valid_names(tmp_path):
     with pytest.raises(UnknownProfile):
         preset({"smoke": Cfg()}, "laptop")
     assert preset({"smoke": Cfg(), "full": Cfg(x=9)}, "full", seed=4) == Cfg(x=9, seed=4)
+    with pytest.raises(TypeError, match="no field.*label_seed"):  # an override the config lacks is refused
+        preset({"smoke": Cfg()}, "smoke", label_seed=4)
 
 
 @pytest.mark.parametrize("ci,thr,pred,want", [

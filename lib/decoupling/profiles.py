@@ -25,10 +25,15 @@ def check_profile(name: str) -> str:
 
 
 def preset(presets: dict, profile: str, **overrides):
-    """The frozen config for `profile`, with fields replaced by `overrides` (e.g. seed=...)."""
+    """The frozen config for `profile`, with fields replaced by `overrides` (e.g. seed=...). A name that is
+    not a field of the config is refused: a misspelt or outdated seed override must not be dropped silently
+    (the run would then not be the one the chapter asked for)."""
     check_profile(profile)
     if profile not in presets:
         raise UnknownProfile(f"no preset for profile {profile!r}; this experiment has: {', '.join(presets)}")
     cfg = presets[profile]
     names = {f.name for f in dataclasses.fields(cfg)}
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in names})
+    if unknown := sorted(set(overrides) - names):
+        raise TypeError(f"{type(cfg).__name__} has no field(s) {', '.join(unknown)}; its fields: "
+                        f"{', '.join(sorted(names))}")
+    return dataclasses.replace(cfg, **overrides)

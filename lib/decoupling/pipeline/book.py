@@ -4,7 +4,7 @@
     from decoupling.pipeline.book import Chapter
 
     ch = Chapter("memory", profile=profile, seed=seed)           # profile/seed injected by papermill
-    res = ch.run(E.context_gating, ch.config(E.GATING))            # from the results store when it can
+    res = ch.run(E.context_gating, ch.config(E.GATING, seeds=ch.seeds(E.GATING)))  # from the store if it can
     ch.figure(fig, "memory-gating")                                # PNG+SVG+sidecar, card under it
     ch.check("no-context-at-chance", passed=..., value=..., statement="...")
     ch.finding("gate-precision", essay="...", criterion="...", value=..., ci=..., verdict=...)
