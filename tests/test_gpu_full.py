@@ -23,6 +23,15 @@ def _script(*args, **env_extra):
     return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
+def _probe(code: str, **env_extra) -> str:
+    """Run `code` in a fresh interpreter (its own environment: the data dir is read at import) and return its
+    stdout, which must hold a PROBE line."""
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env_extra}, capture_output=True,
+                         text=True, timeout=300)
+    assert "PROBE " in out.stdout, out.stderr[-3000:]
+    return out.stdout
+
+
 @pytest.fixture(scope="module")
 def carry(tmp_path_factory):
     """The archive the GPU machine gets (`--make-carry`): prepared data + MiniLM, which it lacks."""
@@ -56,10 +65,7 @@ def test_carried_full_corpora_keep_the_full_keys_and_hold_what_the_bodies_read(t
              "    print('PROBE', d, c.data_sha, n, len(data.token_ids(d, max_tokens=n, profile='full')))")
 
     def run(**extra):
-        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **extra}, capture_output=True,
-                             text=True, timeout=300)
-        assert "PROBE " in out.stdout, out.stderr[-3000:]
-        return [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("PROBE ")]
+        return [line.split()[1:] for line in _probe(probe, **extra).splitlines() if line.startswith("PROBE ")]
 
     here, there = run(), run(DECOUPLING_DATA=str(carried))
     assert here == there and all(n == got for _, _, n, got in there)
@@ -148,10 +154,7 @@ def test_carry_fits_the_device_limit_and_gives_the_same_data_keys_and_minilm(car
              " 'h': h.flatten().tolist(), 'tasks': len(data.arrays('digits/5-9')['train'][1])}))")
 
     def run_probe(**extra):
-        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **extra}, capture_output=True,
-                             text=True, timeout=300)
-        assert "PROBE " in out.stdout, out.stderr[-3000:]
-        return json.loads(out.stdout.split("PROBE ", 1)[1])
+        return json.loads(_probe(probe, **extra).split("PROBE ", 1)[1])
 
     here, carried = run_probe(), run_probe(**where)
     assert carried["data"] == here["data"] and carried["tasks"] == here["tasks"]

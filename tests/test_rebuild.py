@@ -237,20 +237,26 @@ def test_sigterm_mid_chapter_stops_cleanly_and_the_next_run_resumes(built, tmp_p
     assert "tiny: executed" in r.stdout and _trained(tmp) == n
 
 
-def test_log_file_keeps_every_chapters_lines(tmp_path):
-    """`make book > build.log 2>&1`: the rebuild's lines, papermill's bars and the kernels' reports all go
-    to the one file, none overwriting another (each chapter's kernel used to open the file anew)."""
-    book, tmp = tmp_path / "book", tmp_path
+def _two_chapters(tmp_path, change: tuple[str, str]) -> tuple[Path, Path]:
+    """The fixture book with a second chapter, tiny2: tiny's text with `change` applied (a different seed
+    gives it its own store entry; anything else keeps tiny's)."""
+    book = tmp_path / "book"
     shutil.copytree(FIX / "minibook", book)
     tiny = (book / "book" / "tiny.md").read_text()
-    (book / "book" / "tiny2.md").write_text(  # a second chapter with its own store entry
-        tiny.replace('Chapter("tiny"', 'Chapter("tiny2"').replace('"tiny-loss"', '"tiny2-loss"')
-        .replace("ch.config(PRESETS, seed=seed)", "ch.config(PRESETS, seed=seed + 1)"))
+    (book / "book" / "tiny2.md").write_text(
+        tiny.replace('Chapter("tiny"', 'Chapter("tiny2"').replace('"tiny-loss"', '"tiny2-loss"').replace(*change))
     toc = book / "_toc.yml"
     toc.write_text(toc.read_text().replace("  - file: book/tiny\n", "  - file: book/tiny\n  - file: book/tiny2\n"))
     exp = book / "book" / "expected_verdicts.yml"
     exp.write_text(exp.read_text().replace("  tiny/slope-positive: holds\n",
                                            "  tiny/slope-positive: holds\n  tiny2/slope-positive: holds\n"))
+    return book, tmp_path
+
+
+def test_log_file_keeps_every_chapters_lines(tmp_path):
+    """`make book > build.log 2>&1`: the rebuild's lines, papermill's bars and the kernels' reports all go
+    to the one file, none overwriting another (each chapter's kernel used to open the file anew)."""
+    book, tmp = _two_chapters(tmp_path, ("ch.config(PRESETS, seed=seed)", "ch.config(PRESETS, seed=seed + 1)"))
     r = _rebuild(book, tmp, "--no-html")
     assert r.returncode == 0, r.stdout + r.stderr
     entries = sorted((tmp / "store").rglob("*.json"))
@@ -274,17 +280,8 @@ def test_log_file_keeps_every_chapters_lines(tmp_path):
 def test_chapters_side_by_side_share_an_experiment_and_train_it_once(tmp_path):
     """`--jobs 2`: two chapters that ask for the same experiment run at once; the store lets one compute it
     while the other waits for its record, so it trains once and both pages show the same claims."""
-    book, tmp = tmp_path / "book", tmp_path
-    shutil.copytree(FIX / "minibook", book)
-    tiny = (book / "book" / "tiny.md").read_text()
-    (book / "book" / "tiny2.md").write_text(  # the same experiment and config as tiny (same store key)
-        tiny.replace('Chapter("tiny"', 'Chapter("tiny2"').replace('"tiny-loss"', '"tiny2-loss"')
-        .replace('Path(os.environ["TINY_PID_FILE"])', 'Path(os.environ["TINY_PID_FILE"] + "2")'))
-    toc = book / "_toc.yml"
-    toc.write_text(toc.read_text().replace("  - file: book/tiny\n", "  - file: book/tiny\n  - file: book/tiny2\n"))
-    exp = book / "book" / "expected_verdicts.yml"
-    exp.write_text(exp.read_text().replace("  tiny/slope-positive: holds\n",
-                                           "  tiny/slope-positive: holds\n  tiny2/slope-positive: holds\n"))
+    book, tmp = _two_chapters(tmp_path, ('Path(os.environ["TINY_PID_FILE"])',  # same store key as tiny
+                                         'Path(os.environ["TINY_PID_FILE"] + "2")'))
     r = _rebuild(book, tmp, "--no-html", "--jobs", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout + r.stderr
