@@ -106,9 +106,8 @@ def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
     for d in cfg.sources:
         path, res = pretrain.body(pretrain.config(cfg.body_profile, d), cfg.body_profile)
         lms[d] = models.load_lm(path)
-        info[d] = {k: res.get(k) for k in ("eval_bits_per_token", "non_embedding_params", "tokens", "flops",
-                                           "tokens_seen", "unique_tokens", "epochs", "unigram_entropy_bits",
-                                           "heldout_still_falling")}
+        info[d] = {**pretrain.card(res), "non_embedding_params": res.get("non_embedding_params"),
+                   "tokens": res.get("tokens")}
     return lms, info
 
 
