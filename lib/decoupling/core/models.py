@@ -264,27 +264,14 @@ def minilm_tokenizer():
     return AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
 
 
-@torch.no_grad()
 def embed_minilm(texts: list[str], batch_size: int = 64, max_length: int = 128, normalize: bool = True,
                  model: PreTrainedModel | None = None, tokenizer=None):
     """Frozen sentence embeddings, as the model card computes them: mean of the last hidden states over
-    non-pad tokens, then L2-normalised. Returns a float32 numpy array (n, 384). Features for LogME (ch. 4)."""
-    import numpy as np
-    from .device import DEVICE, autocast
-    model = (model or load_minilm()).to(DEVICE).eval()
-    tokenizer = tokenizer or minilm_tokenizer()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        batch = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt").to(DEVICE)
-        with autocast():
-            h = model(**batch).last_hidden_state.float()  # (B, T, C)
-        m = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-        e = (h * m).sum(1) / m.sum(1).clamp_min(1e-9)  # (B, C)
-        if normalize:
-            e = torch.nn.functional.normalize(e, dim=-1)
-        out.append(e.cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.config.hidden_size), np.float32)
+    non-pad tokens, then L2-normalised. Returns a float32 numpy array (n, 384). Features for LogME (ch. 4).
+    The pass itself is `encoders.embed`, the one embedding function for every encoder."""
+    from .encoders import embed
+    return embed(model or load_minilm(), tokenizer or minilm_tokenizer(), texts, max_length,
+                 batch_size=batch_size, normalize=normalize)
 
 
 def describe(cfg: ModelConfig) -> dict:

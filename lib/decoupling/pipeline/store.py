@@ -13,6 +13,8 @@ it — marked *stale* when the library source or the data changed since it was c
 silently retraining for hours on a CPU or showing an outdated number as current. When there is no
 committed record at all, a `full` run on a machine without CUDA is refused with what to do (`NeedsGPU`)
 unless DECOUPLING_ALLOW_CPU_FULL=1 (`decoupling rebuild --allow-cpu-full`) says to compute it here anyway.
+An experiment that needs no GPU at any profile says so (`runs_on_cpu`): a `full` build computes it on a
+CPU like any other missing record, and `decoupling.pipeline.cpu_full` computes all of them into results/.
 """
 from __future__ import annotations
 
@@ -147,6 +149,12 @@ def lookup(fn: Callable, config, profile: str, store: Path | None = None) -> Rec
     return None
 
 
+def runs_on_cpu(fn: Callable) -> bool:
+    """Whether `fn` needs no GPU even at `full` (forward passes and linear probes, say): its module marks
+    it with `fn.runs_on_cpu = True`, and a `full` build on a CPU computes it instead of asking for a GPU."""
+    return bool(getattr(fn, "runs_on_cpu", False))
+
+
 def run(fn: Callable, config, *, profile: str, store: Path | None = None, force: bool = False) -> Record:
     """Return fn(config), from the store when an identical computation was done before.
 
@@ -156,7 +164,8 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
     if not force and (rec := lookup(fn, config, profile, store)) is not None:
         return rec
     from decoupling.core import device
-    if profile == "full" and device.DEVICE.type != "cuda" and os.environ.get(ALLOW_CPU_FULL) != "1":
+    if profile == "full" and device.DEVICE.type != "cuda" and not runs_on_cpu(fn) and \
+            os.environ.get(ALLOW_CPU_FULL) != "1":
         # `full` is sized for one H100: minutes there, hours on a laptop CPU. Say so instead of starting.
         raise NeedsGPU(
             f"{experiment_name(fn)} at profile 'full': no GPU-computed record in results/ and no CUDA GPU here "

@@ -1,0 +1,331 @@
+"""The zoo: lab-pretrained platforms measured in bits on every text target, with equal inputs.
+
+For each (model, target) cell and each run, linear probes on frozen features code the target's labels
+prequentially (`core.prequential`, the protocol of the generality chapter and of `decoupling gain`):
+
+    ΔL = L_preq(θ0) − L_preq(θP)        θ0: the same architecture randomly initialised (drawn per run)
+    control L_preq(θ0) − L_preq(θ0')    θ0': a second random init (seed-vs-seed: should be ≈ 0)
+
+and, on the same blocks, TF-IDF + logistic regression (`zoo_reference`: one per target, shared by every
+model row). A run is its own sample and order of the target's training rows and its own random inits;
+every model sees run r's rows in the same order, so model-vs-model differences are paired on identical
+blocks. Held-out numbers (the essay's KL, the held-out gain, test bits) use a fixed share of the target's
+test split (`n_test` rows, the same for every run and model).
+
+**Equal inputs.** Every text is cut once, before any model sees it, to the longest whole-word prefix that
+*every* tokenizer of the zoo (MiniLM's and mpnet's WordPiece, SmolLM2's BPE, the book's BPE) encodes in at
+most `max_tokens` tokens, special tokens included. Each encoder then reads all of its text (nothing is
+truncated again) and the TF-IDF reference is given exactly the same strings, so no row reads more of a
+text than another. The number of texts cut is recorded per target.
+
+Rows: all-MiniLM-L6-v2, all-mpnet-base-v2, SmolLM2-135M-Instruct (`data.platforms`), and the book's code
+and prose bodies (`experiments.pretrain`, at the profile named by `body_profile`). The statistics over
+cells (findings, leaderboard) are in `experiments.zoo_summary`, so that changing them never changes the
+keys of these records.
+
+Cost: a cell is one pretrained pass over every row any run codes plus two random passes per run, each
+over that run's rows and the test rows (`count`). Nothing here needs a GPU: the `full` zoo is computed on
+a CPU (`runs_on_cpu`), one record per cell, written as it finishes (`python -m decoupling.pipeline.zoo`).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from decoupling import data
+from decoupling.core import baselines, encoders, measures, models
+from decoupling.core.device import cpu_threads
+from decoupling.core.prequential import CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members, subset
+from decoupling.data import platforms
+
+PRETRAINED = "pretrained"
+LAB = ("minilm", "mpnet", "smollm2")
+BODIES = ("body:code", "body:prose")
+MODELS = LAB + BODIES
+TARGETS = tuple(t for t in data.TASKS if not t.startswith("digits"))
+SENTIMENT = tuple(t for t in TARGETS if t.startswith("sentiment/"))
+CUT_TOKENIZERS = ("minilm", "mpnet", "smollm2", "book")
+
+
+# ================================================================================== configs
+def probe_protocol(n: int, K: int) -> Protocol:
+    """Blocks that double from max(16, 2K) to n; two probe learning rates chosen per block on seen data
+    (the protocol `decoupling gain` uses in probe mode)."""
+    first = max(16, 2 * K)
+    ends = [first]
+    while ends[-1] * 2 < n:
+        ends.append(ends[-1] * 2)
+    ends.append(n)
+    hps = (HP("probe-lr1e-2", 1e-2, 1.0, 0.0), HP("probe-lr5e-2", 5e-2, 1.0, 0.0))
+    return Protocol(ends=tuple(ends), hps=hps, epochs=20.0, batch_size=64, min_steps=20)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Which rows of a target every row of the zoo codes, and how texts are cut (shared by models and the
+    reference, so that both read the same examples from the same strings)."""
+    target: str
+    runs: tuple[int, ...] = (0, 1, 2)  # each run: its own sample and order of the training rows
+    n_labels: int = 640  # coded labels per run (at most the training split)
+    n_test: int = 128  # the fixed share of the test split every held-out number uses
+    max_tokens: int = 64  # the cut: at most this many tokens under every tokenizer of the zoo
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """One (model, target) cell of the zoo. `weights` pins the platform's sha256 into the key."""
+    model: str  # a name of data.platforms.ZOO or "body:<domain>"
+    inputs: Inputs
+    body_profile: str = "smoke"  # which pretrained preset a body row uses
+    weights: str = ""
+
+
+def config(model: str, target: str, profile: str, **inputs) -> ZooConfig:
+    """The cell's config at `profile` (see SIZES), with `inputs` overriding sizes (tests shrink them)."""
+    sizes = {**SIZES[profile], **inputs}
+    runs = sizes.pop("runs_cheap" if model in CHEAP else "runs")
+    sizes.pop("runs_cheap" if model not in CHEAP else "runs", None)
+    weights = platforms.ZOO[model].weights_sha256 if model in platforms.ZOO else ""
+    return ZooConfig(model=model, inputs=Inputs(target=target, runs=tuple(runs), **sizes),
+                     body_profile=sizes_body(profile), weights=weights)
+
+
+# 5 runs where a run is cheap (MiniLM and the book's small bodies), 3 where a random twin is a 110–135M
+# parameter pass (mpnet, SmolLM2). The full sizes are counted in `count` and in the README.
+CHEAP = ("minilm", *BODIES)
+SIZES = {
+    "smoke": {"runs": (0, 1, 2), "runs_cheap": (0, 1, 2), "n_labels": 64, "n_test": 32, "max_tokens": 32},
+    "full": {"runs": (0, 1, 2), "runs_cheap": (0, 1, 2, 3, 4), "n_labels": 640, "n_test": 128, "max_tokens": 64},
+}
+
+
+def sizes_body(profile: str) -> str:
+    # The book's own bodies at `full` are trained on a GPU; the CPU-computed zoo uses the bodies a CPU
+    # trains (the smoke preset) and says so wherever they are shown.
+    return "smoke"
+
+
+def cells(profile: str, models_: tuple[str, ...] = MODELS, targets: tuple[str, ...] = TARGETS) -> list[ZooConfig]:
+    return [config(m, t, profile) for m in models_ for t in targets]
+
+
+def run_seed(target: str, run: int) -> int:
+    """The seed of one (target, run): sample, order, heads and random inits come from it; derived from the
+    target's name so that runs on different targets are independent draws."""
+    return run * 1_000_003 + zlib.crc32(target.encode()) % 1_000_003
+
+
+# ================================================================================== equal inputs
+def _special_count(tok) -> int:
+    return len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
+
+
+def tokenizer_of(name: str):
+    """The tokenizer of a zoo model, "book" (the book's BPE, shared by its bodies) or "body:<domain>"."""
+    from transformers import AutoTokenizer
+    if name == "book" or name.startswith("body:"):
+        return data.tokenizer()
+    tok = AutoTokenizer.from_pretrained(platforms.path(name), local_files_only=True)
+    if tok.pad_token is None:  # decoders ship none; padding is masked out of every pooled feature
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+_WS = re.compile(r"\s")
+
+
+def cut(texts: list[str], max_tokens: int, toks: list) -> tuple[list[str], np.ndarray]:
+    """Each text cut to its longest whole-word prefix that every tokenizer in `toks` encodes in at most
+    `max_tokens` tokens (special tokens included); and which texts were cut."""
+    ends = np.array([len(t) for t in texts])
+    for tok in toks:
+        keep = max_tokens - _special_count(tok)
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for i, offs in enumerate(enc["offset_mapping"]):
+            if len(offs) > keep:
+                ends[i] = min(ends[i], offs[keep - 1][1] if keep > 0 else 0)
+    out = []
+    for t, e in zip(texts, ends):
+        if e < len(t):
+            # back to the last whitespace at or before the cut, so no word is split
+            ws = [m.start() for m in _WS.finditer(t, 0, e + 1)]
+            e = ws[-1] if ws else e
+        out.append(t[:e].rstrip() if e < len(t) else t)
+    # a prefix can tokenize differently at its end: drop whole words until every tokenizer agrees
+    for _ in range(8):
+        over = set()
+        for tok in toks:
+            lens = encoders.token_lengths(tok, out, 10 ** 6)
+            over.update(np.flatnonzero(lens > max_tokens).tolist())
+        if not over:
+            break
+        for i in over:
+            ws = [m.start() for m in _WS.finditer(out[i])]
+            out[i] = out[i][:ws[-1]].rstrip() if ws else out[i][: max(1, len(out[i]) // 2)]
+    return out, np.array([o != t for o, t in zip(out, texts)])
+
+
+def inputs(inp: Inputs) -> dict:
+    """The rows every model and the reference code for `inp`: the union of the runs' training rows and the
+    fixed test rows, their cut texts, each run's order (indices into the union), labels, and how many texts
+    the cut shortened. Deterministic: the same `inp` gives the same strings everywhere."""
+    arr = data.arrays(inp.target)
+    (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
+    n = min(inp.n_labels, len(ytr))
+    orders = {r: subset(len(ytr), n, run_seed(inp.target, r)) for r in inp.runs}
+    rows = np.unique(np.concatenate(list(orders.values())))
+    test_idx = np.sort(subset(len(yte), min(inp.n_test, len(yte)), 0))
+    raw = [xtr[i] for i in rows] + [xte[i] for i in test_idx]
+    toks = [tokenizer_of(name) for name in CUT_TOKENIZERS]
+    texts, was_cut = cut(raw, inp.max_tokens, toks)
+    return {"texts": texts[:len(rows)], "test_texts": texts[len(rows):], "y": ytr[rows], "y_test": yte[test_idx],
+            "orders": {r: np.searchsorted(rows, o) for r, o in orders.items()}, "n": n, "K": data.num_labels(inp.target),
+            "cut_train": int(was_cut[:len(rows)].sum()), "cut_test": int(was_cut[len(rows):].sum()),
+            "rows": len(rows), "n_test": len(test_idx)}
+
+
+# ================================================================================== the models
+def loaders(model: str, body_profile: str = "smoke"):
+    """(pretrained(), random_init(seed), tokenizer, config) for a zoo row; both give base models (the
+    encoder or the decoder's transformer without its LM head), whose last hidden states are pooled."""
+    from transformers import AutoConfig, AutoModel
+    if model.startswith("body:"):
+        from decoupling.experiments import pretrain
+        domain = model.split(":", 1)[1]
+        path, _ = pretrain.body(pretrain.config(body_profile, domain), body_profile)
+    else:
+        path = platforms.path(model)
+    tok = tokenizer_of(model)
+    conf = AutoConfig.from_pretrained(path, local_files_only=True)
+    conf.pad_token_id = tok.pad_token_id
+
+    def pretrained():
+        return AutoModel.from_pretrained(path, config=conf, local_files_only=True, dtype=torch.float32)
+
+    def random_init(seed: int):
+        return models.seeded(seed, lambda: AutoModel.from_config(conf))
+    return pretrained, random_init, tok, conf
+
+
+def _proxies(f: np.ndarray, y: np.ndarray, K: int) -> dict:
+    """LogME (You et al. 2021) and the H-score (Bao et al. 2019) of frozen features; None where LogME's
+    fixed point fails (fewer examples than dimensions can break it)."""
+    out = {"h_score": float(measures.h_score(f.astype(np.float64), y))}
+    try:
+        out["logme"] = float(measures.logme(f.astype(np.float64), y, K))
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        out["logme"] = None
+    return out
+
+
+def zoo_cell(cfg: ZooConfig) -> dict:
+    """One (model, target) cell: every run's ΔL against the random twin, the θ0' control, test-split
+    learning curves, the essay's KL, proxies. The function the results store caches."""
+    with cpu_threads(1), models.quiet_loading():
+        return _cell(cfg)
+
+
+zoo_cell.runs_on_cpu = True  # forward passes and linear probes only: `full` is computed on a CPU
+
+
+def _cell(cfg: ZooConfig) -> dict:
+    from decoupling import paths
+    t0 = time.perf_counter()
+    inp = inputs(cfg.inputs)
+    K, n = inp["K"], inp["n"]
+    proto = probe_protocol(n, K)
+    pretrained, random_init, tok, conf = loaders(cfg.model, cfg.body_profile)
+    limit = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None) or 10 ** 9
+    if cfg.inputs.max_tokens > limit:
+        raise ValueError(f"{cfg.model}: max_tokens {cfg.inputs.max_tokens} > its {limit} positions")
+    all_texts = inp["texts"] + inp["test_texts"]
+    lengths = encoders.token_lengths(tok, all_texts, 10 ** 6)
+    if lengths.max() > cfg.inputs.max_tokens:  # the cut guarantees it; a model must never truncate again
+        raise AssertionError(f"{cfg.model} would truncate {int((lengths > cfg.inputs.max_tokens).sum())} texts")
+    threads = encoders.all_cores()
+    enc = pretrained()
+    n_params = sum(p.numel() for p in enc.parameters())
+    t_pass = time.perf_counter()
+    shared = encoders.embed(enc, tok, all_texts, cfg.inputs.max_tokens, threads=threads)
+    pretrained_pass_s = time.perf_counter() - t_pass
+    del enc
+    ftest_p = torch.from_numpy(shared[len(inp["texts"]):])
+    fdir = paths.STORE_DIR / "features"
+    members: dict[tuple[int, str], Member] = {}
+    proxies: dict = {}
+    for r in cfg.inputs.runs:
+        o = inp["orders"][r]
+        seed = run_seed(cfg.inputs.target, r)
+        texts_r = [inp["texts"][i] for i in o] + inp["test_texts"]
+        feats = {PRETRAINED: (torch.from_numpy(shared[o]), ftest_p)}
+        for name, init in ((SCRATCH, seed), (CONTROL, seed + CONTROL_OFFSET)):
+            f = encoders.random_features(conf, init, texts_r, cfg.inputs.max_tokens, lambda s=init: random_init(s),
+                                         tok, fdir, threads=threads)
+            feats[name] = (torch.from_numpy(f[:n]), torch.from_numpy(f[n:]))
+        y = torch.as_tensor(inp["y"][o])
+        for name, (ftr, fte) in feats.items():
+            make = (lambda d=ftr.shape[1], s=seed: models.seeded(s, lambda: nn.Linear(d, K)))
+            members[r, name] = Member(make, (ftr.float(),), y, (fte.float(),), seed)
+        proxies[r] = {name: _proxies(feats[name][0].numpy(), y.numpy(), K) for name in (PRETRAINED, SCRATCH)}
+    coded, _ = code_members(members, inp["y_test"], K, proto, f"zoo {cfg.model} {cfg.inputs.target}")
+    info = platforms.provenance(cfg.model) if cfg.model in platforms.ZOO else {"name": cfg.model,
+                                                                                 "body_profile": cfg.body_profile}
+    return {**coded, "model": cfg.model, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs),
+            "proxies": {str(r): v for r, v in proxies.items()}, "platform": {**info, "n_params": n_params},
+            "max_tokens": cfg.inputs.max_tokens, "tokens_mean": float(lengths.mean()),
+            "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
+            "pretrained_pass_s": round(pretrained_pass_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
+            "threads": threads}
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    inputs: Inputs
+
+
+def zoo_reference(cfg: ReferenceConfig) -> dict:
+    """TF-IDF + logistic regression on one target, on exactly the strings and blocks the models code."""
+    with cpu_threads(1):
+        inp = inputs(cfg.inputs)
+        proto = probe_protocol(inp["n"], inp["K"])
+        ref = baselines.tfidf_prequential(inp["texts"], inp["y"], [inp["orders"][r] for r in cfg.inputs.runs],
+                                          inp["test_texts"], inp["y_test"], inp["K"], proto.ends)
+    return {**ref, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs), "n": inp["n"],
+            "K": inp["K"], "ends": list(proto.ends), "uniform_bits": inp["n"] * math.log2(inp["K"]),
+            "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
+            "n_test": inp["n_test"], "max_tokens": cfg.inputs.max_tokens,
+            "texts_sha": encoders.texts_sha(inp["texts"] + inp["test_texts"])}
+
+
+zoo_reference.runs_on_cpu = True
+
+
+def reference_config(target: str, profile: str, **inputs) -> ReferenceConfig:
+    """The reference for `target`, on the union of every row's runs (the cheap rows' runs include the others)."""
+    sizes = {**SIZES[profile], **inputs}
+    runs = tuple(sorted(set(sizes.pop("runs")) | set(sizes.pop("runs_cheap"))))
+    return ReferenceConfig(Inputs(target=target, runs=runs, **sizes))
+
+
+# ================================================================================== counting
+def count(cfgs: list[ZooConfig]) -> list[dict]:
+    """What each cell costs before it runs: encoder passes and the tokens they read (no model is loaded;
+    the tokenizers and the cut are computed)."""
+    out = []
+    for c in cfgs:
+        inp = inputs(c.inputs)
+        tok = tokenizer_of(c.model)
+        lens = encoders.token_lengths(tok, inp["texts"] + inp["test_texts"], 10 ** 6)
+        per_run = inp["n"] + inp["n_test"]
+        mean = float(lens.mean())
+        out.append({"model": c.model, "target": c.inputs.target, "runs": len(c.inputs.runs),
+                    "passes": 1 + 2 * len(c.inputs.runs),
+                    "tokens": int(lens.sum() + 2 * len(c.inputs.runs) * per_run * mean)})
+    return out
