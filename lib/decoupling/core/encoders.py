@@ -13,9 +13,10 @@ Pooling is the mean of the last hidden states over non-pad tokens, L2-normalised
 sentence-transformers does for all-MiniLM-L6-v2 and all-mpnet-base-v2, and a common way to read a
 decoder's states (for a causal model each position summarises the prefix up to it).
 
-`random_features` caches the features of a randomly initialised encoder by (architecture, seed, texts,
-length): such features are as deterministic as a pretrained model's, and every random twin is a whole
-pass, so `gain`, `score` and the zoo find them again instead of recomputing.
+`features` caches an encoder's features by what decides its weights (a pretrained model's sha256, or a
+random init's architecture and seed: `random_features`), the texts and the length: they are
+deterministic, and every random twin is a whole pass, so `gain`, `score` and the zoo find them again
+instead of recomputing.
 Used by experiments.gain, experiments.zoo and experiments.generality (through models.embed_minilm).
 """
 from __future__ import annotations
@@ -113,15 +114,16 @@ def texts_sha(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def random_features(config, seed: int, texts: Sequence[str], max_length: int, build: Callable[[], object],
-                    tokenizer, cache_dir: Path | None, threads: int | None = None) -> np.ndarray:
-    """Features of the encoder `build()` makes (a random init drawn from `seed`), cached on disk under
-    (architecture config, seed, texts, max_length, torch and transformers versions): the same random
-    encoder over the same texts is one pass, whoever asks for it."""
+def features(identity: dict, texts: Sequence[str], max_length: int, build: Callable[[], object], tokenizer,
+             cache_dir: Path | None, threads: int | None = None) -> np.ndarray:
+    """Features of the encoder `build()` makes, cached on disk under `identity` (what decides its weights:
+    a pretrained model's weights sha256, or a random init's architecture config and seed), the texts,
+    `max_length`, the tokenizer and the torch and transformers versions: the same encoder over the same
+    texts is one pass, whoever asks for it, and a record recomputed after a change elsewhere in the
+    library re-reads its features instead of re-running its encoders."""
     import transformers
     key = hashlib.sha256(json.dumps({
-        "config": config.to_dict() if hasattr(config, "to_dict") else str(config), "seed": seed,
-        "texts": texts_sha(texts), "max_length": max_length, "tokenizer": type(tokenizer).__name__,
+        **identity, "texts": texts_sha(texts), "max_length": max_length, "tokenizer": type(tokenizer).__name__,
         "vocab": len(tokenizer), "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
         "pool": "mean-l2"}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir / f"{key}.npy" if cache_dir is not None else None
@@ -139,3 +141,10 @@ def random_features(config, seed: int, texts: Sequence[str], max_length: int, bu
         np.save(tmp, f)
         os.replace(tmp, path)
     return f
+
+
+def random_features(config, seed: int, texts: Sequence[str], max_length: int, build: Callable[[], object],
+                    tokenizer, cache_dir: Path | None, threads: int | None = None) -> np.ndarray:
+    """`features` of a random init drawn from `seed` with architecture `config`."""
+    conf = config.to_dict() if hasattr(config, "to_dict") else str(config)
+    return features({"config": conf, "seed": seed}, texts, max_length, build, tokenizer, cache_dir, threads)

@@ -214,6 +214,23 @@ def loaders(model: str, body_profile: str = "smoke"):
     return pretrained, random_init, tok, conf
 
 
+def weights_sha(cfg: ZooConfig) -> str:
+    """sha256 of what decides a row's pretrained weights: the platform's pinned weights, or a body's
+    safetensors file."""
+    if cfg.model in platforms.ZOO:
+        return platforms.provenance(cfg.model).get("converted_sha256") or cfg.weights
+    from decoupling.data.sources import sha256_file
+    from decoupling.experiments import pretrain
+    path, _ = pretrain.body(pretrain.config(cfg.body_profile, cfg.model.split(":", 1)[1]), cfg.body_profile)
+    return sha256_file(next(path.glob("*.safetensors")))
+
+
+def _shape_only(conf):
+    from transformers import AutoModel
+    with torch.device("meta"):  # the shape only: counting parameters allocates nothing
+        return AutoModel.from_config(conf)
+
+
 def _proxies(f: np.ndarray, y: np.ndarray, K: int) -> dict:
     """LogME (You et al. 2021) and the H-score (Bao et al. 2019) of frozen features; None where LogME's
     fixed point fails (fewer examples than dimensions can break it)."""
@@ -250,14 +267,13 @@ def _cell(cfg: ZooConfig) -> dict:
     if lengths.max() > cfg.inputs.max_tokens:  # the cut guarantees it; a model must never truncate again
         raise AssertionError(f"{cfg.model} would truncate {int((lengths > cfg.inputs.max_tokens).sum())} texts")
     threads = encoders.all_cores()
-    enc = pretrained()
-    n_params = sum(p.numel() for p in enc.parameters())
-    t_pass = time.perf_counter()
-    shared = encoders.embed(enc, tok, all_texts, cfg.inputs.max_tokens, threads=threads)
-    pretrained_pass_s = time.perf_counter() - t_pass
-    del enc
-    ftest_p = torch.from_numpy(shared[len(inp["texts"]):])
     fdir = paths.STORE_DIR / "features"
+    t_pass = time.perf_counter()
+    shared = encoders.features({"weights": weights_sha(cfg)}, all_texts, cfg.inputs.max_tokens, pretrained, tok,
+                               fdir, threads=threads)
+    pretrained_pass_s = time.perf_counter() - t_pass
+    n_params = sum(p.numel() for p in _shape_only(conf).parameters())
+    ftest_p = torch.from_numpy(shared[len(inp["texts"]):])
     members: dict[tuple[int, str], Member] = {}
     proxies: dict = {}
     for r in cfg.inputs.runs:
