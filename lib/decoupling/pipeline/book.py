@@ -11,6 +11,11 @@
 
 State goes to <build>/records/<chapter>.json after every call (atomically), so the rebuild can read the
 claims and the status page even when a later cell fails.
+
+A cell that starts with `%%gpu_part` shows results that a GPU computes at `full`. On a machine without
+CUDA, when such a cell asks for a record nobody has computed (store.NeedsGPU), it and every later
+`%%gpu_part` cell show one line saying so instead of failing the chapter, so that a `full` build on a CPU
+still executes the rest of the page (the experiments that need no GPU, and every committed record).
 """
 from __future__ import annotations
 
@@ -48,6 +53,8 @@ class Chapter:
         self._pending: list[_Run] = []  # those since the last figure
         from decoupling.core import device
         self.device = device.name()
+        self.gpu_missing: str = ""  # set by the first `%%gpu_part` cell whose records a GPU must compute
+        _register_gpu_part(self)
         self._save()
 
     # -- experiments ------------------------------------------------------------------------------
@@ -180,6 +187,36 @@ class Chapter:
 
     def _save(self):
         files.write_json(paths.BUILD_DIR / "records" / f"{self.name}.json", self.state())
+
+
+def _register_gpu_part(ch: Chapter) -> None:
+    """The `%%gpu_part` cell magic of the notebook this chapter runs in (see the module docstring). Outside
+    IPython (a plain script, the notebook-free executor) there is nothing to register."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the book
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+
+    def gpu_part(line, cell):
+        from IPython.display import Markdown, display
+        if ch.gpu_missing:
+            display(Markdown(f"*Not shown at `{ch.profile}` on this machine: {ch.gpu_missing}*"))
+            return
+        res = ip.run_cell(cell)
+        err = res.error_in_exec
+        if isinstance(err, store.NeedsGPU):
+            ch.gpu_missing = (f"this part needs records computed on a GPU ({str(err).split(':')[0]} and "
+                              "others); the reproducibility page says how to compute them.")
+            display(Markdown(f"*Not shown at `{ch.profile}` on this machine: {ch.gpu_missing}*"))
+        elif err is not None or res.error_before_exec is not None:
+            raise RuntimeError("a %%gpu_part cell failed (traceback above)") from (err or res.error_before_exec)
+
+    ip.register_magic_function(gpu_part, magic_kind="cell", magic_name="gpu_part")
+    # the traceback of a NeedsGPU inside a %%gpu_part cell is replaced by the cell's one-line note
+    ip.set_custom_exc((store.NeedsGPU,), lambda shell, etype, value, tb, tb_offset=None: None)
 
 
 @dataclass(frozen=True, eq=False)
