@@ -435,6 +435,10 @@ def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
     assert out["pairs"][P.CONTROL]["dL"][0] != out["pairs"][P.CONTROL]["dL"][1]
     arr = data.arrays(target)
     (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
+    # equal inputs: the reference reads the texts as MiniLM does, cut to the whole words of max_len tokens
+    from decoupling.experiments.zoo import cut
+    tok = models.minilm_tokenizer()
+    xtr, xte = cut(list(xtr), cfg.max_len, [tok])[0], cut(list(xte), cfg.max_len, [tok])[0]
     ti = np.sort(P.subset(len(yte), 16, 0))
     ref = baselines.tfidf_prequential(xtr, ytr, [P.subset(len(ytr), 24, r) for r in rs], [xte[i] for i in ti], yte[ti],
                                       2, (8, 24))

