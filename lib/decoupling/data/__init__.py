@@ -32,13 +32,17 @@ Used by: chapter 3 (corpora, token streams), chapter 4 (tasks, tokenizer), chapt
 
 The package: `read` (what experiments call, re-exported here), `layout` (names and DATA_DIR's layout),
 `sources` (where each text comes from), `tasks` (the target tasks), `preparation` (`prepare()`, the
-manifest, the tokenizer, `python -m decoupling.data`). Importing it is cheap: torch, transformers,
+manifest, the tokenizer, `python -m decoupling.data`), `full` (the larger corpora). Imports go one way:
+layout < sources, tasks < read < preparation < full < this package; `read` prepares missing data through
+the functions `preparation` and `full` register with it. Importing it is cheap: torch, transformers,
 datasets and sklearn are imported inside the functions that need them.
 """
 from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, HELD_OUT,
                                     PAD, PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
                                     data_dir, read_manifest)
 from decoupling.data.preparation import main_data, prepare, summary
+# imported so that full.py registers how the readers fetch the full corpora (read.py cannot import it)
+from decoupling.data import full  # noqa: F401
 from decoupling.data.read import (arrays, available_domains, baseline, corpus, digits, documents, encode,
                                   label_names, manifest_hash, n_tokens, num_labels, portable_manifest, task,
                                   token_ids, tokenizer)

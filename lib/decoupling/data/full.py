@@ -22,7 +22,6 @@ manifests; the `full` pretraining configs carry it (decoupling.experiments.pretr
 from __future__ import annotations
 
 import ast
-import json
 import re
 import subprocess
 import sys
@@ -33,8 +32,12 @@ import time
 import zipfile
 from pathlib import Path
 
-from decoupling.data import sources
-from decoupling.data.layout import DATA_VERSION, EOS, HELD_OUT, artifact_meta, data_dir, say
+# `import ... as`, not `from decoupling.data import`: the latter imports the package, which imports this module
+import decoupling.data.preparation as preparation
+import decoupling.data.read as read
+import decoupling.data.sources as sources
+from decoupling.data.layout import (DATA_VERSION, EOS, HELD_OUT, TASKS, artifact_meta, data_dir, full_dir,
+                                    read_full_manifest, say)
 
 FULL_DOMAINS = ("code", "prose", "c")
 # (project, version, sha256 of the py3-none-any wheel on PyPI): a different file is an error, not new data
@@ -51,17 +54,6 @@ DEBS = {"python3.11-doc": "PSF-2.0", "dict-gcide": "GPL-2+ (GCIDE); Webster's 19
 C_MAX_BYTES = 36_000_000  # ~11M tokens of C: enough for <= 4 epochs, and the tarball holds far more
 GCIDE_DOC_CHARS = 100_000  # the dictionary is one file: cut into documents of ~this size at entry boundaries
 TEST_PARTS = {"test", "tests", "testing"}
-
-
-def full_dir() -> Path:
-    return data_dir() / "full"
-
-
-def read_full_manifest() -> dict | None:
-    try:
-        return json.loads((full_dir() / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def complete(m: dict | None, tokenizer_sha: str | None) -> bool:
@@ -206,8 +198,6 @@ def _glibc(root: Path) -> tuple[list[str], str]:
 # also carries); those whole documents are dropped, as a held-out package's files are
 # --------------------------------------------------------------------------------------------------
 def _target_texts() -> list[str]:
-    from decoupling.data import read
-    from decoupling.data.layout import TASKS
     out = []
     for t in TASKS:
         if not t.startswith("digits/"):
@@ -222,7 +212,7 @@ def _contaminated_docs(domain: str, texts: list[str]) -> set[int]:
     import numpy as np
     from tokenizers import Tokenizer
 
-    from decoupling.data import overlap
+    import decoupling.data.overlap as overlap  # here: it imports numpy, and importing the package stays cheap
     tok = Tokenizer.from_file(str(data_dir() / "tokenizer" / "tokenizer.json"))
     ids = np.load(full_dir() / "tokens" / domain / "ids.npy")
     corpus = overlap.corpus_hashes(ids)
@@ -244,7 +234,6 @@ def prepare_full(progress: bool = True) -> dict:
     the tokenizer comes from it). Idempotent; returns the full manifest."""
     from filelock import FileLock
 
-    from decoupling.data import preparation, read
     smoke = preparation.prepare(progress=progress)
     tok_sha = smoke["tokenizer"]["sha256"]
     if complete(read_full_manifest(), tok_sha):
@@ -325,3 +314,8 @@ def prepare_full(progress: bool = True) -> dict:
     say(f"[data] full corpora ready in {time.time() - t_start:.0f} s: " + ", ".join(
         f"{d} {manifest['tokens'][d]['n_tokens'] / 1e6:.1f}M tokens" for d in FULL_DOMAINS), progress)
     return manifest
+
+
+# the readers fetch the full corpora through this hook (read must not import this module); looked up by name
+# at call time, so a test that replaces prepare_full replaces what the readers call
+read.register_preparer("full", lambda progress=True: prepare_full(progress))

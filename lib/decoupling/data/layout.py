@@ -86,6 +86,18 @@ def read_manifest() -> dict | None:
         return None
 
 
+def full_dir() -> Path:
+    """Where decoupling.data.full's larger corpora live (here so the reader need not import that module)."""
+    return data_dir() / "full"
+
+
+def read_full_manifest() -> dict | None:
+    try:
+        return json.loads((full_dir() / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def complete(m: dict | None) -> bool:
     """The warm path: the manifest exists and every artifact it lists is present and current."""
     if not m or m.get("data_version") != DATA_VERSION:

@@ -19,10 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from decoupling.data import read, sources, tasks
+# `import ... as`, not `from decoupling.data import`: the latter imports the package, which imports this module
+import decoupling.data.read as read
+import decoupling.data.sources as sources
+import decoupling.data.tasks as tasks
 from decoupling.data.layout import (DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, EOS, HELD_OUT, PORTABLE_DOMAINS,
                                     SPECIAL_TOKENS, TASKS, VOCAB_SIZE, BOS, CLS, PAD, artifact_meta, complete,
-                                    data_dir, held_out, read_manifest, say, staging, task_dir)
+                                    data_dir, full_dir, held_out, read_full_manifest, read_manifest, say, staging,
+                                    task_dir)
 from decoupling.files import write_json
 
 TOKENIZER_MAX_CHARS_PER_DOMAIN = 2_000_000
@@ -195,11 +199,11 @@ def prepare(force: bool = False, progress: bool = True, profile: str = "smoke") 
     from filelock import FileLock
 
     if profile == "full":
-        from decoupling.data import full
         m = prepare(force=force, progress=progress)
         if force:
-            shutil.rmtree(full.full_dir(), ignore_errors=True)
-        full.prepare_full(progress)
+            shutil.rmtree(full_dir(), ignore_errors=True)
+        # decoupling.data.full sits above this module (it builds on prepare()): reached through its hook
+        read.run_preparer("full", progress)
         return m
 
     d = data_dir()
@@ -298,10 +302,11 @@ def summary(manifest: dict | None = None) -> str:
 def main_data(argv=None) -> int:
     """`python -m decoupling.data`: prepare, then print the summary table, the tasks and the manifest hash."""
     import argparse
+    import sys
 
-    import decoupling.data
+    # the package is always imported before its modules: read its docstring without importing it back
     p = argparse.ArgumentParser(prog="python -m decoupling.data",
-                                description=decoupling.data.__doc__.split("\n")[0])
+                                description=sys.modules["decoupling.data"].__doc__.split("\n")[0])
     p.add_argument("--force", action="store_true", help="rebuild everything from the sources")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--profile", choices=("smoke", "full"), default="smoke",
@@ -314,8 +319,11 @@ def main_data(argv=None) -> int:
     print("tasks: " + ", ".join(f"{t} ({v['n_train']}+{v['n_test']})" for t, v in m["tasks"].items()))
     print(f"manifest {data_dir() / 'manifest.json'}  sha256 {read.manifest_hash()}")
     if a.profile == "full":
-        from decoupling.data import full
-        fm = full.read_full_manifest()
+        fm = read_full_manifest()
         print("full corpora: " + ", ".join(f"{d} {v['n_tokens']:,} tokens" for d, v in fm["tokens"].items()))
-        print(f"full manifest {full.full_dir() / 'manifest.json'}  sha256 {read.manifest_hash(profile='full')}")
+        print(f"full manifest {full_dir() / 'manifest.json'}  sha256 {read.manifest_hash(profile='full')}")
     return 0
+
+
+# the readers prepare missing smoke data through this hook (read must not import this module back)
+read.register_preparer("smoke", lambda progress=True: prepare(progress=progress))

@@ -11,7 +11,8 @@
   manifest_hash(portable, profile)     the hash of everything prepared (part of every results key)
 
 Every reader prepares the data first if nothing is there yet (`_ensure`), and caches what it read in this
-process. Heavy imports (torch, transformers, datasets, sklearn) happen inside the functions that need them:
+process. The reader does not import what prepares the data (decoupling.data.preparation, .full sit above
+it): those modules register their prepare functions here (`register_preparer`) when the package is imported. Heavy imports (torch, transformers, datasets, sklearn) happen inside the functions that need them:
 `arrays`, `encode`, `corpus` and `token_ids` work without `datasets` (benchmarks/gpu_full.py's machine has
 torch and transformers only).
 """
@@ -21,18 +22,36 @@ import functools
 import hashlib
 
 from decoupling.data.layout import (BOS, CLS, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, PAD, SHUFFLE_SEED,
-                                    TASKS, artifact_meta, check, complete, data_dir, read_manifest, task_dir)
+                                    TASKS, artifact_meta, check, complete, data_dir, full_dir, read_full_manifest,
+                                    read_manifest, task_dir)
 from decoupling.files import canonical
 
 PROFILES = ("smoke", "full")  # which corpora a reader reads (decoupling.profiles.PROFILES, without importing it)
+
+_PREPARERS: dict = {}  # profile -> fn(progress=True) -> manifest; filled by preparation ("smoke") and full ("full")
+
+
+def register_preparer(profile: str, fn) -> None:
+    """How to prepare a profile's data: the modules above the reader register it, so the reader can prepare
+    missing data without importing them (which would make the imports go both ways)."""
+    check(profile, PROFILES, "profile")
+    _PREPARERS[profile] = fn
+
+
+def run_preparer(profile: str, progress: bool = True) -> dict:
+    """Prepare a profile's data with the registered function (decoupling.data's import registers both)."""
+    check(profile, PROFILES, "profile")
+    if profile not in _PREPARERS:
+        raise RuntimeError(f"nothing registered to prepare the {profile!r} data: import decoupling.data "
+                           "(it registers decoupling.data.preparation and decoupling.data.full)")
+    return _PREPARERS[profile](progress=progress)
 
 
 @functools.lru_cache(maxsize=1)
 def _ensure() -> None:
     """Readers call this: prepare() once if nothing is there yet (quietly fast when it is)."""
     if not complete(read_manifest()):
-        from decoupling.data.preparation import prepare
-        prepare()
+        run_preparer("smoke")
 
 
 def clear_caches() -> None:
@@ -57,16 +76,14 @@ def tokenizer():
 @functools.lru_cache(maxsize=1)
 def _ensure_full() -> None:
     """The full corpora, fetched and prepared the first time a `full` reader asks (never for smoke)."""
-    from decoupling.data import full
-    full.prepare_full()
+    run_preparer("full")
 
 
 def _root(profile: str):
     check(profile, PROFILES, "profile")
     if profile == "full":
-        from decoupling.data import full
         _ensure_full()
-        return full.full_dir()
+        return full_dir()
     _ensure()
     return data_dir()
 
@@ -127,9 +144,8 @@ def n_tokens(domain: str, profile: str = "smoke") -> int:
     check(domain, DOMAINS, "domain")
     name = "code" if domain == "shuffled" else domain
     if profile == "full":
-        from decoupling.data import full
         _ensure_full()
-        m = full.read_full_manifest()
+        m = read_full_manifest()
     else:
         _ensure()
         m = read_manifest()
@@ -317,13 +333,11 @@ def manifest_hash(portable: bool = False, profile: str = "smoke") -> str:
     without apt-get finds the same cache entries."""
     m = read_manifest()
     if m is None:
-        from decoupling.data.preparation import prepare
-        m = prepare()
+        m = run_preparer("smoke")
     m = portable_manifest(m) if portable else m
     if profile == "full":
-        from decoupling.data import full
         _ensure_full()
-        m = {"smoke": m, "full": full.read_full_manifest()}
+        m = {"smoke": m, "full": read_full_manifest()}
     return hashlib.sha256(canonical(m).encode()).hexdigest()
 
 

@@ -15,7 +15,7 @@ import hashlib
 import html
 import time
 
-from decoupling.data import sources
+import decoupling.data.sources as sources  # not `from decoupling.data import`: that imports the package
 from decoupling.data.layout import (DATA_VERSION, HELD_OUT, SENTIMENT_FILES, SPLIT_SEED, TASKS, TEST_FRACTION,
                                     artifact_meta, data_dir, say, staging, task_dir)
 from decoupling.files import canonical, write_json
@@ -101,7 +101,7 @@ def _decontaminate(texts: list[str], labels: list[int]) -> tuple[list[str], list
 
     from tokenizers import Tokenizer
 
-    from decoupling.data import overlap
+    import decoupling.data.overlap as overlap
     from decoupling.data.layout import PORTABLE_DOMAINS
     tok = Tokenizer.from_file(str(data_dir() / "tokenizer" / "tokenizer.json"))  # inside prepare(): no readers
     keep = np.ones(len(texts), bool)
