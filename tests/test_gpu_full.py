@@ -1,6 +1,7 @@
 """benchmarks/gpu_full.py, the one script for the GPU machine, exercised here on CPU: its import check with
 the GPU machine's missing packages blocked, a real (tiny) run on the fixture book, and bringing the
-returned archive home (`--ingest`). GPU minutes are scarce: a script that breaks there wastes them."""
+returned archive home (`--ingest`). GPU minutes are scarce: a script that breaks there wastes them. What it
+calls (decoupling.pipeline.sitting) is tested in tests/test_sitting.py, stopping and resuming included."""
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from decoupling.pipeline import sitting
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures"
@@ -45,9 +48,6 @@ def test_carried_full_corpora_keep_the_full_keys_and_hold_what_the_bodies_read(t
     """The carry holds each full token stream's first U + eval tokens and the full manifest unchanged: on the
     GPU machine the `full` bodies' configs (hence every `full` key) must hash as here, and each body must
     get every token it reads. Needs the full corpora (`decoupling data --profile full`)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    import gpu_full
-
     from decoupling import data
     from decoupling.data import full
     if full.read_full_manifest() is None:
@@ -56,7 +56,7 @@ def test_carried_full_corpora_keep_the_full_keys_and_hold_what_the_bodies_read(t
     carried.mkdir()
     for name in ("manifest.json", "tokenizer", "tasks", "corpora", "tokens"):  # the smoke data, as it is
         (carried / name).symlink_to(data.data_dir() / name)
-    need = gpu_full._carry_full_corpora(carried / "full")
+    need = sitting._carry_full_corpora(carried / "full")
     assert need and all((carried / "full" / "tokens" / d / "ids.npy").stat().st_size < 2 * need + 1024
                         for d in full.FULL_DOMAINS)
     probe = ("from decoupling.experiments import pretrain as P; from decoupling import data\n"
@@ -135,13 +135,11 @@ def test_carry_fits_the_device_limit_and_gives_the_same_data_keys_and_minilm(car
     """The GPU machine has neither the prepared data nor the MiniLM package: the carried archive must fit
     the archive limit, give the store the same data hash (so keys match), and a MiniLM whose fp16
     weights, loaded back as fp32, compute what the package's fp32 weights compute."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    import gpu_full
     archive = carry
-    assert archive.stat().st_size <= gpu_full.CARRY_LIMIT
+    assert archive.stat().st_size <= sitting.CARRY_LIMIT
     env_before = dict(os.environ)
     try:
-        where = gpu_full.unpack_carry(archive, tmp_path / "unpacked")
+        where = sitting.unpack_carry(archive, tmp_path / "unpacked")
     finally:  # unpack_carry points this process at the copy; the probe below sets it per child instead
         os.environ.clear()
         os.environ.update(env_before)
