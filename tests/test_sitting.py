@@ -158,3 +158,35 @@ def test_a_stopped_job_keeps_what_finished_and_the_next_one_computes_only_the_re
     assert _trained(tmp_path) == 4
     back = _records(tmp_path / "out3" / sitting.ARCHIVE)
     assert len(back) == 1 and not set(back) & set(banked)
+
+
+def test_a_committed_record_from_another_device_is_reused_unless_stale(tmp_path, monkeypatch):
+    """On the GPU machine a record committed under results/ from a CPU (another device type, so another
+    exact key) is taken as it is, when the library source and data it was computed from are this checkout's."""
+    import types
+
+    from decoupling import paths
+    from decoupling.core import device
+    from decoupling.pipeline import store
+    monkeypatch.syspath_prepend(str(FIX))
+    from tests_fixture_exp import LineCfg, fit_line
+    monkeypatch.setenv("TINY_COUNTER", str(tmp_path / "counter"))
+    monkeypatch.setenv(store.ALLOW_CPU_FULL, "1")
+    cfg = LineCfg(steps=5)
+    made = Path(store.run(fit_line, cfg, profile="full", store=tmp_path / "cpu").meta["path"])
+    committed = tmp_path / "results" / made.relative_to(tmp_path / "cpu")
+    committed.parent.mkdir(parents=True)
+    committed.write_bytes(made.read_bytes())
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(device, "DEVICE", types.SimpleNamespace(type="cuda"))  # keys now say cuda
+    monkeypatch.setattr(store, "lookup", store.lookup)  # undone after the test
+    assert store.lookup(fit_line, cfg, "full", tmp_path / "gpu") is None  # the exact key misses it
+    sitting._reuse_committed_records()
+    rec = store.lookup(fit_line, cfg, "full", tmp_path / "gpu")
+    assert rec is not None and rec.meta["device_type"] == "cpu" and rec.meta["path"] == str(committed)
+    body = json.loads(committed.read_text())
+    body["meta"]["source"] = "an older library"
+    body["checksum"] = store._checksum(body)
+    committed.write_text(json.dumps(body))
+    assert store.lookup(fit_line, cfg, "full", tmp_path / "gpu") is None  # stale: the GPU computes it
+    assert _trained(tmp_path) == 1
