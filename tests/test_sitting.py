@@ -70,9 +70,9 @@ def test_order_is_findings_per_gpu_minute_and_uncounted_chapters_come_last():
                                    {"chapter": "a", "steps": 5, "eval_batches": 0}, {"failed": "x"}]) == {"a": 17}
 
 
-def test_the_book_runs_its_densest_chapter_first():
-    found = sitting.decided_findings(ROOT, None, list(sitting.FULL_COST))
-    assert found == sitting.FULL_FINDINGS  # nothing recorded or committed at full yet: the counted table
+def test_the_book_runs_its_densest_chapter_first(tmp_path):
+    found = sitting.decided_findings(tmp_path, None, list(sitting.FULL_COST))
+    assert found == sitting.FULL_FINDINGS  # nothing recorded or committed at full: the counted table
     assert sitting.order_chapters(list(sitting.FULL_COST), found, sitting.FULL_COST)[0] == "generality"
 
 
