@@ -76,11 +76,14 @@ def test_summary_censors_runs_that_miss_the_target():
     assert s["per_task"]["b"]["t_star"] is None and s["per_task"]["c"]["c_scratch"] is None
     assert s["savings"] == [60.0, 60.0] and s["dropped_pairs"] == 1 and s["censored_runs"] == 1
     assert s["t_star"] == pytest.approx(5.0) and s["ratio_geomean"] == pytest.approx(math.sqrt(0.25 * 0.4))
+    # a measured pair, a pair whose saving is only a lower bound (scratch missed), none only an upper bound
+    assert (s["pairs_exact"], s["pairs_saving_lower_bound"], s["pairs_saving_upper_bound"]) == (1, 1, 0)
     res["tasks"]["a"]["runs"]["pretrained"] = [run(95.0)]
     res["tasks"]["b"]["runs"]["pretrained"] = [run(None)]
     del res["tasks"]["c"]
     s = C.summarize(res)
     assert s["saving_mean"] < 0 and s["t_star"] == "inf"
+    assert (s["pairs_exact"], s["pairs_saving_lower_bound"], s["pairs_saving_upper_bound"]) == (1, 0, 0) and s["dropped_pairs"] == 1
 
 
 # -- FLOP accounting of a real (tiny) run -------------------------------------------------------------------
@@ -199,12 +202,30 @@ def test_probe_is_deterministic_and_scores_held_out_rows(one_thread):
     assert r1["adapt_flops"] > 1e6 and 0.5 < r1["heldout_acc"] <= 1.0
 
 
-def test_platform_verdict_follows_its_rule():
-    ok = {"diff_ci": [0.1, 0.3], "minilm_mean_reaches": True}
-    assert C.platform_verdict({"a": ok, "b": ok}) == "holds"
-    assert C.platform_verdict({"a": ok, "b": {**ok, "minilm_mean_reaches": False}}) == "inconclusive"
-    assert C.platform_verdict({"a": ok, "b": {**ok, "diff_ci": [-0.1, 0.2]}}) == "inconclusive"
-    assert C.platform_verdict({"a": ok, "b": {**ok, "diff_ci": [-0.2, -0.01]}}) == "does not hold"
+def test_beats_random_is_the_check_of_pretrained_against_random_features():
+    assert C.beats_random({"a": {"diff_ci": [0.1, 0.3]}, "b": {"diff_ci": [0.01, 0.2]}})
+    assert not C.beats_random({"a": {"diff_ci": [0.1, 0.3]}, "b": {"diff_ci": [-0.01, 0.2]}})
+
+
+def test_specialist_verdict_is_a_non_inferiority_rule_with_its_margin():
+    m = C.SPECIALIST_MARGIN
+    ok = {"diff_ci": [-m + 0.01, 0.02]}
+    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [0.05, 0.1]}}) == "holds"
+    # worse than the specialist, but not by more than the margin: still "about as well"
+    assert C.specialist_verdict({"a": {"diff_ci": [-m + 0.001, -0.01]}}) == "holds"
+    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [-m - 0.02, 0.0]}}) == "inconclusive"
+    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [-0.2, -m - 0.01]}}) == "does not hold"
+    assert C.specialist_verdict({"a": ok}, margin=0.0) == "inconclusive"
+
+
+def test_pays_within_asks_whether_t_star_is_at_most_the_tasks_served():
+    # C_pretrain 600 over N = 6 tasks: the bar is a saving of 100 per task
+    assert C.pays_within((120.0, 300.0), 600.0, 6) == "holds"  # T* between 2 and 5 tasks
+    assert C.pays_within((10.0, 90.0), 600.0, 6) == "does not hold"  # cheaper, but T* > 6
+    assert C.pays_within((-50.0, -1.0), 600.0, 6) == "does not hold"  # no saving at all
+    assert C.pays_within((50.0, 150.0), 600.0, 6) == "inconclusive"
+    assert C.pays_within(None, 600.0, 6) == "inconclusive"
+    assert C.pays_within((None, 3.0), 600.0, 6) == "inconclusive"
 
 
 # -- the application-specific reference -----------------------------------------------------------------------
