@@ -112,3 +112,36 @@ def test_write_pages_fills_the_claims_marker(tmp_path, monkeypatch):
 
 def test_the_book_reproducibility_page_holds_the_marker():
     assert status.CLAIMS_MARKER in (paths.ROOT / "book" / "reproducibility.md").read_text()
+
+
+def test_holm_adjusts_the_verdicts_a_profile_decides():
+    fam = [_c("a", "finding", ("smoke",), "holds", p=0.01), _c("b", "finding", ("smoke",), "does not hold", p=0.04),
+           _c("c", "finding", ("smoke",), "inconclusive", p=0.3), _c("d", "finding", ("smoke",), "holds")]
+    adj = claims.holm_adjusted(fam)
+    # p = 1 stands in for d: sorted 0.01, 0.04, 0.3, 1 → 0.04, 0.12, 0.6, 1
+    assert adj["memory/a"] == {"p": 0.01, "p_holm": pytest.approx(0.04), "verdict": "holds"}
+    assert adj["memory/b"]["p_holm"] == pytest.approx(0.12) and adj["memory/b"]["verdict"] == "inconclusive"
+    assert adj["memory/c"]["verdict"] == "inconclusive"
+    assert adj["memory/d"] == {"p": None, "p_holm": None, "verdict": "holds"}
+
+
+def test_scorecard_shows_p_and_the_verdict_after_holm(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    recs = {"memory": {"chapter": "memory", "profile": "smoke", "claims": [
+        _c("x", "finding", ("smoke",), "holds", criterion="CI above 0", p=0.03),
+        _c("y", "finding", ("smoke",), "holds", criterion="CI above 0", p=0.001234)]}}
+    md = status.scorecard_md(recs, "smoke", {"smoke": {"memory/x": "holds", "memory/y": "holds"}})
+    evidence = md.split("### Evidence")[1]
+    assert "Holm-adjusted p" in evidence and "verdict after Holm" in evidence
+    row_x = next(line for line in evidence.splitlines() if "`x`" in line)
+    assert "| 0.03 | 0.03 | 🟢 holds |" in row_x  # 2 × 0.001234 = 0.0025, then max(2 × … , 0.03)
+    assert "no verdict changes" in evidence
+    assert "0.5 (95% CI 0.1 … 0.9)" in evidence  # three significant digits
+    assert claims.fmt(0.123456, 3) == "0.123" and claims.fmt(0.123456) == "0.1235"
+
+
+def test_record_p_stores_the_p_value_on_the_claim(chapter, tmp_path):
+    ch, _ = chapter
+    ch.finding("f", essay="e", criterion="CI above 0", value=0.2, ci=(0.1, 0.3), verdict="holds")
+    claims.record_p(ch, "f", 0.012)
+    assert _record(tmp_path)["claims"][0]["p"] == 0.012

@@ -121,3 +121,5 @@ def test_tost_known_answers():
     wide = I.equivalence([-0.2, 0.0, 0.3], margin=0.05)
     assert wide["verdict"] == "undecided" and wide["p"] > 0.05
     assert I.equivalence(I.clustered_ci({"a": [0.0, 0.01], "b": [0.02, 0.0]}), 0.05)["verdict"] == "equivalent"
+    far = I.equivalence([0.3, 0.32, 0.31], margin=0.05)
+    assert far["verdict"] == "different" and far["p_beyond"] < 0.05 < far["p"]

@@ -147,7 +147,8 @@ def tost(lo90: float, hi90: float, margin: float) -> str:
 def equivalence(values, margin: float, alpha: float = 0.05) -> dict:
     """TOST on per-run values (or a precomputed `Interval` / clustered dict, which carry value, se, df):
     the 1 − 2α interval, the two one-sided p-values (H0: mean ≤ −margin; H0: mean ≥ margin), their
-    maximum `p` (equivalence is shown at level α when p < α) and `tost`'s reading of the interval."""
+    maximum `p` (equivalence is shown at level α when p < α), `p_beyond` (the one-sided p that the mean lies
+    beyond the margin on its own side: below α exactly when `tost` says "different") and `tost`'s reading."""
     if isinstance(values, dict):
         m, se, df = values["value"], values["se"], values["df"]
     elif isinstance(values, Interval):
@@ -156,14 +157,16 @@ def equivalence(values, margin: float, alpha: float = 0.05) -> dict:
         c = mean_ci(values, 1 - 2 * alpha)
         m, se, df = c.value, c.se, c.df
     if not df or se is None or (isinstance(se, float) and math.isnan(se)):
-        return {"value": m, "lo": NAN, "hi": NAN, "p_lower": NAN, "p_upper": NAN, "p": NAN, "margin": margin,
-                "level": 1 - 2 * alpha, "verdict": "undecided"}
+        return {"value": m, "lo": NAN, "hi": NAN, "p_lower": NAN, "p_upper": NAN, "p": NAN, "p_beyond": NAN,
+                "se": NAN, "df": 0, "margin": margin, "level": 1 - 2 * alpha, "verdict": "undecided"}
     half = float(_tcrit(1 - 2 * alpha, df)) * se
     p_lower = t_p(m, se, df, -margin, "greater")  # rejects mean ≤ −margin
     p_upper = t_p(m, se, df, margin, "less")  # rejects mean ≥ margin
+    # the other question: is the difference beyond the margin, on the side where the mean lies?
+    p_beyond = t_p(m, se, df, margin, "greater") if m > 0 else t_p(m, se, df, -margin, "less")
     return {"value": m, "lo": m - half, "hi": m + half, "p_lower": p_lower, "p_upper": p_upper,
-            "p": max(p_lower, p_upper), "margin": margin, "level": 1 - 2 * alpha,
-            "verdict": tost(m - half, m + half, margin)}
+            "p": max(p_lower, p_upper), "p_beyond": p_beyond, "se": se, "df": df, "margin": margin,
+            "level": 1 - 2 * alpha, "verdict": tost(m - half, m + half, margin)}
 
 
 def holm(pvalues: dict) -> dict:

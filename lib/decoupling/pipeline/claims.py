@@ -11,6 +11,10 @@
   CPU-sized `smoke` run of a finding only `full` can decide) is an illustration, not evidence: its box says
   where it is decided, and its verdict is neither snapshotted nor compared. A check is enforced where it
   applies and only recorded elsewhere.
+- A finding may record `p`, the p-value of the test that decides it, scaled so that its verdict is
+  "holds" or "does not hold" exactly when p < 0.05 (a CI against a threshold: the two-sided t-test
+  against that threshold; an equivalence: the larger of the two one-sided p-values). The scorecard
+  adjusts these over the findings a profile decides (Holm–Bonferroni, `holm_adjusted`).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class Claim:
     detail: str = ""
     criterion: str = ""            # finding: the observation that makes it "holds", written before the value
     warning: str = ""              # what is wrong with the claim itself (e.g. NO_CRITERION)
+    p: float | None = None         # finding: p-value of the test behind its verdict (module docstring)
 
     @property
     def key(self) -> str:
@@ -87,19 +92,72 @@ def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
     return "holds" if hi < threshold else ("does not hold" if lo >= threshold else "inconclusive")
 
 
-def fmt(v) -> str:
-    """A measured value as the book prints it (under a chapter's claim, on the status page and the
-    scorecard): floats to 4 significant digits, lists element by element, a dash for nothing."""
+def fmt(v, digits: int = 4) -> str:
+    """A measured value as the book prints it (under a chapter's claim and on the status page: floats to 4
+    significant digits; the scorecard asks for 3), lists and dicts element by element, a dash for nothing."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.{digits}g}"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return "[" + ", ".join(fmt(x, digits) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {fmt(x, digits)}" for k, x in v.items()) + "}"
     return "–" if v is None else str(v)
 
 
-def fmt_ci(ci) -> str:
+def fmt_ci(ci, digits: int = 4) -> str:
     """A (low, high) interval as `low … high`, or a dash when there is none."""
-    return f"{fmt(ci[0])} … {fmt(ci[1])}" if ci else "–"
+    return f"{fmt(ci[0], digits)} … {fmt(ci[1], digits)}" if ci else "–"
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def p_vs_threshold(value, se, df, threshold: float) -> float:
+    """The p of a finding decided by a 95% t interval against `threshold` (`verdict_from_ci`): the two-sided
+    t-test of the mean against the threshold, below 0.05 exactly when the interval excludes it."""
+    from decoupling.core.intervals import t_p
+    return float(t_p(value, se, df, threshold)) if df else float("nan")
+
+
+def verdict_from_tost(eq: dict) -> str:
+    """The verdict of a finding whose essay side is a null ("no difference"), from
+    `core.intervals.equivalence`: "holds" when its 90% interval lies inside ±margin, "does not hold" when
+    it lies wholly outside, else "inconclusive"."""
+    return {"equivalent": "holds", "different": "does not hold"}.get(eq["verdict"], "inconclusive")
+
+
+def p_tost(eq: dict) -> float:
+    """The p of a finding decided by `verdict_from_tost`, below 0.05 exactly when it holds or does not hold:
+    the TOST p, except where the interval lies wholly beyond the margin, where it is the one-sided p of a
+    difference beyond it."""
+    return float(eq["p_beyond"] if eq["verdict"] == "different" else eq["p"])
+
+
+def record_p(ch, name: str, p) -> None:
+    """Store on finding `name` of chapter `ch` (a pipeline.book.Chapter) the p-value of the test that
+    decided it, and rewrite the chapter's record."""
+    for c in ch.claims:
+        if c.name == name:
+            c.p = None if p is None or (isinstance(p, float) and math.isnan(p)) else float(p)
+    ch._save()
+
+
+def holm_adjusted(claims: list[dict], alpha: float = 0.05) -> dict[str, dict]:
+    """{"chapter/name": {"p", "p_holm", "verdict"}} for a family of findings (dicts): Holm–Bonferroni over
+    the p-values they record. A verdict of "holds" or "does not hold" stays only if its adjusted p is below
+    `alpha`, else it becomes "inconclusive". A finding that records no p keeps its verdict and has no
+    adjusted p; it still counts in the family as p = 1 (so the others' adjustment is not made smaller by
+    leaving it out)."""
+    from decoupling.core.intervals import holm
+    keyed = {f"{c['chapter']}/{c['name']}": c for c in claims}
+    ps = {k: (c.get("p") if c.get("p") is not None else 1.0) for k, c in keyed.items()}
+    adj = holm(ps)
+    out = {}
+    for k, c in keyed.items():
+        if c.get("p") is None:
+            out[k] = {"p": None, "p_holm": None, "verdict": c["verdict"]}
+            continue
+        v = c["verdict"] if adj[k] < alpha or c["verdict"] == "inconclusive" else "inconclusive"
+        out[k] = {"p": c["p"], "p_holm": adj[k], "verdict": v}
+    return out
 
 
 _BOX_MARK = {"pass": "✅ check", "fail": "❌ CHECK FAILED", "holds": "🟢 finding holds",

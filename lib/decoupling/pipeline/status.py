@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from decoupling import files
-from decoupling.pipeline.claims import decided_at, decides, fmt, fmt_ci
+from decoupling.pipeline.claims import decided_at, decides, fmt, fmt_ci, holm_adjusted
 
 
 def load_records(build: Path, names: list[str]) -> dict[str, dict]:
@@ -80,9 +80,16 @@ def _by_chapter(recs: dict) -> dict[str, dict[str, dict]]:
     return by
 
 
+DIGITS = 3  # significant digits of every number on the scorecard
+
+
 def _value(c: dict) -> str:
-    ci = f" (95% CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
-    return fmt(c.get("value")) + ci
+    ci = f" (95% CI {fmt_ci(c.get('ci'), DIGITS)})" if c.get("ci") else ""
+    return fmt(c.get("value"), DIGITS) + ci
+
+
+def _p(p) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def _where(c: dict) -> str:
@@ -125,6 +132,20 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
              "effect that needs the `full` sizes) is an *illustration*: its value is shown, no verdict.", "",
              f"This build ran at profile `{profile}`. Numbers at another profile come from chapter records "
              "committed under `results/records/` (or from this build's records when a chapter last ran there).",
+             "",
+             "**Many findings, one error rate.** Each profile decides several findings, and with each one read "
+             "at 5 % the chance that some verdict is a fluke grows with their number. So beside each verdict "
+             "stands the verdict after a Holm–Bonferroni adjustment over the findings decided at that profile. "
+             "A finding records *p*, the p-value of the test behind its verdict, scaled so that the verdict "
+             "is *holds* or *does not hold* exactly when p < 0.05: for an interval against a threshold, the "
+             "two-sided t-test of the mean over runs (or over targets) against the threshold; for a finding "
+             "whose essay side is \"no difference\", the two one-sided tests of an equivalence margin (the "
+             "larger of their p-values, or the one-sided p of a difference beyond the margin when that is what "
+             "the interval shows). Holm sorts the m p-values, multiplies the i-th smallest by m − i + 1 and "
+             "keeps them non-decreasing; a verdict stays where its adjusted p is below 0.05 and becomes "
+             "*inconclusive* otherwise. A finding that records no p-value keeps its verdict unadjusted (\"–\") "
+             "and counts in the family as p = 1, which can only make the others' adjustment stricter. "
+             "Numbers on this page show three significant digits.",
              ""]
     sections, summary = [], []
     for p in PROFILES:
@@ -159,11 +180,22 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
         sections += ["Records: " + "; ".join(srcs) + ".", ""]
         sections += ["### Evidence: findings decided at " + f"`{p}`", ""]
         if evidence:
-            sections += ["| chapter | finding | the essay says (paraphrased) | holds if | ours | verdict | published |",
-                         "|---|---|---|---|---|---|---|"]
-            sections += [f"| {{doc}}`{c['chapter']}` | `{c['name']}` | {_cell(c.get('statement', ''))} | "
-                         f"{_cell(c.get('criterion') or '–')} | {_cell(_value(c))} | {_cell(verdict(c, p))} | "
-                         f"{_cell(c.get('anchor') or '–')} |" for c in evidence]
+            adj = holm_adjusted(evidence)
+            sections += ["| chapter | finding | the essay says (paraphrased) | holds if | ours | verdict | p | "
+                         "Holm-adjusted p | verdict after Holm | published |",
+                         "|---|---|---|---|---|---|---|---|---|---|"]
+            for c in evidence:
+                a = adj[f"{c['chapter']}/{c['name']}"]
+                after = _MARK.get(a["verdict"], a["verdict"]) if a["p_holm"] is not None else "– (no p recorded)"
+                sections.append(f"| {{doc}}`{c['chapter']}` | `{c['name']}` | {_cell(c.get('statement', ''))} | "
+                                f"{_cell(c.get('criterion') or '–')} | {_cell(_value(c))} | {_cell(verdict(c, p))} | "
+                                f"{_p(a['p'])} | {_p(a['p_holm'])} | {_cell(after)} | "
+                                f"{_cell(c.get('anchor') or '–')} |")
+            moved = [k for k, c in zip(adj, evidence) if adj[k]["verdict"] != c["verdict"]]
+            sections += ["", f"After the Holm adjustment over the {len(evidence)} findings decided here "
+                         f"({sum(a['p'] is not None for a in adj.values())} with a recorded p-value): "
+                         + (", ".join(f"`{k}` becomes inconclusive" for k in moved) if moved
+                            else "no verdict changes") + "."]
         else:
             sections.append("None measured at this profile.")
         sections.append("")
@@ -180,7 +212,7 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
         if checks:
             sections += [f"### Checks at `{p}`", "", "| chapter | check | must hold | result |", "|---|---|---|---|"]
             for c in checks:
-                res = ("✅ pass" if c["verdict"] == "pass" else "❌ FAIL") + f" ({_cell(fmt(c.get('value')))})"
+                res = ("✅ pass" if c["verdict"] == "pass" else "❌ FAIL") + f" ({_cell(fmt(c.get('value'), DIGITS))})"
                 if not decides(c):
                     res += f", recorded only (enforced at {_where(c)})"
                 sections.append(f"| {{doc}}`{c['chapter']}` | `{c['name']}` | {_cell(c.get('statement', ''))} | {res} |")
