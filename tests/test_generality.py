@@ -268,16 +268,19 @@ def test_batched_protocol_equals_sequential_mlps(one_thread):
     _assert_same_runs(P.run_protocols(members, ye, 5, proto, batch=False), alone, rtol=1e-6)
 
 
+def _tiny_gpt2_task():
+    """A 1-layer GPT-2 config and real sentiment rows for it: (training split, config, test inputs, test labels)."""
+    from decoupling import data
+    enc = data.encode("sentiment/tweets", data.tokenizer(), 24)
+    tr, te = enc["train"], enc["test"]
+    cfg = models.ModelConfig(n_layer=1, n_head=2, d_model=32, block_size=24)
+    return tr, cfg, (te["input_ids"][:48], te["attention_mask"][:48]), te["labels"][:48].numpy()
+
+
 def test_batched_protocol_equals_sequential_gpt2(one_thread):
     """The same for tiny GPT-2 classifiers on real sentiment data: a random init and its seed control,
     two seeds with their own examples."""
-    from decoupling import data
-    tok = data.tokenizer()
-    enc = data.encode("sentiment/tweets", tok, 24)
-    tr, te = enc["train"], enc["test"]
-    cfg = models.ModelConfig(n_layer=1, n_head=2, d_model=32, block_size=24)
-    test = (te["input_ids"][:48], te["attention_mask"][:48])
-    yt = te["labels"][:48].numpy()
+    tr, cfg, test, yt = _tiny_gpt2_task()
     members = []
     for seed in (0, 1):
         order = P.subset(len(tr["labels"]), 56, seed)
@@ -444,3 +447,39 @@ def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
                                       2, (8, 24))
     assert out["reference"] == ref
     assert len(out["reference"]["L"]) == len(out["runs"][E.SCRATCH]["L"]) == 2
+
+
+def test_seed_control_depends_on_the_seeds_not_on_the_roles_or_the_order(one_thread):
+    """θ0 and θ0′ of our GPT-2 bodies differ in nothing but their init seed: built after another model or
+    alone they are the same network (no shared RNG state), and coding them with their seeds swapped and the
+    members in the opposite order swaps their code lengths exactly, so ΔL(θ0 − θ0′) changes sign and
+    nothing else. A seed-vs-seed ΔL away from 0 is then the luck of the seeds drawn, not the protocol."""
+    tr, cfg, test, yt = _tiny_gpt2_task()
+    seed = E.run_seed("sentiment/tweets", 0)
+    order = P.subset(len(tr["labels"]), 56, seed)
+    inputs = P.take((tr["input_ids"], tr["attention_mask"]), order)
+    y = tr["labels"][torch.as_tensor(order)]
+    a, b = seed, seed + P.CONTROL_OFFSET
+    models.build_classifier(cfg, 2, seed=a)  # building θ0 first leaves nothing behind for θ0′
+    after = models.build_classifier(cfg, 2, seed=b).state_dict()
+    torch.manual_seed(123)
+    alone = models.build_classifier(cfg, 2, seed=b).state_dict()
+    assert all(torch.equal(after[k], alone[k]) for k in after)
+
+    def code(seeds, names):
+        members = {(0, n): P.Member(lambda i=i: models.build_classifier(cfg, 2, seed=i), inputs, y, test, seed)
+                   for n, i in zip(names, seeds)}
+        coded, _ = P.code_members(members, yt, 2, TINY_PROTO, "t")
+        return coded["runs"][P.SCRATCH]["L"][0], coded["runs"][P.CONTROL]["L"][0], coded["pairs"][P.CONTROL]["dL"][0]
+
+    l0, l1, dl = code((a, b), (P.SCRATCH, P.CONTROL))
+    s0, s1, sdl = code((a, b), (P.CONTROL, P.SCRATCH))  # θ0′ drawn from a, θ0 from b, listed θ0′ first
+    assert (s0, s1) == (l1, l0) and sdl == -dl and dl != 0
+
+
+def test_equivalence_verdict_is_a_tost_with_its_margin():
+    assert E.equivalence_verdict(-0.02, 0.03, 0.05) == "holds"
+    assert E.equivalence_verdict(-0.02, 0.07, 0.05) == "inconclusive"  # contains 0, but not inside the band
+    assert E.equivalence_verdict(0.06, 0.2, 0.05) == "does not hold"
+    assert E.equivalence_verdict(-0.3, -0.05, 0.05) == "does not hold"
+    assert E.equivalence_verdict(float("nan"), 0.0, 0.05) == "inconclusive"

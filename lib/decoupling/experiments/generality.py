@@ -56,6 +56,20 @@ def run_seed(target: str, seed: int) -> int:
     return seed * 1_000_003 + zlib.crc32(target.encode()) % 1_000_003
 
 
+def equivalence_verdict(lo: float, hi: float, margin: float) -> str:
+    """A finding that something is zero (no side information), as an equivalence test: pass it the 90%
+    interval, and the two one-sided tests at 5% both reject "|effect| ≥ margin" exactly when the interval
+    lies inside ±margin ("holds"); an interval wholly outside the band shows an effect beyond the margin
+    ("does not hold"); anything else is "inconclusive"."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    if -margin < lo and hi < margin:
+        return "holds"
+    if lo >= margin or hi <= -margin:
+        return "does not hold"
+    return "inconclusive"
+
+
 # ================================================================================== 1. our bodies
 @dataclass(frozen=True)
 class TransferConfig:
@@ -132,21 +146,32 @@ def transfer(cfg: TransferConfig) -> dict:
         return _transfer(cfg)
 
 
-def _transfer(cfg: TransferConfig) -> dict:
+def _target(cfg: TransferConfig) -> tuple:
+    """What every GPT-2 init of `transfer` codes: the tokenizer, K, the encoded training split, the fixed
+    test rows and their labels."""
     tok = data.tokenizer()
-    K = data.num_labels(cfg.target)
     enc = data.encode(cfg.target, tok, cfg.max_len)
     tr, te = enc["train"], enc["test"]
     test_idx = np.sort(subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
-    test_inputs = take((te["input_ids"], te["attention_mask"]), test_idx)
-    y_test = te["labels"].numpy()[test_idx]
+    return (tok, data.num_labels(cfg.target), tr, take((te["input_ids"], te["attention_mask"]), test_idx),
+            te["labels"].numpy()[test_idx])
+
+
+def _seed_sample(cfg: TransferConfig, tr: dict, s: int) -> tuple:
+    """(run seed, inputs, labels) of one seed: the examples it codes, in the order they are sent."""
+    seed = run_seed(cfg.target, s)
+    order = subset(len(tr["labels"]), cfg.protocol.ends[-1], seed)
+    return seed, take((tr["input_ids"], tr["attention_mask"]), order), tr["labels"][torch.as_tensor(order)]
+
+
+def _transfer(cfg: TransferConfig) -> dict:
+    tok, K, tr, test_inputs, y_test = _target(cfg)
     lms, info = _bodies(cfg)
     body_cfg = pretrain.config(cfg.body_profile, "code").model
     if cfg.max_len > body_cfg.block_size:
         raise ValueError(f"max_len {cfg.max_len} > the bodies' block_size {body_cfg.block_size}")
     pad = tok.pad_token_id
     proto = cfg.protocol
-    n = proto.ends[-1]
 
     def makers(seed):
         mk = {SCRATCH: lambda: models.build_classifier(body_cfg, K, seed=seed),
@@ -159,16 +184,50 @@ def _transfer(cfg: TransferConfig) -> dict:
     members: dict[tuple[int, str], Member] = {}
     logme: dict = {}
     for s in cfg.seeds:
-        seed = run_seed(cfg.target, s)
-        order = subset(len(tr["labels"]), n, seed)
-        inputs = take((tr["input_ids"], tr["attention_mask"]), order)
-        y = tr["labels"][torch.as_tensor(order)]
+        seed, inputs, y = _seed_sample(cfg, tr, s)
         for name in (SCRATCH, CONTROL, *cfg.sources):
             members[s, name] = Member(makers(seed)[name], inputs, y, test_inputs, seed)
             if s == cfg.seeds[0] and name != CONTROL:  # LogME on frozen features of the first seed's sample
                 logme[name] = measures.logme(_gpt_features(makers(seed)[name](), *inputs), y.numpy(), K)
     coded, _ = code_members(members, y_test, K, proto, f"generality: {cfg.target}")
     return {"target": cfg.target, **coded, "bodies": info, "logme": logme, "max_len": cfg.max_len}
+
+
+# Where the transfer's own control is too small to decide (smoke: one target × two seeds), the same two random
+# inits coded over more seeds, and with their roles swapped: what the control's spread is, and whether the
+# role (θ0 or θ0′) or the order of the fits moves it.
+SEED_CONTROL = {
+    "smoke": dataclasses.replace(TRANSFER["smoke"], target=TARGETS["smoke"][0], sources=(), seeds=tuple(range(10))),
+    "full": dataclasses.replace(TRANSFER["full"], target=TARGETS["full"][0], sources=(), seeds=tuple(range(10))),
+}
+
+
+def seed_control(cfg: TransferConfig) -> dict:
+    """θ0 against θ0′ alone, for our GPT-2 bodies' shape, over cfg.seeds, built and coded exactly as in
+    `transfer` (same run seeds, examples, order, protocol and test rows), plus the first two seeds once more
+    with the two inits' roles swapped (θ0 drawn from the control's seed, θ0′ from θ0's) and the members in
+    the opposite order. Per seed ΔL per label (θ0 − θ0′, as `transfer` reports it). No pretrained body."""
+    with cpu_threads(1), models.quiet_loading():
+        return _seed_control(cfg)
+
+
+def _seed_control(cfg: TransferConfig) -> dict:
+    _, K, tr, test_inputs, y_test = _target(cfg)
+    body_cfg = pretrain.config(cfg.body_profile, "code").model
+    n = cfg.protocol.ends[-1]
+    out = {"target": cfg.target, "n": n, "seeds": list(cfg.seeds)}
+    for label, seeds, swap in (("dL_per_label", cfg.seeds, False), ("swapped_dL_per_label", cfg.seeds[:2], True)):
+        members: dict[tuple[int, str], Member] = {}
+        for s in seeds:
+            seed, inputs, y = _seed_sample(cfg, tr, s)
+            a, b = (seed + CONTROL_OFFSET, seed) if swap else (seed, seed + CONTROL_OFFSET)
+            make = {SCRATCH: lambda a=a: models.build_classifier(body_cfg, K, seed=a),
+                    CONTROL: lambda b=b: models.build_classifier(body_cfg, K, seed=b)}
+            for name in ((CONTROL, SCRATCH) if swap else (SCRATCH, CONTROL)):
+                members[s, name] = Member(make[name], inputs, y, test_inputs, seed)
+        coded, _ = code_members(members, y_test, K, cfg.protocol, f"generality: seed control {cfg.target}")
+        out[label] = [v / n for v in coded["pairs"][CONTROL]["dL"]]
+    return out
 
 
 def reference_transfer(cfg: TransferConfig) -> dict:
@@ -531,4 +590,4 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
 # ================================================================================== the presets, one way
 # keyed by experiment function: each value is that experiment's {"smoke": config, "full": config}
 PRESETS = {"transfer": TRANSFER, "reference_transfer": TRANSFER, "minilm_transfer": MINILM,
-           "digits_transfer": DIGITS}
+           "digits_transfer": DIGITS, "seed_control": SEED_CONTROL}
