@@ -256,7 +256,10 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
 
 def _progress(name):
     from decoupling import progress
-    return {"desc": f"{name:>14}", "file": sys.stderr, "leave": True} if progress.enabled() else False
+    if not progress.enabled():
+        return False
+    # whole lines, not carriage-return redraws, where stderr is a log file or a pipe (progress.tqdm_kwargs)
+    return progress.tqdm_kwargs({"desc": f"{name:>14}", "file": sys.stderr, "leave": True})
 
 
 def _stage(book: Book, profile: str, recs: dict | None = None) -> Path:
