@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from decoupling.core import intervals
 from decoupling.experiments import tyranny as E
 
 
@@ -74,10 +75,10 @@ def test_digits10_is_the_ten_class_task():
 # ---------------------------------------------------------------------------------------------- experiments
 def test_random_labels_fit_but_do_not_generalize():
     """Zhang et al. 2017 at test size: a wide MLP fits random labels, and predicts the test set at chance,
-    for every seed; each seed draws its own labels and init, and the capacity CI resamples the seeds."""
-    cfg = E.MemorizationConfig(widths=(8, 512), control_widths=(512,), steps=400, seeds=(0, 1), n_boot=1000)
+    for every seed; each seed draws its own labels and init, and the capacity CI is a t interval over seeds."""
+    cfg = E.MemorizationConfig(widths=(8, 512), control_widths=(512,), steps=400, seeds=(0, 1))
     res = E.memorization(cfg)
-    assert res["seeds"] == [0, 1] and len(res["runs"]) == 2 and res["n_boot"] == 1000
+    assert res["seeds"] == [0, 1] and len(res["runs"]) == 2
     for run in res["runs"]:
         row = run["rows"][1]
         assert row["width"] == 512 and run["widest"] == row
@@ -95,8 +96,9 @@ def test_random_labels_fit_but_do_not_generalize():
     # the reported capacity is the mean over runs, its CI over runs, and the worst run gates the checks
     assert res["capacity_seeds"] == [run["capacity_bits_per_param"] for run in res["runs"]]
     assert res["capacity_bits_per_param"] == pytest.approx(np.mean(res["capacity_seeds"]))
-    assert min(res["capacity_seeds"]) <= res["capacity_ci"][0] <= res["capacity_bits_per_param"]
-    assert res["capacity_bits_per_param"] <= res["capacity_ci"][1] <= max(res["capacity_seeds"])
+    c = intervals.mean_ci(res["capacity_seeds"])  # two seeds: 1 df, an interval wider than their range
+    assert res["capacity_ci"] == pytest.approx([c.lo, c.hi]) and res["capacity_df"] == 1
+    assert res["capacity_ci"][0] <= min(res["capacity_seeds"]) <= max(res["capacity_seeds"]) <= res["capacity_ci"][1]
     mean_row = res["rows"][1]
     assert mean_row["random"]["train_acc"] == pytest.approx(np.mean([r["rows"][1]["random"]["train_acc"]
                                                                       for r in res["runs"]]))
@@ -129,10 +131,10 @@ def test_memorization_seed_draws_its_labels_and_init():
 
 
 def test_memorization_presets_resample_runs():
-    """Both profiles repeat the experiment over ≥ 3 seeds with ≥ 1000 resamples, and the widest width has
-    its true-label control (the chapter's checks read it in every seed)."""
+    """Both profiles repeat the experiment over ≥ 3 seeds, and the widest width has its true-label control
+    (the chapter's checks read it in every seed)."""
     for profile, cfg in E.MEMORIZATION.items():
-        assert len(set(cfg.seeds)) >= 3 and cfg.n_boot >= 1000, profile
+        assert len(set(cfg.seeds)) >= 3, profile
         assert max(cfg.widths) in cfg.control_widths, profile
     assert len(E.MEMORIZATION["full"].seeds) >= 5
 
@@ -166,7 +168,11 @@ def test_scaling_budget_follows_the_token_rule_and_is_deterministic():
         assert r["units"] == r["steps"] * 2 * 32 and r["lr"] == pytest.approx(0.32 / r["d_model"])
     assert a["N"] == sorted(a["N"]) and np.array(a["seed_loss_nats"]).shape == (3, 3)
     assert a["pure"]["n_boot"] == a["floor"]["n_boot"] == 1000
-    assert a["alpha_delta_ci"][0] <= a["alpha_delta_ci"][1]
+    # the bend is a t interval over the seeds' own bends; its 90% interval (the equivalence test's) is inside
+    d = intervals.mean_ci(a["alpha_delta_seeds"])
+    assert a["alpha_delta"] == pytest.approx(d.value) and a["alpha_delta_ci"] == pytest.approx([d.lo, d.hi])
+    assert a["alpha_delta_ci"][0] <= a["alpha_delta_ci90"][0] <= a["alpha_delta_ci90"][1] <= a["alpha_delta_ci"][1]
+    assert a["alpha_delta_df"] == 2 and len(a["alpha_seeds"]) == 3
     # the seeds differ (init and window order): the CIs are over something
     assert len({tuple(row) for row in a["seed_loss_nats"]}) == 3
 
@@ -279,7 +285,7 @@ def _assert_close_results(a, b, rel=1e-4, abs_=1e-5):
 def test_memorization_and_compression_equal_the_sequential_path(one_thread, monkeypatch):
     """The chapter's two MLP experiments through the batched fits and through the old path (one
     train.train_module per fit) give the same results up to float rounding."""
-    mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, seeds=(0, 1), n_boot=50)
+    mem = E.MemorizationConfig(widths=(2, 16), control_widths=(16,), steps=40, seeds=(0, 1))
     comp = E.CompressionConfig(widths=(0, 4), fracs=(0.05, 0.2, 1.0), steps=30, memorizer_width=8)
     calls, real = [], E._fit_mlps
     with monkeypatch.context() as m:  # the batched path, whatever the device's default (the experiments

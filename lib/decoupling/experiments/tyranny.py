@@ -9,7 +9,8 @@ Four experiments, each a plain function of a frozen config returning a JSON-able
 - `scaling`: decoder LMs of several sizes trained on Python source, each on a byte budget proportional to
   its parameter count (Hoffmann et al. 2022's ~20 tokens per parameter at `full`), several seeds per
   size, each at its own learning rate; the power-law fits (pure, Kaplan et al. 2020; with an irreducible
-  term, Hoffmann et al. 2022) get bootstrap CIs over seeds.
+  term, Hoffmann et al. 2022) get bootstrap CIs over seeds, the per-seed exponent and the bend of the curve
+  (larger-half minus smaller-half exponent) Student-t intervals over seeds (core.intervals).
 - `memorization`: Zhang et al. 2017's random-label experiment on handwritten digits with MLPs of several
   widths, and memorized bits per parameter (Morris et al. 2025's capacity, in our estimator).
 - `compression`: prequential code length of the digit labels (Blier & Ollivier 2018) against test loss,
@@ -238,7 +239,7 @@ def scaling(cfg: ScalingConfig) -> dict:
     non-embedding parameter count (the x axis of both fits), P every parameter (the token rule). Every CI
     resamples seeds (cfg.n_boot times): it covers init and data order, not the choice of evaluation text."""
     from decoupling import data
-    from decoupling.core import measures, models, train
+    from decoupling.core import intervals, measures, models, train
     from decoupling.progress import bar
 
     ids = stream(cfg.domain, cfg.unit)
@@ -269,14 +270,18 @@ def scaling(cfg: ScalingConfig) -> dict:
     N = np.array([r["N"] for r in runs], float)
     S = np.array([r["seed_loss_nats"] for r in runs]).T  # (seeds, sizes), nats
     L = S.mean(0)
-    rows = seed_resamples(len(S), cfg.n_boot, cfg.seeds[0])
-    boot_L = np.stack([S[r].mean(0) for r in rows])  # (n_boot, sizes): seed means of the resamples
     pure = measures.fit_power_law(N, S, n_boot=cfg.n_boot, seed=cfg.seeds[0])  # resamples seeds the same way
     floor = fit_floor(N, S, n_boot=cfg.n_boot, seed=cfg.seeds[0])
     a_lo, a_hi = half_exponents(N, L)
-    deltas = np.array([np.subtract(*half_exponents(N, b)[::-1]) for b in boot_L])  # top − bottom
-    for r, (lo, hi) in zip(runs, np.quantile(boot_L, [0.025, 0.975], axis=0).T):
-        r["eval_loss_ci"] = [float(lo), float(hi)]
+    # the bend, seed by seed: (top − bottom) half exponent of each seed's own curve, a t interval over the
+    # seeds (intervals.mean_ci); the 90% interval is the equivalence test's (returns-not-diminishing)
+    seed_deltas = [float(np.subtract(*half_exponents(N, row)[::-1])) for row in S]
+    bend, bend90 = intervals.mean_ci(seed_deltas), intervals.mean_ci(seed_deltas, level=0.90)
+    seed_alpha = [float(-np.polyfit(np.log(N), np.log(row), 1)[0]) for row in S]  # pure-form exponent per seed
+    alpha_t = intervals.mean_ci(seed_alpha)
+    for r, col in zip(runs, S.T):
+        c = intervals.mean_ci(col)
+        r["eval_loss_ci"] = [c.lo, c.hi]
     return {
         "runs": runs, "unit": cfg.unit, "seeds": list(cfg.seeds), "n_boot": cfg.n_boot,
         "tokens_per_param": cfg.tokens_per_param,
@@ -285,7 +290,11 @@ def scaling(cfg: ScalingConfig) -> dict:
         "pure": {**pure, "n_boot": cfg.n_boot}, "floor": floor,
         "local_slopes": local_slopes(N, L), "local_slope_at": np.sqrt(N[1:] * N[:-1]).tolist(),
         "alpha_bottom": a_lo, "alpha_top": a_hi,
-        "alpha_delta": a_hi - a_lo, "alpha_delta_ci": np.quantile(deltas, [0.025, 0.975]).tolist(),
+        "alpha_delta_of_mean": a_hi - a_lo,  # the bend of the seed-mean curve
+        "alpha_delta_seeds": seed_deltas, "alpha_delta": bend.value, "alpha_delta_ci": [bend.lo, bend.hi],
+        "alpha_delta_ci90": [bend90.lo, bend90.hi], "alpha_delta_se": bend.se, "alpha_delta_df": bend.df,
+        "alpha_seeds": seed_alpha, "alpha_t": alpha_t.value, "alpha_t_ci": [alpha_t.lo, alpha_t.hi],
+        "alpha_t_p": alpha_t.p,
         "train_units": int(len(train_ids)), "eval_units": int(len(eval_ids)),
         "max_epochs": max(r["units"] for r in runs) / len(train_ids),
     }
@@ -295,7 +304,8 @@ def scaling(cfg: ScalingConfig) -> dict:
 @dataclass(frozen=True)
 class MemorizationConfig:
     """Random labels on digits (Zhang et al. 2017) for MLPs of several widths, plus the true-label control,
-    repeated over seeds; the capacity CI resamples the seeds (runs), not the examples of one run.
+    repeated over seeds; every CI is a Student-t interval over the seeds (runs), not over the examples of
+    one run.
 
     The seed rule: run `s` draws its own random labels, `np.random.default_rng(s).integers(0, 10, n)`, and
     its own init, `mlp(64, width, 10, seed=s)` for every width (the true-label control of run s starts from
@@ -312,7 +322,6 @@ class MemorizationConfig:
     steps: int = 2500  # full-batch AdamW steps (memorizing random labels is slow: Zhang et al. 2017 fig. 1a)
     lr: float = 1e-2
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # run s: random labels AND init from seed s (docstring)
-    n_boot: int = 1000  # bootstrap resamples of the seeds, for every CI
 
 
 _MEM_METRICS = ("train_acc", "test_acc", "train_bits", "test_bits", "stored_bits", "bits_per_param")
@@ -321,9 +330,9 @@ _MEM_METRICS = ("train_acc", "test_acc", "train_bits", "test_bits", "stored_bits
 def memorization(cfg: MemorizationConfig) -> dict:
     """One row per width (mean over seeds, with `<metric>_ci` over seeds) in `rows`; every run's own rows,
     capacity and widest model in `runs`; the capacity (per run: the plateau, the best bits/param over
-    widths) as the mean over runs with a percentile bootstrap CI over runs; `worst`: the widest model's
+    widths) as the mean over runs with a Student-t CI over runs (core.intervals); `worst`: the widest model's
     checks at their worst run."""
-    from decoupling.core import measures
+    from decoupling.core import intervals, measures
 
     d = digits10()
     (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
@@ -358,7 +367,7 @@ def memorization(cfg: MemorizationConfig) -> dict:
                      "capacity_width": r[best]["width"], "widest": max(r, key=lambda x: x["params"])})
 
     def mean_ci(values) -> tuple[float, list[float]]:
-        c = measures.bootstrap_ci(values, n_boot=cfg.n_boot, seed=0)
+        c = intervals.mean_ci(values)
         return c.value, [c.lo, c.hi]
 
     mean_rows = []
@@ -372,7 +381,8 @@ def memorization(cfg: MemorizationConfig) -> dict:
                 row[labels][m], row[labels][m + "_ci"] = mean_ci([r["rows"][i][labels][m] for r in runs])
         mean_rows.append(row)
     caps = [r["capacity_bits_per_param"] for r in runs]
-    cap, cap_ci = mean_ci(caps)
+    cap_t = intervals.mean_ci(caps)
+    cap, cap_ci = cap_t.value, [cap_t.lo, cap_t.hi]
     chance = 1.0 / K
     widest = [r["widest"] for r in runs]
     far = max(widest, key=lambda x: abs(x["random"]["test_acc"] - chance))
@@ -383,7 +393,7 @@ def memorization(cfg: MemorizationConfig) -> dict:
         else float("nan"),
     }
     return {
-        "rows": mean_rows, "runs": runs, "seeds": list(cfg.seeds), "n_boot": cfg.n_boot,
+        "rows": mean_rows, "runs": runs, "seeds": list(cfg.seeds), "interval": "student-t over seeds",
         "K": K, "n_train": int(len(ytr)), "n_test": int(len(yte)),
         "label_bits_total": float(len(ytr) * math.log2(K)),
         "chance": chance,
@@ -391,6 +401,7 @@ def memorization(cfg: MemorizationConfig) -> dict:
         "chance_margin": 4 * math.sqrt(chance * (1 - chance) / len(yte)),
         "widest": max(mean_rows, key=lambda x: x["params"]), "worst": worst,
         "capacity_bits_per_param": cap, "capacity_ci": cap_ci, "capacity_seeds": caps,
+        "capacity_se": cap_t.se, "capacity_df": cap_t.df,
         "capacity_widths": [r["capacity_width"] for r in runs],
     }
 
