@@ -123,3 +123,17 @@ def test_prompting_learns_both_cues():
             assert run[arm]["train_loss_last"] < 0.7 * run[arm]["train_loss_first"], (arm, run[arm])
             assert run[arm]["acc"] > run["acc_none_ceiling"], (arm, run)  # the cue is read: beyond no-task Bayes
         assert run["acc_gap"] == pytest.approx(run["prompt"]["acc"] - run["token"]["acc"])
+
+
+def test_ci_over_seeds_is_a_t_interval_and_the_transition_reads_it():
+    """The chapter's CIs over seeds are Student-t intervals (core.intervals): with three seeds a percentile
+    bootstrap is about the range of the seeds; the t interval is wider than that range."""
+    from decoupling.core import intervals
+    lo, hi = E.ci_over_seeds([0.1, 0.2, 0.4])
+    c = intervals.mean_ci([0.1, 0.2, 0.4])
+    assert (lo, hi) == (c.lo, c.hi) and lo < 0.1 and hi > 0.4
+    assert all(map(math.isnan, E.ci_over_seeds([0.3])))  # one seed: no interval
+    runs = [{"M": M, "seed": s, "delta_dmmse": d, "delta_ridge": 1.0}
+            for M, ds in ((1, (0.25, 0.24, 0.26)), (16, (4.0, 4.2, 3.9))) for s, d in enumerate(ds)]
+    tr = E.diversity_transition({"diversities": [1, 16], "runs": runs})
+    assert tr["r_ci"][0][1] < 0 < tr["r_ci"][1][0] and tr["threshold_M"] == 16
