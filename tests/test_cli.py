@@ -63,3 +63,15 @@ def test_bad_input_is_refused_in_one_line(case, tmp_path):
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert all(w in lines[0] for w in words), (words, lines[0])
     assert r.stdout == ""
+
+
+def test_gain_refuses_a_table_without_rows_in_one_line(tmp_path):
+    """The installed command, end to end: a CSV with a header and no rows is refused before any model
+    loads (exit 2, one line naming the file)."""
+    bad = tmp_path / "header-only.csv"
+    bad.write_text("text,label\n")
+    r = _run("gain", "--model", "minilm", "--data", str(bad))
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{bad}: no rows" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout == ""

@@ -112,6 +112,9 @@ def _bad(tmp_path, **cols):
     ("too-few-rows", "the protocol needs at least"), ("float-labels", "must be integers or strings"),
     ("no-model-dir", "not a directory"), ("no-config", "no config.json"), ("no-weights", "no weights"),
     ("no-tokenizer", "no tokenizer"), ("unknown-body", "unknown book body"),
+    ("unknown-model-type", "model_type 'klingon' is not an architecture"),
+    ("no-last-hidden-state", "no last_hidden_state to mean-pool"), ("not-a-text-model", "reads no token ids"),
+    ("tokenizer-does-not-load", "the tokenizer does not load"),
 ])
 def test_bad_input_is_one_line_and_exit_2(case, needle, tmp_path, tiny_gpt2, capsys, store, topics_csv):
     import shutil
@@ -133,15 +136,118 @@ def test_bad_input_is_one_line_and_exit_2(case, needle, tmp_path, tiny_gpt2, cap
     else:
         model = str(tmp_path / "m")
         shutil.copytree(tiny_gpt2, model)
+        # an architecture the probe cannot use: the config says so; the weights stay the decoder's
+        # (the checks read config.json and the class, never the weights)
+        configs = {"unknown-model-type": lambda: json.dumps({"model_type": "klingon"}),
+                   "no-last-hidden-state": lambda: __import__("transformers").CLIPConfig().to_json_string(),
+                   "not-a-text-model": lambda: __import__("transformers").ViTConfig().to_json_string()}
+        if case in configs:
+            (tmp_path / "m" / "config.json").write_text(configs[case]())
         drop = {"no-config": ["config.json"], "no-weights": ["model.safetensors"],
-                "no-tokenizer": ["tokenizer.json", "tokenizer_config.json"]}[case]
+                "no-tokenizer": ["tokenizer.json", "tokenizer_config.json"],
+                "tokenizer-does-not-load": ["tokenizer.json"]}.get(case, [])
         for f in drop:
             (tmp_path / "m" / f).unlink()
     with pytest.raises(SystemExit) as e:
         main_gain(["--model", model, "--data", data])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert needle in err[-1] and "Traceback" not in "\n".join(err)
+    assert len(err) == 1 and needle in err[0], err
+
+
+# ------------------------------------------------------------------------- malformed tables, every format
+# Each case is a table (or the raw bytes of a file) that `read_table` must refuse with a GainError of one
+# line naming the file, and a pattern the line must match. The table cases are written in every format;
+# CSV and TSV read texts as strings, so numbers are texts there and that case is for the typed formats.
+_N = 40
+_TEXTS = [f"package number {i}" for i in range(_N)]
+TABLES = {
+    "no-rows": (lambda: {"text": [], "label": []}, "no rows"),
+    "no-text-column": (lambda: {"sentence": _TEXTS, "label": [0, 1] * (_N // 2)}, "no column 'text'"),
+    "no-label-column": (lambda: {"text": _TEXTS, "topic": [0, 1] * (_N // 2)}, "no column 'label'"),
+    "labels-all-missing": (lambda: {"text": _TEXTS, "label": [None] * _N}, "has both a text in 'text' and a label"),
+    "labels-all-blank": (lambda: {"text": _TEXTS, "label": [" "] * _N}, "has both a text in 'text' and a label"),
+    "one-class": (lambda: {"text": _TEXTS, "label": ["games"] * _N}, "one class only in 'label'"),
+    "texts-numbers": (lambda: {"text": list(range(_N)), "label": [0, 1] * (_N // 2)},
+                      "texts in 'text' must be strings"),
+    "texts-none": (lambda: {"text": [None] * _N, "label": [0, 1] * (_N // 2)}, "has both a text in 'text'"),
+    "fractional-labels": (lambda: {"text": _TEXTS, "label": [0.5, 1.5] * (_N // 2)},
+                          "labels in 'label' must be integers or strings"),
+}
+RAW = {"empty-file": (b"", "cannot read|no rows"),
+       "binary-garbage": (np.random.default_rng(0).bytes(4096), "cannot read|no column")}
+
+
+def _write_table(fmt: str, cols: dict, path: Path) -> Path:
+    import pandas as pd
+    df = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
+    if fmt == "dataset":
+        import datasets
+        datasets.Dataset.from_dict(cols).save_to_disk(str(path))
+    elif fmt in ("csv", "tsv"):
+        df.to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+    elif fmt in ("jsonl", "json"):
+        df.to_json(path, orient="records", lines=fmt == "jsonl")
+    else:
+        df.to_parquet(path, index=False)
+    return path
+
+
+def _malformed():
+    for fmt in ("csv", "tsv", "jsonl", "json", "parquet", "dataset"):
+        for case in TABLES:
+            if not (case == "texts-numbers" and fmt in ("csv", "tsv")):
+                yield fmt, case
+        for case in RAW if fmt != "dataset" else ("not-a-dataset", "no-train-split"):
+            yield fmt, case
+
+
+@pytest.mark.parametrize("fmt,case", list(_malformed()), ids=[f"{f}-{c}" for f, c in _malformed()])
+def test_a_malformed_table_is_one_line_naming_the_file(fmt, case, tmp_path):
+    import re
+    path = tmp_path / (f"bad.{fmt}" if fmt != "dataset" else "bad-dataset")
+    if case in TABLES:
+        make, pattern = TABLES[case]
+        _write_table(fmt, make(), path)
+    elif case in RAW:
+        raw, pattern = RAW[case]
+        path.write_bytes(raw)
+    elif case == "not-a-dataset":
+        path.mkdir()
+        (path / "notes.txt").write_text("a directory, but no saved dataset\n")
+        pattern = "is not a saved `datasets` directory"
+    else:  # a DatasetDict whose splits do not include "train"
+        import datasets
+        datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": _TEXTS, "label": [0, 1] * (_N // 2)})}
+                             ).save_to_disk(str(path))
+        pattern = "splits \\['test'\\]"
+    with pytest.raises(G.GainError) as e:
+        G.read_table(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and re.search(pattern, msg), msg
+
+
+def test_texts_that_look_like_numbers_are_texts_in_a_csv(tmp_path):
+    path = _write_table("csv", {"text": ["007", "1e3", "42"] * 20, "label": [0, 1, 1] * 20}, tmp_path / "n.csv")
+    texts, y, classes = G.read_table(path)
+    assert texts[:3] == ["007", "1e3", "42"] and classes == ["0", "1"] and y[:3].tolist() == [0, 1, 1]
+
+
+def test_the_command_refuses_a_malformed_table_before_loading_anything(tmp_path, capsys, monkeypatch):
+    """`decoupling gain` on a table with a header and no rows: exit 2 and one line on stderr, and neither
+    the model nor the store was touched."""
+    from decoupling import cli
+    monkeypatch.setattr(G, "model_loaders", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(G, "gain_experiment", lambda *a, **k: pytest.fail("the computation ran"))
+    path = tmp_path / "header-only.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["gain", "--model", "minilm", "--data", str(path)])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("decoupling gain: error:") and f"{path}: no rows" in err[0], err
+    assert captured.out == ""
 
 
 def test_equivalence_verdicts_known_answers():

@@ -37,7 +37,12 @@ BOOK_BODIES = ("code", "prose", "c", "go", "bible_en", "shuffled")
 
 
 class GainError(ValueError):
-    """Bad input to `gain`: the message is one line that says what to change."""
+    """Bad input to `gain`: the message is one line that says what to change. Whatever it quotes (a
+    reader's exception, a column name) is folded onto that line: every run of whitespace, newlines
+    included, becomes one space."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(" ".join(str(message).split()))
 
 
 # ================================================================================== what goes in
@@ -83,10 +88,28 @@ def protocol(n: int, K: int, mode: str) -> Protocol:
 
 def read_table(data, text_col: str = "text", label_col: str = "label"):
     """(texts, labels as int array, class names) from a `datasets.Dataset` / `DatasetDict` (its "train"
-    split), a saved `datasets` directory, or a CSV / JSONL / JSON / Parquet file."""
+    split), a saved `datasets` directory, or a CSV / TSV / JSONL / JSON / Parquet file.
+
+    Rows without a text or without a label (missing, NaN, or a label of blanks only) are left out. Anything
+    else that cannot be coded is a GainError whose one line names the file (or "the table" for one in
+    memory) and the column: no rows, no such column, a text that is not a string, a label that is neither
+    a string nor a whole number, fewer than two classes. A CSV / TSV text column is read as strings (in
+    those formats a number is text); JSON, Parquet and `datasets` keep their types, so a number there is
+    refused as a text."""
     import pandas as pd
+
+    def why(e: Exception) -> str:  # a reader's exception, shortened: its first 300 characters
+        text = " ".join(str(e).split())
+        return f"{type(e).__name__}: {text[:300]}{'…' if len(text) > 300 else ''}"
+
+    def shown(v) -> str:
+        r = repr(v)
+        return r if len(r) <= 40 else r[:39] + "…"
+
+    where = "the table"
     if isinstance(data, (str, Path)):
         p = Path(data)
+        where = str(p)
         if not p.exists():
             raise GainError(f"no such file or directory: {p}")
         if p.is_dir():
@@ -94,40 +117,81 @@ def read_table(data, text_col: str = "text", label_col: str = "label"):
                 import datasets
                 data = datasets.load_from_disk(str(p))
             except Exception as e:
-                raise GainError(f"{p} is not a saved `datasets` directory ({type(e).__name__}: {e})") from None
+                # `datasets` saves a split without rows as a state.json listing no data files, and cannot
+                # load it back (an IndexError): say that, not that the directory is no dataset
+                import json
+                empty = []
+                for state in sorted([*p.glob("state.json"), *p.glob("*/state.json")]):
+                    try:
+                        if json.loads(state.read_text()).get("_data_files") == []:
+                            empty.append(state.parent.name if state.parent != p else p.name)
+                    except (OSError, ValueError, AttributeError):
+                        pass
+                if empty:
+                    raise GainError(f"{p}: no rows (the saved split{'s' if len(empty) > 1 else ''} "
+                                    f"{', '.join(empty)} {'have' if len(empty) > 1 else 'has'} no data files)") from None
+                raise GainError(f"{p} is not a saved `datasets` directory ({why(e)})") from None
         else:
-            readers = {".csv": pd.read_csv, ".tsv": lambda f: pd.read_csv(f, sep="\t"),
-                       ".jsonl": lambda f: pd.read_json(f, lines=True), ".json": pd.read_json,
+            readers = {".csv": lambda f: pd.read_csv(f, dtype={text_col: str}),
+                       ".tsv": lambda f: pd.read_csv(f, sep="\t", dtype={text_col: str}),
+                       ".jsonl": lambda f: pd.read_json(f, lines=True, dtype=False),
+                       ".json": lambda f: pd.read_json(f, dtype=False),
                        ".parquet": pd.read_parquet}
             if p.suffix.lower() not in readers:
                 raise GainError(f"{p.name}: unknown format; use one of {', '.join(readers)} or a `datasets` directory")
             try:
                 data = readers[p.suffix.lower()](p)
             except Exception as e:
-                raise GainError(f"cannot read {p}: {type(e).__name__}: {e}") from None
+                raise GainError(f"cannot read {p}: {why(e)}") from None
     if hasattr(data, "keys") and hasattr(data, "column_names") and isinstance(data.column_names, dict):
         if "train" not in data:  # a DatasetDict
-            raise GainError(f"the dataset has splits {list(data)}; give one `Dataset` or a dict with 'train'")
+            raise GainError(f"{where}: the dataset has splits {list(data)}; give one `Dataset` or a dict with 'train'")
         data = data["train"]
     if hasattr(data, "to_pandas"):
         data = data.to_pandas()
     if not isinstance(data, pd.DataFrame):
-        raise GainError(f"unsupported dataset type {type(data).__name__}")
+        raise GainError(f"{where}: unsupported dataset type {type(data).__name__}")
+    if len(data) == 0:
+        raise GainError(f"{where}: no rows")
+    if text_col == label_col:
+        raise GainError(f"{where}: the text and the label column are both {text_col!r} (--text-col / --label-col)")
     for col in (text_col, label_col):
         if col not in data.columns:
-            raise GainError(f"no column {col!r}; the columns are {', '.join(map(str, data.columns))} "
-                            f"(--text-col / --label-col choose others)")
-    df = data[[text_col, label_col]].dropna()
-    labels = df[label_col]
-    if labels.map(lambda v: isinstance(v, (bool, float)) and not float(v).is_integer()).any() or \
-            not labels.map(lambda v: isinstance(v, (str, int, np.integer)) or
-                           (isinstance(v, float) and v.is_integer())).all():
-        raise GainError(f"labels in {label_col!r} must be integers or strings")
-    classes = sorted(labels.map(lambda v: str(int(v)) if not isinstance(v, str) else v).unique())
+            names = [str(c) for c in data.columns]
+            listed = ", ".join(map(shown, names[:12])) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+            raise GainError(f"{where}: no column {col!r}; " +
+                            (f"the columns are {listed}" if names else "it has no columns") +
+                            " (--text-col / --label-col choose others)")
+    df = data[[text_col, label_col]]
+    blank = df[label_col].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    df = df[df[text_col].notna().to_numpy(bool) & df[label_col].notna().to_numpy(bool) & ~blank]
+    if len(df) == 0:
+        raise GainError(f"{where}: none of its {len(data)} rows has both a text in {text_col!r} and a label "
+                        f"in {label_col!r}")
+    for i, t in zip(df.index, df[text_col]):
+        if not isinstance(t, str):
+            raise GainError(f"{where}: texts in {text_col!r} must be strings; row {i} holds {shown(t)} "
+                            f"({type(t).__name__})")
+
+    def name(v):  # a label's class name, or None for a value that is not a class
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (bool, np.bool_, int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        return None
+
+    names = [name(v) for v in df[label_col]]
+    for i, v, c in zip(df.index, df[label_col], names):
+        if c is None:
+            raise GainError(f"labels in {label_col!r} must be integers or strings ({where}: row {i} holds "
+                            f"{shown(v)}, {type(v).__name__})")
+    classes = sorted(set(names))
     if len(classes) < 2:
-        raise GainError(f"one class only in {label_col!r} ({classes[0]!r}): there is nothing to predict")
+        raise GainError(f"{where}: one class only in {label_col!r} ({classes[0]!r}): there is nothing to predict")
     index = {c: i for i, c in enumerate(classes)}
-    y = labels.map(lambda v: index[str(int(v)) if not isinstance(v, str) else v]).to_numpy(np.int64)
+    y = np.array([index[c] for c in names], np.int64)
     return [str(t) for t in df[text_col]], y, classes
 
 
@@ -269,6 +333,50 @@ def check_model(model: str) -> tuple[str, str]:
         raise GainError(f"{p}: no weights (*.safetensors or pytorch_model.bin)")
     if not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
         raise GainError(f"{p}: no tokenizer files (save the tokenizer with `save_pretrained` beside the model)")
+    # The probe feeds token ids to AutoModel and mean-pools its last_hidden_state: the architecture is
+    # checked against that from config.json and the class's signature, before any weights are read.
+    import dataclasses
+    import inspect
+    import json
+    import typing
+
+    import transformers
+    from transformers.modeling_outputs import ModelOutput
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+    try:
+        conf = json.loads((p / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise GainError(f"{p}/config.json is not readable JSON ({type(e).__name__}: {e})") from None
+    kind = conf.get("model_type") if isinstance(conf, dict) else None
+    if not kind or kind not in transformers.CONFIG_MAPPING:
+        raise GainError(f"{p}: config.json's model_type {kind!r} is not an architecture transformers "
+                        f"{transformers.__version__} knows")
+    cls_name = MODEL_MAPPING_NAMES.get(kind)
+    if isinstance(cls_name, (tuple, list)):
+        cls_name = cls_name[0]
+    if not cls_name:
+        raise GainError(f"{p}: transformers has no AutoModel for model_type {kind!r}, so there are no hidden "
+                        f"states to mean-pool")
+    try:
+        cls = getattr(transformers, cls_name)
+    except Exception as e:
+        raise GainError(f"{p}: transformers cannot import {cls_name} for model_type {kind!r} "
+                        f"({type(e).__name__}: {e})") from None
+    if "input_ids" not in inspect.signature(cls.forward).parameters:
+        raise GainError(f"{p}: {cls_name} (model_type {kind!r}) reads no token ids: it is not a text model")
+    try:
+        returned = typing.get_type_hints(cls.forward).get("return")
+    except Exception:  # an annotation that does not resolve: nothing to judge by, the run will tell
+        returned = None
+    outputs = [t for t in (typing.get_args(returned) or (returned,))
+               if isinstance(t, type) and issubclass(t, ModelOutput)]
+    if outputs and not any("last_hidden_state" in {f.name for f in dataclasses.fields(t)} for t in outputs):
+        raise GainError(f"{p}: {cls_name} (model_type {kind!r}) returns {outputs[0].__name__}, which has no "
+                        f"last_hidden_state to mean-pool")
+    try:
+        transformers.AutoTokenizer.from_pretrained(p, local_files_only=True)
+    except Exception as e:
+        raise GainError(f"{p}: the tokenizer does not load ({type(e).__name__}: {e})") from None
     return str(p.resolve()), _sha_dir(p)
 
 
