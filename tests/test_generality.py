@@ -439,7 +439,7 @@ def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
     arr = data.arrays(target)
     (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
     # equal inputs: the reference reads the texts as MiniLM does, cut to the whole words of max_len tokens
-    from decoupling.experiments.zoo import cut
+    from decoupling.core.encoders import cut
     tok = models.minilm_tokenizer()
     xtr, xte = cut(list(xtr), cfg.max_len, [tok])[0], cut(list(xte), cfg.max_len, [tok])[0]
     ti = np.sort(P.subset(len(yte), 16, 0))

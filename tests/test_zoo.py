@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from decoupling.data import platforms as P
+from decoupling.core import encoders
 from decoupling.experiments import zoo as Z
 
 
@@ -43,7 +44,7 @@ class WordTok:
 def test_cut_is_the_longest_whole_word_prefix_every_tokenizer_reads():
     texts = ["short text", "alpha beta gamma delta epsilon zeta eta theta", "onewordthatislong"]
     toks = [WordTok(3, specials=2), WordTok(5)]
-    out, was_cut = Z.cut(texts, 6, toks)
+    out, was_cut = encoders.cut(texts, 6, toks)
     assert out[0] == "short text" and not was_cut[0]  # fits: untouched
     # WordTok(3) with 2 specials has 4 tokens for words: alpha(2) beta(2) -> 4 tokens: "alpha beta" (+2 = 6)
     assert out[1] == "alpha beta" and was_cut[1]
@@ -101,7 +102,8 @@ def test_equal_inputs_encoders_and_reference_read_the_same_strings(monkeypatch, 
 
 
 def test_a_missing_or_corrupted_platform_is_one_line_naming_the_command(monkeypatch, tmp_path):
-    monkeypatch.setenv("DECOUPLING_DATA", str(tmp_path))
+    from decoupling import paths
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)  # read at call time by the platforms module
     with pytest.raises(P.PlatformError) as e:
         P.path("mpnet")
     msg = str(e.value)

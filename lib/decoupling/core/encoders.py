@@ -9,6 +9,10 @@ whole bill (the zoo experiment makes dozens of them). Three things keep it at th
   features are put back in the order asked for;
 - on a CPU the pass uses every core it is given (`threads`), since one embedding job usually runs alone.
 
+`cut` makes inputs equal across models: each text is cut once to the longest whole-word prefix that every
+tokenizer given reads within a token budget, so that several encoders (and a TF-IDF reference given the same
+strings) read exactly the same text, none of them truncating it again.
+
 Pooling is the mean of the last hidden states over non-pad tokens, L2-normalised: what
 sentence-transformers does for all-MiniLM-L6-v2 and all-mpnet-base-v2, and a common way to read a
 decoder's states (for a causal model each position summarises the prefix up to it).
@@ -25,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,6 +47,45 @@ def token_lengths(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarra
     """Tokens per text (special tokens included) after truncation to `max_length`."""
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     return np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------- equal inputs
+def _special_count(tok) -> int:
+    return len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
+
+
+_WS = re.compile(r"\s")
+
+
+def cut(texts: list[str], max_tokens: int, toks: list) -> tuple[list[str], np.ndarray]:
+    """Each text cut to its longest whole-word prefix that every tokenizer in `toks` encodes in at most
+    `max_tokens` tokens (special tokens included); and which texts were cut."""
+    ends = np.array([len(t) for t in texts])
+    for tok in toks:
+        keep = max_tokens - _special_count(tok)
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for i, offs in enumerate(enc["offset_mapping"]):
+            if len(offs) > keep:
+                ends[i] = min(ends[i], offs[keep - 1][1] if keep > 0 else 0)
+    out = []
+    for t, e in zip(texts, ends):
+        if e < len(t):
+            # back to the last whitespace at or before the cut, so no word is split
+            ws = [m.start() for m in _WS.finditer(t, 0, e + 1)]
+            e = ws[-1] if ws else e
+        out.append(t[:e].rstrip() if e < len(t) else t)
+    # a prefix can tokenize differently at its end: drop whole words until every tokenizer agrees
+    for _ in range(8):
+        over = set()
+        for tok in toks:
+            lens = token_lengths(tok, out, 10 ** 6)
+            over.update(np.flatnonzero(lens > max_tokens).tolist())
+        if not over:
+            break
+        for i in over:
+            ws = [m.start() for m in _WS.finditer(out[i])]
+            out[i] = out[i][:ws[-1]].rstrip() if ws else out[i][: max(1, len(out[i]) // 2)]
+    return out, np.array([o != t for o, t in zip(out, texts)])
 
 
 @torch.no_grad()

@@ -275,8 +275,10 @@ def model_loaders(cfg: GainConfig):
     with a head seeded by `seed` (finetune mode); `random_init` draws the same architecture afresh from
     `seed`. Texts are cut to the max positions."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-    if cfg.model == "minilm":
-        path, tok = models.minilm_path(), models.minilm_tokenizer()
+    from decoupling.data import platforms
+    if cfg.model in platforms.ZOO:  # minilm, mpnet, smollm2: obtained by `decoupling data --platforms`
+        path = platforms.path(cfg.model)
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     elif cfg.model.startswith("body:"):
         from decoupling import data
         from decoupling.experiments import pretrain
@@ -316,8 +318,12 @@ def model_loaders(cfg: GainConfig):
 
 def check_model(model: str) -> tuple[str, str]:
     """(normalised model name, sha256 of what decides its weights) or a GainError naming what is missing."""
-    if model == "minilm":
-        return model, _sha_dir(models.minilm_path())
+    from decoupling.data import platforms
+    if model in platforms.ZOO:
+        try:
+            return model, _sha_dir(platforms.path(model))
+        except platforms.PlatformError as e:
+            raise GainError(str(e)) from None
     if model.startswith("body:"):
         domain = model.split(":", 1)[1]
         if domain not in BOOK_BODIES:
@@ -401,6 +407,10 @@ def _gain(cfg: GainConfig) -> dict:
     y_test = y_all[test_idx]
     pretrained, random_init, tok, limit = model_loaders(cfg)
     max_len = min(cfg.max_len, limit)
+    # equal inputs: every text cut once to the whole words the model reads in max_len tokens; the model and
+    # the TF-IDF reference then read the same strings (zoo.cut)
+    from decoupling.core.encoders import cut
+    texts, _ = cut(list(texts), max_len, [tok])
     order_of = {s: pool[subset(len(pool), n, s)] for s in cfg.seeds}
     names = (SCRATCH, CONTROL, PRETRAINED)
     members: dict[tuple[int, str], Member] = {}
@@ -411,25 +421,25 @@ def _gain(cfg: GainConfig) -> dict:
         # one network; the random ones are drawn afresh for every seed (θ0 from seed s, θ0' from s + offset),
         # so that the interval over seeds covers how much a random encoder's features vary with its init —
         # with one random encoder for all seeds, θ0 vs θ0' would differ by a fixed amount no seed resamples.
-        def embed(enc, rows):
-            # in order of length, so that each batch pads to texts of about its own length (a batch pads to
-            # its longest text: on the book's short-text targets that halves the tokens an encoder reads),
-            # then back in the order asked for
-            by_len = np.argsort([len(texts[i]) for i in rows], kind="stable")
-            f = models.embed_minilm([texts[rows[j]] for j in by_len], batch_size=cfg.batch_size,
-                                    max_length=max_len, model=enc, tokenizer=tok)
-            out = np.empty_like(f)
-            out[by_len] = f
-            return torch.from_numpy(out).float()
+        from decoupling import paths
+        from decoupling.core import encoders
+        cache, threads = paths.STORE_DIR / "features", encoders.all_cores()  # a gain runs alone: every core
+        conf = random_init(None, 0).config
+
+        def embed(make, rows, identity):
+            # core.encoders: tokenized once, length-ordered batches, cached by what decides the weights
+            f = encoders.features(identity, [texts[i] for i in rows], max_len, make, tok, cache, threads=threads)
+            return torch.from_numpy(f).float()
 
         need = np.unique(np.concatenate([*order_of.values(), test_idx]))  # one pass of θP over every row
-        shared = embed(pretrained(), need)
+        shared = embed(pretrained, need, {"weights": cfg.model_sha})
         feats, tests, n_test = {}, {}, len(test_idx)
         for s in cfg.seeds:
             feats[s, PRETRAINED] = shared[torch.as_tensor(np.searchsorted(need, order_of[s]))]
             tests[s, PRETRAINED] = shared[torch.as_tensor(np.searchsorted(need, test_idx))]
             for name, init in ((SCRATCH, s), (CONTROL, s + CONTROL_OFFSET)):
-                f = embed(random_init(None, init), np.concatenate([order_of[s], test_idx]))
+                f = embed(lambda i=init: random_init(None, i), np.concatenate([order_of[s], test_idx]),
+                          {"config": conf.to_dict(), "seed": init})
                 feats[s, name], tests[s, name] = f[:n], f[n:n + n_test]
         for s in cfg.seeds:
             y = torch.as_tensor(y_all[order_of[s]])

@@ -333,7 +333,7 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
     proto = cfg.protocol
     n = proto.ends[-1]
     minilm = models.load_minilm() if probe else None
-    from decoupling.experiments.zoo import cut
+    from decoupling.core.encoders import cut
     for target in cfg.targets:
         K = data.num_labels(target)
         texts = data.arrays(target)

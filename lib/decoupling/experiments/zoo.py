@@ -25,12 +25,11 @@ keys of these records.
 
 Cost: a cell is one pretrained pass over every row any run codes plus two random passes per run, each
 over that run's rows and the test rows (`count`). Nothing here needs a GPU: the `full` zoo is computed on
-a CPU (`runs_on_cpu`), one record per cell, written as it finishes (`python -m decoupling.pipeline.zoo`).
+a CPU (`runs_on_cpu`), one record per cell, written as it finishes (`python -m decoupling.pipeline.cpu_full`).
 """
 from __future__ import annotations
 
 import math
-import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from torch import nn
 
 from decoupling import data
 from decoupling.core import baselines, encoders, measures, models
+from decoupling.core.encoders import cut
 from decoupling.core.device import cpu_threads
 from decoupling.core.prequential import CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members, subset
 from decoupling.data import platforms
@@ -123,53 +123,16 @@ def run_seed(target: str, run: int) -> int:
 
 
 # ================================================================================== equal inputs
-def _special_count(tok) -> int:
-    return len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
-
-
 def tokenizer_of(name: str):
-    """The tokenizer of a zoo model, "book" (the book's BPE, shared by its bodies) or "body:<domain>"."""
+    """The tokenizer of a zoo model, "book" (the book's BPE, shared by its bodies), "body:<domain>", or a
+    Hugging Face model directory (a reader's own model: `decoupling score`)."""
     from transformers import AutoTokenizer
     if name == "book" or name.startswith("body:"):
         return data.tokenizer()
-    tok = AutoTokenizer.from_pretrained(platforms.path(name), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(model_dir(name), local_files_only=True)
     if tok.pad_token is None:  # decoders ship none; padding is masked out of every pooled feature
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
-
-
-_WS = re.compile(r"\s")
-
-
-def cut(texts: list[str], max_tokens: int, toks: list) -> tuple[list[str], np.ndarray]:
-    """Each text cut to its longest whole-word prefix that every tokenizer in `toks` encodes in at most
-    `max_tokens` tokens (special tokens included); and which texts were cut."""
-    ends = np.array([len(t) for t in texts])
-    for tok in toks:
-        keep = max_tokens - _special_count(tok)
-        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-        for i, offs in enumerate(enc["offset_mapping"]):
-            if len(offs) > keep:
-                ends[i] = min(ends[i], offs[keep - 1][1] if keep > 0 else 0)
-    out = []
-    for t, e in zip(texts, ends):
-        if e < len(t):
-            # back to the last whitespace at or before the cut, so no word is split
-            ws = [m.start() for m in _WS.finditer(t, 0, e + 1)]
-            e = ws[-1] if ws else e
-        out.append(t[:e].rstrip() if e < len(t) else t)
-    # a prefix can tokenize differently at its end: drop whole words until every tokenizer agrees
-    for _ in range(8):
-        over = set()
-        for tok in toks:
-            lens = encoders.token_lengths(tok, out, 10 ** 6)
-            over.update(np.flatnonzero(lens > max_tokens).tolist())
-        if not over:
-            break
-        for i in over:
-            ws = [m.start() for m in _WS.finditer(out[i])]
-            out[i] = out[i][:ws[-1]].rstrip() if ws else out[i][: max(1, len(out[i]) // 2)]
-    return out, np.array([o != t for o, t in zip(out, texts)])
 
 
 def inputs(inp: Inputs) -> dict:
@@ -192,6 +155,12 @@ def inputs(inp: Inputs) -> dict:
 
 
 # ================================================================================== the models
+def model_dir(model: str):
+    """The directory of a zoo platform, or `model` itself when it is a Hugging Face model directory."""
+    from pathlib import Path
+    return platforms.path(model) if model in platforms.ZOO else Path(model)
+
+
 def loaders(model: str, body_profile: str = "smoke"):
     """(pretrained(), random_init(seed), tokenizer, config) for a zoo row; both give base models (the
     encoder or the decoder's transformer without its LM head), whose last hidden states are pooled."""
@@ -201,7 +170,7 @@ def loaders(model: str, body_profile: str = "smoke"):
         domain = model.split(":", 1)[1]
         path, _ = pretrain.body(pretrain.config(body_profile, domain), body_profile)
     else:
-        path = platforms.path(model)
+        path = model_dir(model)
     tok = tokenizer_of(model)
     conf = AutoConfig.from_pretrained(path, local_files_only=True)
     conf.pad_token_id = tok.pad_token_id
@@ -219,6 +188,8 @@ def weights_sha(cfg: ZooConfig) -> str:
     safetensors file."""
     if cfg.model in platforms.ZOO:
         return platforms.provenance(cfg.model).get("converted_sha256") or cfg.weights
+    if not cfg.model.startswith("body:"):
+        return cfg.weights  # a reader's directory: its files' sha256, set by whoever made the config
     from decoupling.data.sources import sha256_file
     from decoupling.experiments import pretrain
     path, _ = pretrain.body(pretrain.config(cfg.body_profile, cfg.model.split(":", 1)[1]), cfg.body_profile)
@@ -260,17 +231,17 @@ def _cell(cfg: ZooConfig) -> dict:
     proto = probe_protocol(n, K)
     pretrained, random_init, tok, conf = loaders(cfg.model, cfg.body_profile)
     limit = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None) or 10 ** 9
-    if cfg.inputs.max_tokens > limit:
-        raise ValueError(f"{cfg.model}: max_tokens {cfg.inputs.max_tokens} > its {limit} positions")
     all_texts = inp["texts"] + inp["test_texts"]
     lengths = encoders.token_lengths(tok, all_texts, 10 ** 6)
-    if lengths.max() > cfg.inputs.max_tokens:  # the cut guarantees it; a model must never truncate again
-        raise AssertionError(f"{cfg.model} would truncate {int((lengths > cfg.inputs.max_tokens).sum())} texts")
+    # Every row reads each cut text whole. The cut guarantees it for the zoo's tokenizers (≤ max_tokens); a
+    # reader's model with another tokenizer reads up to its own positions, and is refused beyond them.
+    read = max(cfg.inputs.max_tokens, int(lengths.max()))
+    if read > limit:
+        raise ValueError(f"{cfg.model} would truncate {int((lengths > limit).sum())} texts beyond its {limit} positions")
     threads = encoders.all_cores()
     fdir = paths.STORE_DIR / "features"
     t_pass = time.perf_counter()
-    shared = encoders.features({"weights": weights_sha(cfg)}, all_texts, cfg.inputs.max_tokens, pretrained, tok,
-                               fdir, threads=threads)
+    shared = encoders.features({"weights": weights_sha(cfg)}, all_texts, read, pretrained, tok, fdir, threads=threads)
     pretrained_pass_s = time.perf_counter() - t_pass
     n_params = sum(p.numel() for p in _shape_only(conf).parameters())
     ftest_p = torch.from_numpy(shared[len(inp["texts"]):])
@@ -282,8 +253,8 @@ def _cell(cfg: ZooConfig) -> dict:
         texts_r = [inp["texts"][i] for i in o] + inp["test_texts"]
         feats = {PRETRAINED: (torch.from_numpy(shared[o]), ftest_p)}
         for name, init in ((SCRATCH, seed), (CONTROL, seed + CONTROL_OFFSET)):
-            f = encoders.random_features(conf, init, texts_r, cfg.inputs.max_tokens, lambda s=init: random_init(s),
-                                         tok, fdir, threads=threads)
+            f = encoders.random_features(conf, init, texts_r, read, lambda s=init: random_init(s), tok, fdir,
+                                         threads=threads)
             feats[name] = (torch.from_numpy(f[:n]), torch.from_numpy(f[n:]))
         y = torch.as_tensor(inp["y"][o])
         for name, (ftr, fte) in feats.items():
@@ -295,7 +266,7 @@ def _cell(cfg: ZooConfig) -> dict:
                                                                                  "body_profile": cfg.body_profile}
     return {**coded, "model": cfg.model, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs),
             "proxies": {str(r): v for r, v in proxies.items()}, "platform": {**info, "n_params": n_params},
-            "max_tokens": cfg.inputs.max_tokens, "tokens_mean": float(lengths.mean()),
+            "max_tokens": cfg.inputs.max_tokens, "tokens_mean": float(lengths.mean()), "tokens_max": int(lengths.max()),
             "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
             "pretrained_pass_s": round(pretrained_pass_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
             "threads": threads}
@@ -328,6 +299,12 @@ def reference_config(target: str, profile: str, **inputs) -> ReferenceConfig:
     sizes = {**SIZES[profile], **inputs}
     runs = tuple(sorted(set(sizes.pop("runs")) | set(sizes.pop("runs_cheap"))))
     return ReferenceConfig(Inputs(target=target, runs=runs, **sizes))
+
+
+# One cell per experiment and profile, as every experiments module names them (the presets contract of
+# lib/decoupling/README.md); `cells` and `reference_config` give the whole zoo at a profile.
+PRESETS = {"zoo_cell": {p: config("minilm", TARGETS[0], p) for p in SIZES},
+           "zoo_reference": {p: reference_config(TARGETS[0], p) for p in SIZES}}
 
 
 # ================================================================================== counting
