@@ -118,8 +118,7 @@ def test_memorization_seed_draws_its_labels_and_init():
         return [E.mlp(X.shape[1], w, K, s) for (X, _, w), s in zip(fits, seed)]  # untrained: the inits
     with pytest.MonkeyPatch.context() as m:
         m.setattr(E, "_fit_mlps", spy)
-        res = E.memorization(E.MemorizationConfig(widths=(4,), control_widths=(4,), steps=1, seeds=(3, 7),
-                                                  n_boot=10))
+        res = E.memorization(E.MemorizationConfig(widths=(4,), control_widths=(4,), steps=1, seeds=(3, 7)))
     ytr = E.digits10()["train"][1]
     assert seen["seeds"] == [3, 3, 7, 7]  # (seed, width, labels) jobs: random then true, per seed
     for (X, y, w), s, labels in zip(seen["fits"], seen["seeds"], ("random", "true") * 2):
