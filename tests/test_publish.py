@@ -232,3 +232,29 @@ def test_make_publish_refuses_without_a_built_site(tmp_path, git_env):
     r = _publish(work, tmp_path / "nothing", git_env, f"REMOTE={remote}")
     assert r.returncode != 0 and "run make book first" in r.stdout + r.stderr
     assert _git("--git-dir", str(remote), "branch", "--list").strip() == ""
+
+
+def test_a_built_page_names_and_installs_the_commit_that_built_it(tmp_path, monkeypatch):
+    """stamp_build on a staged book: the launch buttons point at the commit (the staged _config.yml's
+    branch), every notebook's first cell installs exactly that commit, and the reproducibility page names
+    it with the commands that rebuild its numbers from it. The committed files are left as they were."""
+    import json
+    src = tmp_path / "src"
+    (src / "book").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", src / "_config.yml")
+    shutil.copy(ROOT / "book" / "memory.ipynb", src / "book" / "memory.ipynb")
+    shutil.copy(ROOT / "book" / "reproducibility.md", src / "book" / "reproducibility.md")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv(publish.BUILD_COMMIT_ENV, commit)
+    assert publish.stamp_build(src) == commit
+    assert yaml.safe_load((src / "_config.yml").read_text())["repository"]["branch"] == commit
+    url, _ = publish.repository(ROOT)
+    first = json.loads((src / "book" / "memory.ipynb").read_text())["cells"][0]
+    code = "".join(first["source"])
+    assert f"git+{url}@{commit}" in code and "remove-cell" in first["metadata"]["tags"]
+    page = (src / "book" / "reproducibility.md").read_text()
+    assert publish.BUILD_MARKER not in page and f"git checkout {commit}" in page and f"/commit/{commit}" in page
+    publish.stamp_build(src)  # a second stamp adds no second set-up cell
+    cells = json.loads((src / "book" / "memory.ipynb").read_text())["cells"]
+    assert sum(publish.INSTALL_TAG in c["metadata"].get("tags", []) for c in cells) == 1
+    assert publish.BUILD_MARKER in (ROOT / "book" / "reproducibility.md").read_text()

