@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from decoupling.core import baselines, measures, models
+from decoupling import paths
+from decoupling.core import baselines, encoders, measures, models
 from decoupling.core.device import cpu_threads
 from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
                                          subset)
+from decoupling.data import platforms
 
 PRETRAINED = "pretrained"
 REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
@@ -255,7 +257,7 @@ def _saved(dataset, text_col: str, label_col: str) -> tuple[Path, tuple]:
     """An in-memory `datasets.Dataset` / `DatasetDict` / pandas frame, written once as Parquet under the
     store (named by its content) so that a record names a file that can be read again, and the table as
     read (texts, labels, classes: what reading that file gives, so nobody needs to)."""
-    from decoupling import files, paths
+    from decoupling import files
     texts, y, classes = read_table(dataset, text_col, label_col)
     path = paths.STORE_DIR / "inputs" / f"{_sha_rows(texts, y, classes)[:16]}.parquet"
     if not path.exists():
@@ -275,18 +277,14 @@ def model_loaders(cfg: GainConfig):
     with a head seeded by `seed` (finetune mode); `random_init` draws the same architecture afresh from
     `seed`. Texts are cut to the max positions."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-    from decoupling.data import platforms
-    if cfg.model in platforms.ZOO:  # minilm, mpnet, smollm2: obtained by `decoupling data --platforms`
-        path = platforms.path(cfg.model)
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    elif cfg.model.startswith("body:"):
+    if cfg.model.startswith("body:"):
         from decoupling import data
         from decoupling.experiments import pretrain
         domain = cfg.model.split(":", 1)[1]
         path, _ = pretrain.body(pretrain.config(cfg.body_profile, domain), cfg.body_profile)
         tok = data.tokenizer()
-    else:
-        path = Path(cfg.model)
+    else:  # a zoo platform (minilm, mpnet, smollm2: `decoupling data --platforms`) or a model directory
+        path = platforms.path(cfg.model) if cfg.model in platforms.ZOO else Path(cfg.model)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     conf = AutoConfig.from_pretrained(path, local_files_only=True)
     if tok.pad_token is None:  # decoders ship none; padding is masked out of every pooled feature
@@ -318,7 +316,6 @@ def model_loaders(cfg: GainConfig):
 
 def check_model(model: str) -> tuple[str, str]:
     """(normalised model name, sha256 of what decides its weights) or a GainError naming what is missing."""
-    from decoupling.data import platforms
     if model in platforms.ZOO:
         try:
             return model, _sha_dir(platforms.path(model))
@@ -408,9 +405,8 @@ def _gain(cfg: GainConfig) -> dict:
     pretrained, random_init, tok, limit = model_loaders(cfg)
     max_len = min(cfg.max_len, limit)
     # equal inputs: every text cut once to the whole words the model reads in max_len tokens; the model and
-    # the TF-IDF reference then read the same strings (zoo.cut)
-    from decoupling.core.encoders import cut
-    texts, _ = cut(list(texts), max_len, [tok])
+    # the TF-IDF reference then read the same strings
+    texts, _ = encoders.cut(list(texts), max_len, [tok])
     order_of = {s: pool[subset(len(pool), n, s)] for s in cfg.seeds}
     names = (SCRATCH, CONTROL, PRETRAINED)
     members: dict[tuple[int, str], Member] = {}
@@ -421,8 +417,6 @@ def _gain(cfg: GainConfig) -> dict:
         # one network; the random ones are drawn afresh for every seed (θ0 from seed s, θ0' from s + offset),
         # so that the interval over seeds covers how much a random encoder's features vary with its init —
         # with one random encoder for all seeds, θ0 vs θ0' would differ by a fixed amount no seed resamples.
-        from decoupling import paths
-        from decoupling.core import encoders
         cache, threads = paths.STORE_DIR / "features", encoders.all_cores()  # a gain runs alone: every core
         conf = random_init(None, 0).config
 

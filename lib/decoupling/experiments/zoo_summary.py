@@ -21,6 +21,7 @@ import numpy as np
 
 from decoupling.core import intervals
 from decoupling.core.prequential import CONTROL, SCRATCH
+from decoupling.experiments import zoo
 from decoupling.experiments.zoo import BODIES, LAB, PRETRAINED, SENTIMENT, TARGETS
 
 REFERENCE = "tfidf"
@@ -230,7 +231,6 @@ ROWS = {"smoke": ("minilm", *BODIES), "full": (*LAB, *BODIES)}
 
 def configs(profile: str, seed: int = 0, rows=None) -> tuple[list, list]:
     """(reference configs, cell configs) of the zoo at `profile`, every run shifted by the book's seed."""
-    from decoupling.experiments import zoo
     shift = {k: tuple(seed + r for r in v) for k, v in zoo.SIZES[profile].items() if k.startswith("runs")}
     refs = [zoo.reference_config(t, profile, **shift) for t in TARGETS]
     cells = [zoo.config(m, t, profile, **shift) for m in (rows or ROWS[profile]) for t in TARGETS]
