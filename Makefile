@@ -37,8 +37,9 @@ $(STAMP): pyproject.toml environment.yml
 
 venv: $(STAMP)
 
+# the data, then the zoo's lab-pretrained models (every text the book codes is cut by their tokenizers)
 $(DATA): $(STAMP)
-	$(PY) -m decoupling data
+	$(PY) -m decoupling data --platforms
 
 data: $(DATA)
 

@@ -100,7 +100,7 @@ def test_tyranny_full_paths(full_env):
     assert len(sc["runs"]) == 3 and np.array(sc["seed_loss_nats"]).shape == (3, 3)  # sizes; seeds × sizes
     assert finite(sc["pure"]["alpha"], sc["floor"]["alpha"], *sc["alpha_delta_ci"])
 
-    m = R(T.MEMORIZATION["full"], widths=(2, 8, 512), control_widths=(8, 512), steps=3, n_boot=50)
+    m = R(T.MEMORIZATION["full"], widths=(2, 8, 512), control_widths=(8, 512), steps=3)
     mem = jsonable(T.memorization(m))
     assert finite(mem["capacity_bits_per_param"], *mem["capacity_ci"])
     assert all("true" in r for r in mem["rows"] if r["width"] in (8, 512))

@@ -318,3 +318,22 @@ def test_chapters_side_by_side_share_an_experiment_and_train_it_once(tmp_path):
     r = _rebuild(book, tmp, "--force", "--no-html", "--jobs", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     assert _trained(tmp) == 1
+
+
+def test_a_gpu_part_cell_at_full_on_a_cpu_says_so_and_the_page_goes_on(tmp_path):
+    """A chapter whose experiment sits in a %%gpu_part cell, built at `full` on a machine without CUDA and
+    without its record: that cell shows one line instead of a traceback, nothing is trained, and the cells
+    after it still execute. Outside such a cell the same error fails the page (the
+    test above)."""
+    book, tmp = _two_chapters(tmp_path, ('ch = Chapter("tiny2", profile=profile, seed=seed)\n',
+                                         'ch = Chapter("tiny2", profile=profile, seed=seed)\n```\n\n'
+                                         '```{code-cell} ipython3\n%%gpu_part\n'))
+    md = book / "book" / "tiny2.md"
+    md.write_text(md.read_text() + '\n```{code-cell} ipython3\nprint("after the GPU part")\n```\n')
+    r = _rebuild(book, tmp, "--profile", "full", "--no-html", "--chapters", "tiny2")
+    out = json.loads((book / "_build" / "executed" / "full" / "tiny2.ipynb").read_text())
+    text = json.dumps(out["cells"])
+    assert "Not shown at `full` on this machine" in text and "needs records computed on a GPU" in text, \
+        r.stdout + r.stderr
+    assert "after the GPU part" in text and "Traceback" not in text
+    assert _trained(tmp) == 0

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 import pytest
 import yaml
 
+from decoupling.pipeline import publish
 from page_checks import machinery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,7 +349,9 @@ def test_essays_kl_formula_is_rendered(site, visited):
 def test_launch_and_download_buttons_point_at_files_that_exist(site, visited):
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = urlparse(cfg["repository"]["url"]).path.strip("/")
-    branch = cfg["repository"]["branch"]
+    # a built site's buttons open the chapter's notebook at the commit that built it (publish.stamp_build),
+    # or on the configured branch where no commit is known
+    branch = publish.build_commit(ROOT)[0] or cfg["repository"]["branch"]
     assert (ROOT / "environment.yml").exists()  # what Binder builds from
     chapters = [f"book/{p.stem}.html" for p in (ROOT / "book").glob("*.md")
                 if "kernelspec:" in p.read_text()[:2000] and f"book/{p.stem}.html" in visited]

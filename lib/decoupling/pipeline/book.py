@@ -205,7 +205,11 @@ def _register_gpu_part(ch: Chapter) -> None:
         if ch.gpu_missing:
             display(Markdown(f"*Not shown at `{ch.profile}` on this machine: {ch.gpu_missing}*"))
             return
-        res = ip.run_cell(cell)
+        inside[0] = True
+        try:
+            res = ip.run_cell(cell)
+        finally:
+            inside[0] = False
         err = res.error_in_exec
         if isinstance(err, store.NeedsGPU):
             ch.gpu_missing = (f"this part needs records computed on a GPU ({str(err).split(':')[0]} and "
@@ -214,9 +218,15 @@ def _register_gpu_part(ch: Chapter) -> None:
         elif err is not None or res.error_before_exec is not None:
             raise RuntimeError("a %%gpu_part cell failed (traceback above)") from (err or res.error_before_exec)
 
+    def needs_gpu(shell, etype, value, tb, tb_offset=None):
+        # inside a %%gpu_part cell its one-line note replaces the traceback; anywhere else the error is
+        # shown (and fails the page) as usual, with the store's message saying what to do
+        if not inside[0]:
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+    inside = [False]
     ip.register_magic_function(gpu_part, magic_kind="cell", magic_name="gpu_part")
-    # the traceback of a NeedsGPU inside a %%gpu_part cell is replaced by the cell's one-line note
-    ip.set_custom_exc((store.NeedsGPU,), lambda shell, etype, value, tb, tb_offset=None: None)
+    ip.set_custom_exc((store.NeedsGPU,), needs_gpu)
 
 
 @dataclass(frozen=True, eq=False)
