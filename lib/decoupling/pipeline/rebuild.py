@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -234,13 +235,15 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
     nb.metadata.setdefault("jupytext", {})
     staged = Path(dst).with_suffix(".input.ipynb")
     nbformat.write(nb, staged)
+    sockets = tempfile.mkdtemp(prefix="decoupling-kernel-")
     try:
         pm.execute_notebook(str(staged), dst, parameters={"profile": profile, "seed": int(seed)},
                             kernel_name="python3", cwd=str(Path(src).parent), progress_bar=_progress(name),
                             report_mode=False, request_save_on_cell_execute=False,
-                            # the kernel's own log lines (running over TCP without encryption; the
-                            # interrupt jupyter_client sends before every shutdown) are not the reader's
-                            # business either; a kernel that dies still fails the chapter, in one line
+                            config=_kernel_sockets(sockets),
+                            # the kernel's own log lines (the interrupt jupyter_client sends before every
+                            # shutdown) are not the reader's business either; a kernel that dies still
+                            # fails the chapter, in one line
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
         print(f"chapter {name!r} failed in cell {e.cell_index} (execution count {e.exec_count}): "
@@ -251,7 +254,17 @@ def _exec_child(src: str, dst: str, profile: str, seed: str, name: str) -> int:
         return 1
     finally:
         staged.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     return 0
+
+
+def _kernel_sockets(directory: str):
+    """Kernel config that talks over Unix sockets in `directory` instead of TCP ports. jupyter_client picks
+    TCP ports by binding port 0 and letting go; two chapters started side by side can be handed the same
+    port before either kernel binds it ("Address already in use", then a 60 s start-up timeout). Socket
+    files in a directory of the chapter's own cannot collide."""
+    from traitlets.config import Config
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(directory, "k")}})
 
 
 def _progress(name):
