@@ -81,7 +81,7 @@ def test_each_chapter_depends_on_these_modules():
     assert deps == EXPECTED
 
 
-EXPECTED = {'computers': ['core', 'core.baselines', 'core.batched', 'core.device', 'core.encoders', 'core.measures',
+EXPECTED = {'computers': ['core', 'core.baselines', 'core.batched', 'core.device', 'core.encoders', 'core.intervals', 'core.measures',
                'core.models', 'core.prequential', 'core.train', 'data', 'data.full', 'data.layout', 'data.overlap',
                'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
                'experiments.computers', 'experiments.pretrain'],

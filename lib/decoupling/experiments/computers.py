@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from decoupling import data
-from decoupling.core import baselines, measures, models, train
+from decoupling.core import baselines, intervals, measures, models, train
 from decoupling.core.device import cpu_threads  # tiny models: one thread is 10-30x faster on a busy 2-core CPU
 from decoupling.experiments import pretrain
 from decoupling.progress import bar
@@ -115,20 +115,23 @@ def curve_score(curve: list[dict], key: str = "heldout_acc") -> float:
 
 
 CI_LEVEL = 0.95
-N_BOOT = 4000  # bootstrap resamples of every interval here (measures.bootstrap_ci / clustered_ci)
+# bootstrap resamples of the one percentile interval here, over test rows (hundreds of them: the bootstrap is
+# sound there); intervals over seeds and tasks (3–5 values) are Student-t (`core.intervals`), which keep
+# their level at those counts where a percentile bootstrap does not
+N_BOOT = 4000
 
 
-def _ci(values, seed: int) -> list[float]:
-    """The percentile bootstrap CI of the mean of `values` over seeds (measures.bootstrap_ci); [lo, hi]."""
-    c = measures.bootstrap_ci(values, n_boot=N_BOOT, alpha=1 - CI_LEVEL, seed=seed)
+def _ci(values) -> list[float]:
+    """The Student-t CI of the mean of `values` over seeds (intervals.mean_ci); [lo, hi]."""
+    c = intervals.mean_ci(values, level=CI_LEVEL)
     return [c.lo, c.hi]
 
 
-def _clustered(by_task: dict, seed: int) -> tuple[float, list[float]]:
-    """Mean over tasks of each task's mean over seeds, with the two-stage bootstrap (measures.clustered_ci):
-    the chapter's claims are about the average task, and runs of one task are not independent draws."""
-    c = measures.clustered_ci({t: v for t, v in by_task.items() if len(v)}, n_boot=N_BOOT, alpha=1 - CI_LEVEL,
-                              seed=seed)
+def _clustered(by_task: dict) -> tuple[float, list[float]]:
+    """Mean over tasks of each task's mean over seeds, with a t interval over the task means
+    (intervals.clustered_ci): the chapter's claims are about the average task, and runs of one task are
+    not independent draws."""
+    c = intervals.clustered_ci({t: v for t, v in by_task.items() if len(v)}, level=CI_LEVEL)
     return c["value"], [c["lo"], c["hi"]]
 
 
@@ -331,7 +334,7 @@ def summarize(res: dict, seed: int = 0) -> dict:
     """Per task: C_scratch and C_finetune (mean FLOPs to target over seeds; None if a seed never got there),
     wall seconds alike, T*, and the fine-tune/scratch ratio with its CI over seeds. Overall (the average
     task): the savings C_scratch − C_finetune and the log ratios per (task, seed) pair, their mean over
-    tasks with a task-clustered bootstrap CI, T* for the average task and the geometric-mean ratio.
+    tasks with a task-clustered t CI, T* for the average task and the geometric-mean ratio.
 
     A run that never reached the target is censored at the budget: its true cost is at least the budget.
     Charging scratch the budget understates its cost, so that pair's saving is a lower bound; charging the
@@ -368,21 +371,21 @@ def summarize(res: dict, seed: int = 0) -> dict:
             "reached_scratch": sum(r["reached"] for r in sc) / len(sc),
             "reached_finetune": sum(r["reached"] for r in ft) / len(ft),
             "final_acc_scratch": float(np.mean(acc_s)), "final_acc_finetune": float(np.mean(acc_f)),
-            "final_acc_scratch_ci": _ci(acc_s, seed), "final_acc_finetune_ci": _ci(acc_f, seed),
+            "final_acc_scratch_ci": _ci(acc_s), "final_acc_finetune_ci": _ci(acc_f),
             "ratio_geomean": float(np.exp(np.mean(lr_))) if lr_ else None,
-            "ratio_ci": [float(np.exp(x)) for x in _ci(lr_, seed)] if lr_ else None,
+            "ratio_ci": [float(np.exp(x)) for x in _ci(lr_)] if lr_ else None,
             "budget_flops": sc[0]["flops"], "n_seeds": len(sc),
             "lr_scratch": rec.get("lr_choice", {}).get("scratch", {}).get("lr"),
             "lr_finetune": rec.get("lr_choice", {}).get("pretrained", {}).get("lr"),
         }
     flat = [v for t in savings for v in savings[t]]
     out = {"per_task": per_task, "c_pretrain": c_pre, "wall_pretrain": w_pre, "n_pairs": len(flat),
-           "censored_runs": censored, "dropped_pairs": dropped, "n_boot": N_BOOT,
+           "censored_runs": censored, "dropped_pairs": dropped,
            "pairs_exact": bounds["exact"], "pairs_saving_lower_bound": bounds["lower"],
            "pairs_saving_upper_bound": bounds["upper"]}
     if flat:
-        mean_s, ci_s = _clustered(savings, seed)
-        mean_r, ci_r = _clustered(log_ratios, seed)
+        mean_s, ci_s = _clustered(savings)
+        mean_r, ci_r = _clustered(log_ratios)
         out.update(saving_mean=mean_s, saving_ci=ci_s, savings=flat, savings_by_task=savings,
                    t_star=_jsonable_t(c_pre / mean_s if mean_s > 0 else math.inf),
                    t_star_ci=[c_pre / ci_s[1] if ci_s[1] > 0 else None, c_pre / ci_s[0] if ci_s[0] > 0 else None],
@@ -567,12 +570,12 @@ def _probe(f: dict, labels: dict, k: int, lr: float, seed: int, cfg, desc: str, 
 
 def _platform_summary(rec: dict, target: float, seed: int = 0) -> dict:
     """Per encoder the mean accuracy over seeds with its CI; the paired (same seed: same head init and data
-    order) difference MiniLM − random with its bootstrap CI over seeds."""
+    order) difference MiniLM − random with its t CI over seeds."""
     acc = {n: [r["final_acc"] for r in rec["encoders"][n]["runs"]] for n in ENCODERS}
     diff = [a - b for a, b in zip(acc["minilm"], acc["random"])]
     out = {f"acc_{n}": float(np.mean(v)) for n, v in acc.items()}
-    out.update({f"acc_{n}_ci": _ci(v, seed) for n, v in acc.items()})
-    out.update(diff=float(np.mean(diff)), diff_ci=_ci(diff, seed), diffs=diff,
+    out.update({f"acc_{n}_ci": _ci(v) for n, v in acc.items()})
+    out.update(diff=float(np.mean(diff)), diff_ci=_ci(diff), diffs=diff,
                reached_minilm=float(np.mean([r["reached"] for r in rec["encoders"]["minilm"]["runs"]])),
                minilm_mean_reaches=bool(out["acc_minilm"] >= target))
     return out

@@ -19,8 +19,9 @@ Three experiments, each a plain function of a frozen config returning a JSON-abl
    `mode="finetune"` (full, GPU) fine-tunes the whole model.
 3. `digits_transfer` — a two-layer MLP pretrained on one half of the digits and transferred to the other,
    in either direction (0–4 → 5–9 and 5–9 → 0–4: transfer need not be symmetric, Zamir et al. 2018), with
-   sources stopped after several numbers of training steps and a random-label source to find out when
-   transfer turns negative ("ossification", Hernandez et al. 2021), pixels + logistic regression coded on
+   sources (each run pretrains its own) stopped after several numbers of training steps and a random-label
+   source to find out when transfer turns negative and whether longer source training makes it worse (after
+   Hernandez et al. 2021's ossification, which varies model size instead), pixels + logistic regression coded on
    the same blocks as the reference, and first-layer filters to show what is reused.
 
 All three end the same way (`prequential.code_members`): every (seed, init) is one member of `run_protocols` (one
@@ -425,11 +426,17 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
+DIGITS_GRID = (HP("finetune-lr1e-3", 1e-3, 1.0), HP("finetune", 3e-3, 1.0), HP("finetune-lr1e-2", 1e-2, 1.0),
+               HP("finetune-slow-body", 3e-3, 0.1), HP("probe", 1e-2, 0.0))
+
+
 @dataclass(frozen=True)
 class DigitsConfig:
     """Pretrain on one half of the digits (`source`), code the labels of the other (`target`); the chapter
     runs both directions. A pilot of 0–4 → 5–9 found θP coding 400 labels in ≈ 228 bits vs θ0's ≈ 167:
-    expect negative transfer. smoke: 5 seeds, ~0.9 s per (seed, init) on one idle CPU core."""
+    expect negative transfer (with the one learning rate it then had). smoke: 5 seeds, ~38 s for the 7 inits of
+    one direction on one CPU core; full: 16 seeds, so that the seed-vs-seed control's equivalence test has the
+    power its ±0.05 margin needs (one run's control spreads by ≈ 0.07 bits/label)."""
     source: str = "digits/0-4"
     target: str = "digits/5-9"
     hidden: int = 128
@@ -439,13 +446,15 @@ class DigitsConfig:
     # run (same init, same full-batch data) stopped after each of these numbers of steps
     mid_steps: tuple[int, ...] = (200,)
     pretrain_lr: float = 3e-3
-    # smoke: three candidates (a full fine-tune, a slow body, a frozen-body probe) so that five seeds in both
-    # directions fit the budget; full adds LP-FT. (20 instead of 30 epochs per fit was tried and rejected:
-    # θ0 then coded 400 labels in ≈ 280 bits instead of ≈ 175 — an undertrained θ0 flatters every source.)
+    # The candidates every init chooses from per block, on the labels already sent (`core.prequential`): a
+    # full fine-tune at three learning rates a factor ≈ 3 apart, a slow body and a frozen-body probe; full adds
+    # LP-FT. One learning rate for all would favour some inits: the converged sources' features on the target
+    # images are tens of times larger than a random init's, so the rate that suits one over- or undershoots
+    # for another; with a grid each init finds its own. (20 instead of 30 epochs per fit was tried and
+    # rejected: θ0 then coded 400 labels in ≈ 280 bits instead of ≈ 175 — an undertrained θ0 flatters every
+    # source.)
     protocol: Protocol = field(default_factory=lambda: Protocol(
-        ends=(10, 25, 50, 100, 200, 400),
-        hps=(HP("finetune", 3e-3, 1.0), HP("finetune-slow-body", 3e-3, 0.1), HP("probe", 1e-2, 0.0)),
-        epochs=30.0, batch_size=64, min_steps=30, max_steps=300))
+        ends=(10, 25, 50, 100, 200, 400), hps=DIGITS_GRID, epochs=30.0, batch_size=64, min_steps=30, max_steps=300))
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # ≥ 5: the seed-vs-seed control's equivalence test needs them
     # the two diagnostic sources ("pretrained-rescaled", "random-labels"): the chapter explains the sign of
     # ΔL with them in one direction; the other direction runs without them (7 vs 5 inits per seed)
@@ -454,10 +463,9 @@ class DigitsConfig:
 
 
 DIGITS = {"smoke": DigitsConfig(),
-          "full": DigitsConfig(seeds=tuple(range(10)), mid_steps=(100, 200, 500), protocol=dataclasses.replace(
+          "full": DigitsConfig(seeds=tuple(range(16)), mid_steps=(100, 200, 500), protocol=dataclasses.replace(
               DigitsConfig().protocol, ends=(10, 20, 40, 80, 160, 320, 640),
-              hps=(HP("finetune", 3e-3, 1.0), HP("finetune-slow-body", 3e-3, 0.1),
-                   HP("lp-ft", 3e-3, 1.0, lp_frac=0.5), HP("probe", 1e-2, 0.0))))}
+              hps=(*DIGITS_GRID[:-1], HP("lp-ft", 3e-3, 1.0, lp_frac=0.5), DIGITS_GRID[-1])))}
 # overrides of DIGITS for the other direction, at every profile (the diagnostics explain one direction)
 REVERSE = {"source": "digits/5-9", "target": "digits/0-4", "diagnostics": False}
 
@@ -471,7 +479,8 @@ def _effective_rank(h: np.ndarray) -> float:
 
 
 def digits_transfer(cfg: DigitsConfig) -> dict:
-    """θ0 vs the sources on the target half of the digits: "pretrained" (the source half to convergence),
+    """θ0 vs the sources on the target half of the digits, each run seed with source networks of its own:
+    "pretrained" (the source half to convergence),
     "early" and "steps-<k>" (the same run stopped after early_steps and each of mid_steps),
     "pretrained-rescaled" (the converged body with its output scaled down to θ0's feature norm — the same
     directions, so it separates the *scale* of the features from their *collapse*), and "random-labels"
@@ -481,6 +490,9 @@ def digits_transfer(cfg: DigitsConfig) -> dict:
     before any training."""
     with cpu_threads(1), models.quiet_loading():
         return _digits_transfer(cfg)
+
+
+SOURCE_SEED = 12_345  # + the run seed: the init of that run's source networks
 
 
 def _digits_transfer(cfg: DigitsConfig) -> dict:
@@ -499,10 +511,10 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     def fresh(seed: int) -> MLP:
         return models.seeded(seed, lambda: MLP(64, cfg.hidden, K))
 
-    def pretrain_mlp(steps: int, labels: torch.Tensor) -> tuple[MLP, dict]:
-        m = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
+    def pretrain_mlp(steps: int, labels: torch.Tensor, source_seed: int) -> tuple[MLP, dict]:
+        m = models.seeded(SOURCE_SEED + source_seed, lambda: MLP(64, cfg.hidden, 5))
         tc = train.TrainConfig(steps=steps, batch_size=len(labels), lr=cfg.pretrain_lr, weight_decay=0.0,
-                               warmup_frac=0.0, seed=0, progress=False)
+                               warmup_frac=0.0, seed=source_seed, progress=False)
         train.train_module(m, xs, labels, tc)
         p_tr = train.predict_proba(m, xs)
         p_te = train.predict_proba(m, torch.from_numpy(src["test"][0]))
@@ -514,20 +526,28 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     def feat_norm(m: MLP, x) -> float:
         return float(m.body(x).norm(dim=1).mean())
 
-    shuffled = ys[torch.from_numpy(np.random.default_rng(0).permutation(len(ys)))]
-    sources = {"pretrained": pretrain_mlp(cfg.pretrain_steps, ys), "early": pretrain_mlp(cfg.early_steps, ys)}
-    for k in cfg.mid_steps:  # the same deterministic run stopped at k steps (init, data and lr identical)
-        sources[f"steps-{k}"] = pretrain_mlp(k, ys)
-    # ReLU is positively homogeneous: scaling the last layer by c scales the features by c, same directions
-    m_res = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))
-    m_res.load_state_dict(sources["pretrained"][0].state_dict())
-    c = feat_norm(fresh(cfg.seeds[0]), xs) / feat_norm(m_res, xs)  # measured on the SOURCE images
-    with torch.no_grad():
-        m_res.body[2].weight.mul_(c)
-        m_res.body[2].bias.mul_(c)
-    if cfg.diagnostics:
-        sources["pretrained-rescaled"] = (m_res, {**sources["pretrained"][1], "scale": c})
-        sources["random-labels"] = pretrain_mlp(cfg.pretrain_steps, shuffled)
+    def make_sources(seed: int) -> dict[str, tuple[MLP, dict]]:
+        """The source networks of one run: each run seed pretrains its own (its own init, and for the
+        random-labels source its own shuffle), so the runs' spread holds the pretraining seed too and the
+        interval over runs covers it (a single source network shared by every run would leave its luck out)."""
+        out = {"pretrained": pretrain_mlp(cfg.pretrain_steps, ys, seed), "early": pretrain_mlp(cfg.early_steps, ys, seed)}
+        for k in cfg.mid_steps:  # the same deterministic run stopped at k steps (init, data and lr identical)
+            out[f"steps-{k}"] = pretrain_mlp(k, ys, seed)
+        if cfg.diagnostics:
+            # ReLU is positively homogeneous: scaling the last layer by c scales the features by c, same directions
+            m_res = models.seeded(SOURCE_SEED + seed, lambda: MLP(64, cfg.hidden, 5))
+            m_res.load_state_dict(out["pretrained"][0].state_dict())
+            c = feat_norm(fresh(seed), xs) / feat_norm(m_res, xs)  # measured on the SOURCE images
+            with torch.no_grad():
+                m_res.body[2].weight.mul_(c)
+                m_res.body[2].bias.mul_(c)
+            out["pretrained-rescaled"] = (m_res, {**out["pretrained"][1], "scale": c})
+            shuffled = ys[torch.from_numpy(np.random.default_rng(seed).permutation(len(ys)))]
+            out["random-labels"] = pretrain_mlp(cfg.pretrain_steps, shuffled, seed)
+        return out
+
+    by_seed = {seed: make_sources(seed) for seed in cfg.seeds}
+    sources = by_seed[cfg.seeds[0]]  # the first run's: what the diagnostics, filters and LogME describe
 
     def from_source(m: MLP, seed: int) -> MLP:
         new = fresh(seed)  # the same fresh head as θ0's for this seed: only the body differs
@@ -550,7 +570,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
         order = subset(len(yt), n, seed)
         inputs, y = (xt[torch.as_tensor(order)],), torch.as_tensor(yt[order])
         makers = {SCRATCH: lambda seed=seed: fresh(seed), CONTROL: lambda seed=seed: fresh(seed + CONTROL_OFFSET)}
-        for name, (m, _) in sources.items():
+        for name, (m, _) in by_seed[seed].items():
             makers[name] = (lambda m=m, seed=seed: from_source(m, seed))
         for name, mk in makers.items():
             members[seed, name] = Member(mk, inputs, y, (xe,), seed, keep_model=seed == cfg.seeds[0])
@@ -565,7 +585,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
     def w1(m):
         return m.body[0].weight.detach().cpu()[:f].tolist()  # (f, 64)
 
-    init = models.seeded(12_345, lambda: MLP(64, cfg.hidden, 5))  # the source runs' common initialisation
+    init = models.seeded(SOURCE_SEED + cfg.seeds[0], lambda: MLP(64, cfg.hidden, 5))  # the first run's source init
     filters = {"random": w1(fresh(cfg.seeds[0])), "pretraining-init": w1(init),
                "pretrained": w1(sources["pretrained"][0]), "early": w1(sources["early"][0])}
     init_state = {k: v.clone() for k, v in init.state_dict().items()}
@@ -583,7 +603,9 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
         logme[name] = measures.logme(feats, yt[order0.numpy()], K)
     steps = {"early": cfg.early_steps, **{f"steps-{k}": k for k in cfg.mid_steps}, "pretrained": cfg.pretrain_steps}
     return {"target": cfg.target, "source_task": cfg.source, **coded, "reference": reference,
-            "source_steps": steps, "sources": {k: v[1] for k, v in sources.items()}, "diagnostics": diag,
+            "source_steps": steps, "sources": {k: v[1] for k, v in sources.items()},
+            "source_train_acc": {k: [by_seed[sd][k][1]["train_acc"] for sd in cfg.seeds] for k in sources},
+            "diagnostics": diag,
             "filters": filters, "pretrain_movement": pretrain_movement, "logme": logme}
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from decoupling.core import measures
+from decoupling.core import intervals, measures
 from decoupling.core.prequential import CONTROL, SCRATCH
 
 
@@ -50,49 +50,44 @@ def task_family(target: str) -> str:
     return target.split("/")[0]
 
 
-def generality_score(rows: Sequence[dict], init: str, n_boot: int = 2000, seed: int = 0,
-                     key: str = "dL_per_label") -> dict:
+def generality_score(rows: Sequence[dict], init: str, key: str = "dL_per_label") -> dict:
     """The essay's double integral as a Monte Carlo estimate: ΔL per label averaged uniformly over the
     (task, dataset) pairs of the suite, each pair's value the mean over its seeds. The 95% CI is clustered
-    by target (`measures.clustered_ci`: resample the targets, then the seeds within each): runs on one
-    target share its difficulty, so resampling runs as if independent would make an integral over tasks
-    look more certain than it is. key="dL_ref_per_label": the same against the reference with no
-    pretraining. Per task family means are reported beside it."""
+    by target (`intervals.clustered_ci`: a Student-t interval over the target means): runs on one target
+    share its difficulty, so treating runs as independent would make an integral over tasks look more
+    certain than it is, and a percentile bootstrap over 2–6 values covers too rarely. key="dL_ref_per_label":
+    the same against the reference with no pretraining. Per task family means are reported beside it."""
     mine = [r for r in rows if r["init"] == init and r.get(key) is not None]
     if not mine:
         return {"init": init, "score": float("nan"), "ci": [float("nan")] * 2, "n_cells": 0, "n_runs": 0,
                 "families": {}}
     per_target = {r["target"]: r[key] for r in mine}
-    c = measures.clustered_ci(per_target, n_boot=n_boot, seed=seed)
+    c = intervals.clustered_ci(per_target)
     fam: dict[str, list[float]] = {}
     for r in mine:
         fam.setdefault(task_family(r["target"]), []).append(float(np.mean(r[key])))
     return {"init": init, "score": c["value"], "ci": [c["lo"], c["hi"]], "n_cells": len(mine),
             "n_runs": sum(len(v) for v in per_target.values()), "families": {k: float(np.mean(v)) for k, v in fam.items()},
-            "equivalence": measures.equivalence(c["lo"], c["hi"])}
+            "p": c["p"], "equivalence": measures.equivalence(c["lo"], c["hi"])}
 
 
-def pooled_ci(values, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean and percentile-bootstrap 95% CI of values from one target (one value per seed)."""
-    ci = measures.bootstrap_ci(np.asarray(values, float), n_boot=n_boot, seed=seed)
-    return {"mean": ci.value, "ci": [ci.lo, ci.hi], "n": len(values)}
+def pooled_ci(values) -> dict:
+    """Mean and Student-t 95% CI of values from one target (one value per seed), with its t-test p."""
+    ci = intervals.mean_ci(np.asarray(values, float))
+    return {"mean": ci.value, "ci": [ci.lo, ci.hi], "n": len(values), "p": ci.p}
 
 
-def clustered(per_target: dict, n_boot: int = 2000, seed: int = 0) -> dict:
-    """`pooled_ci`'s format for an average over targets: the CI clustered by target."""
-    c = measures.clustered_ci({t: np.asarray(v, float) for t, v in per_target.items()}, n_boot=n_boot, seed=seed)
-    return {"mean": c["value"], "ci": [c["lo"], c["hi"]], "n": sum(len(v) for v in per_target.values())}
+def clustered(per_target: dict) -> dict:
+    """`pooled_ci`'s format for an average over targets: the t interval over target means."""
+    c = intervals.clustered_ci({t: np.asarray(v, float) for t, v in per_target.items()})
+    return {"mean": c["value"], "ci": [c["lo"], c["hi"]], "n": sum(len(v) for v in per_target.values()), "p": c["p"]}
 
 
-def diff_ci(a, b, n_boot: int = 2000, seed: int = 0) -> dict:
+def diff_ci(a, b) -> dict:
     """mean(a) − mean(b) for two independent samples (e.g. ΔL per label of two transfer directions over
-    their seeds), with a percentile-bootstrap 95% CI resampling each sample on its own."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    boots = np.array([a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean()
-                      for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"mean": float(a.mean() - b.mean()), "ci": [float(lo), float(hi)], "n": [len(a), len(b)]}
+    their seeds), with Welch's t 95% CI."""
+    c = intervals.diff_ci(a, b)
+    return {"mean": c.value, "ci": [c.lo, c.hi], "n": [len(np.ravel(a)), len(np.ravel(b))], "p": c.p}
 
 
 def effective_data(transfer_result: dict, init: str) -> dict:
@@ -172,10 +167,10 @@ def logme_vs_dl(rows: Sequence[dict]) -> dict:
 HOME = {"code": "code/module", "prose": "prose/topic"}
 
 
-def home_advantage(rows: Sequence[dict], home: dict | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+def home_advantage(rows: Sequence[dict], home: dict | None = None) -> dict:
     """The text pair run both ways: on each body's home target (`HOME`), its ΔL per label minus the other
     body's, seed by seed — the same θ0, head init, examples and order per seed, so the difference is
-    (L_other − L_home) / n of that seed and the θ0 terms cancel — with a percentile-bootstrap 95% CI over the
+    (L_other − L_home) / n of that seed and the θ0 terms cancel — with a Student-t 95% CI over the
     seeds. A direction appears only where both bodies ran on that target.
 
     Verdict of "each body gives the larger ΔL on its own domain's target": "holds" when every direction of
@@ -183,8 +178,7 @@ def home_advantage(rows: Sequence[dict], home: dict | None = None, n_boot: int =
     pretrained elsewhere codes a domain's labels in fewer bits than the body pretrained on it); otherwise
     "inconclusive" (a missing direction included: one way alone cannot show the pattern). `deciding`
     names the direction that settles it: the one below 0 when the verdict is "does not hold", else the one
-    with the lowest CI bound. With three seeds the percentile interval spans about the seeds' range, so it
-    excludes 0 only when every seed agrees in sign."""
+    with the lowest CI bound."""
     home = HOME if home is None else home
     per = {(r["init"], r["target"]): r["dL_per_label"] for r in rows}
     directions = {}
@@ -196,7 +190,7 @@ def home_advantage(rows: Sequence[dict], home: dict | None = None, n_boot: int =
             if len(a) != len(b):
                 raise ValueError(f"{body} and {other} on {target}: {len(a)} vs {len(b)} seeds; the difference is paired")
             directions[target] = {"home": body, "other": other, "target": target,
-                                  **pooled_ci([x - y for x, y in zip(a, b)], n_boot, seed)}
+                                  **pooled_ci([x - y for x, y in zip(a, b)])}
     if not directions:
         return {"directions": {}, "complete": False, "verdict": "inconclusive", "deciding": None}
     complete = len(directions) == len(home)
@@ -229,18 +223,18 @@ def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int
     if references is not None:  # θ0 itself against the reference: what fine-tuning a random GPT-2 is worth
         matrix_ref[SCRATCH] = {t["target"]: float(np.mean(vs_reference(t, SCRATCH, r)))
                                for t, r in zip(transfers, references)}
-    scores = {i: generality_score(ours, i, n_boot) for i in inits}
-    scores_ref = {i: generality_score(ours, i, n_boot, key="dL_ref_per_label") for i in inits if i != CONTROL}
+    scores = {i: generality_score(ours, i) for i in inits}
+    scores_ref = {i: generality_score(ours, i, key="dL_ref_per_label") for i in inits if i != CONTROL}
     if mini:
         matrix["minilm"] = seed_mean(mini, "minilm", "dL_per_label")
         matrix_ref["minilm"] = seed_mean(mini, "minilm", "dL_ref_per_label")
-        scores["minilm"] = generality_score(mini, "minilm", n_boot)
-        scores["minilm-control"] = generality_score(mini, CONTROL, n_boot)
-        scores_ref["minilm"] = generality_score(mini, "minilm", n_boot, key="dL_ref_per_label")
+        scores["minilm"] = generality_score(mini, "minilm")
+        scores["minilm-control"] = generality_score(mini, CONTROL)
+        scores_ref["minilm"] = generality_score(mini, "minilm", key="dL_ref_per_label")
     three = {}
     for label, rs in [(i, [r for r in ours if r["init"] == i]) for i in inits] + (
             [("minilm", [r for r in mini if r["init"] == "minilm"])] if mini else []):
-        three[label] = {k: clustered({r["target"]: r[k] for r in rs}, n_boot)
+        three[label] = {k: clustered({r["target"]: r[k] for r in rs})
                         for k in ("essay_kl", "reverse_kl", "gain", "dL_per_label")}
     dts = {}
     for t in transfers:
@@ -258,16 +252,16 @@ def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int
         for i in inits:
             if i not in (CONTROL, "shuffled"):
                 vs_shuffled[i] = clustered({r["target"]: [a - b for a, b in zip(r["dL_per_label"], sh[r["target"]])]
-                                            for r in ours if r["init"] == i}, n_boot)
+                                            for r in ours if r["init"] == i})
     return {"rows": rows, "targets": targets, "inits": inits, "matrix": matrix, "matrix_ref": matrix_ref,
-            "scores": scores, "scores_ref": scores_ref, "three_ways": three, "home": home_advantage(ours, n_boot=n_boot),
+            "scores": scores, "scores_ref": scores_ref, "three_ways": three, "home": home_advantage(ours),
             "dt": {f"{i} -> {t}": v for (i, t), v in dts.items()},
             "dt_fit": fit_dt_pooled(real, n_boot), "logme": logme_vs_dl(rows), "vs_shuffled": vs_shuffled}
 
 
-def digits_summary(runs: Sequence[dict], n_boot: int = 2000) -> dict:
+def digits_summary(runs: Sequence[dict]) -> dict:
     """The digits in every direction run: per direction and source, ΔL per label against θ0 and against
-    pixels + logistic regression (bootstrap over seeds); ΔL against source-training steps; the
+    pixels + logistic regression (t intervals over seeds); ΔL against source-training steps; the
     seed-vs-seed control as an equivalence test; the asymmetry (converged source, one direction minus the
     other); and the paired cost of training the source longer (converged minus early-stopped, seed by seed:
     the same θ0, examples and head init, so the difference is the extra source training alone)."""
@@ -277,20 +271,20 @@ def digits_summary(runs: Sequence[dict], n_boot: int = 2000) -> dict:
         n = d["n"]
         per = {i: [v / n for v in p["dL"]] for i, p in d["pairs"].items()}
         ref = {i: vs_reference(d, i, d["reference"]) for i in d["runs"]}
-        ctrl = pooled_ci(per[CONTROL], n_boot)
+        ctrl = pooled_ci(per[CONTROL])
         steps = sorted(d["source_steps"].items(), key=lambda kv: kv[1])
         out["directions"][key] = {
             "source": d["source_task"], "target": d["target"], "n": n,
-            "dL": {i: pooled_ci(v, n_boot) for i, v in per.items()},
-            "dL_ref": {i: pooled_ci(v, n_boot) for i, v in ref.items()},
+            "dL": {i: pooled_ci(v) for i, v in per.items()},
+            "dL_ref": {i: pooled_ci(v) for i, v in ref.items()},
             "control": {**ctrl, "equivalence": measures.equivalence(*ctrl["ci"])},
-            "steps": [{"init": i, "steps": k, **pooled_ci(per[i], n_boot)} for i, k in steps],
-            "longer_source": pooled_ci([a - b for a, b in zip(per["pretrained"], per["early"])], n_boot),
+            "steps": [{"init": i, "steps": k, **pooled_ci(per[i])} for i, k in steps],
+            "longer_source": pooled_ci([a - b for a, b in zip(per["pretrained"], per["early"])]),
         }
     keys = list(out["directions"])
     if len(keys) == 2:
         a, b = (out["directions"][k] for k in keys)
         pa = [v / a["n"] for v in runs[0]["pairs"]["pretrained"]["dL"]]
         pb = [v / b["n"] for v in runs[1]["pairs"]["pretrained"]["dL"]]
-        out["asymmetry"] = {"pair": keys, **diff_ci(pa, pb, n_boot)}
+        out["asymmetry"] = {"pair": keys, **diff_ci(pa, pb)}
     return out

@@ -10,7 +10,7 @@ fine-tuned and coded on text targets under the fair protocol (`core.prequential`
 ΔL = L(θ0) − L(body) in bits per label is read against log2 of the body's pretraining tokens.
 
 The statistic is the slope of ΔL per doubling of pretraining tokens, fitted per (target, seed), averaged
-over targets (`measures.clustered_ci`: resample targets, then seeds within them). It covers fine-tuning
+over targets with a Student-t interval over the targets' means (`intervals.clustered_ci`). It covers fine-tuning
 seeds (head init, θ0's init, data order, the target sample), not the pretraining seed: every point's body
 is pretrained with seed 0.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from decoupling.core import intervals
 from decoupling.core.prequential import HP, SCRATCH, Member, Protocol, code_members, subset, take
 from decoupling.experiments import pretrain
 
@@ -41,7 +42,6 @@ class DataConfig:
     max_len: int = 32  # tokens per example (≤ the bodies' block_size)
     n_test: int = 64  # test subset for the fine-tuned models' learning curves
     seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds (→ `cell_seed`); a seed costs ~4 s at smoke
-    n_boot: int = 1000  # bootstrap resamples for every CI
 
 
 def body_config(cfg: DataConfig, steps: int) -> pretrain.PretrainConfig:
@@ -51,7 +51,7 @@ def body_config(cfg: DataConfig, steps: int) -> pretrain.PretrainConfig:
 
 def cell_seed(cfg: DataConfig, target: str, seed: int) -> int:
     """One seed per (target, fine-tuning seed): distinct across targets, so θ0 is not the same network on
-    every target (a bootstrap over targets would otherwise count one init twice)."""
+    every target (an interval over targets would otherwise count one init twice)."""
     return 1_000 * seed + 1 + cfg.targets.index(target)
 
 
@@ -117,13 +117,13 @@ def _pretraining_data(cfg: DataConfig) -> dict:
             "slopes": [slope(np.log2([b["tokens"] for b in info]), row) for row in dl],
         }
     slopes = {t: v["slopes"] for t, v in per_target.items()}
-    ci = measures.clustered_ci(slopes, n_boot=cfg.n_boot, seed=0)
+    ci = intervals.clustered_ci(slopes)
     first_last = {t: (np.array(v["dL_per_label"])[:, -1] - np.array(v["dL_per_label"])[:, 0]).tolist()
                   for t, v in per_target.items()}
-    ci_fl = measures.clustered_ci(first_last, n_boot=cfg.n_boot, seed=0)
+    ci_fl = intervals.clustered_ci(first_last)
     return {
         "bodies": info, "tokens": [b["tokens"] for b in info], "targets": list(cfg.targets),
-        "seeds": list(cfg.seeds), "n_boot": cfg.n_boot, "ends": list(cfg.protocol.ends),
+        "seeds": list(cfg.seeds), "ends": list(cfg.protocol.ends),
         "per_target": per_target,
         "slope_bits_per_doubling": ci["value"], "slope_ci": [ci["lo"], ci["hi"]],
         "last_minus_first": ci_fl["value"], "last_minus_first_ci": [ci_fl["lo"], ci_fl["hi"]],
