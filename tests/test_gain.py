@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decoupling.core import measures
+from decoupling.core import intervals, measures
 from decoupling.experiments import gain as G
 from decoupling.gain_cli import main_gain, main_score
 
@@ -267,17 +267,36 @@ def test_a_biased_control_fails_the_equivalence_test():
     rng = np.random.default_rng(0)
     n = 400
     diffs = rng.normal(0.10 * n, 0.02 * n, size=10)  # L(θ0) − L(θ0') per seed, bits
-    ci = measures.bootstrap_ci(diffs)
+    ci = intervals.mean_ci(diffs)  # the interval `summarize` uses
     assert measures.equivalence(ci.lo / n, ci.hi / n) == "biased"
     unbiased = rng.normal(0.0, 0.02 * n, size=10)
-    ci = measures.bootstrap_ci(unbiased)
+    ci = intervals.mean_ci(unbiased)
     assert measures.equivalence(ci.lo / n, ci.hi / n) == "equivalent"
+
+
+def test_summarize_gives_the_t_interval_over_seeds():
+    """ΔL's interval in `summarize` is the textbook Student-t one over seeds: with per-seed differences
+    1, 2, 3, 4, 5 bits (mean 3, s = √2.5, 4 df) it is 3 ± t(0.975, 4)·√(2.5/5) = 3 ± 2.776·0.7071."""
+    CONTROL, PRETRAINED, SCRATCH = G.CONTROL, G.PRETRAINED, G.SCRATCH
+    n, dl = 10, np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    scratch = np.full(5, 100.0)
+    runs = {SCRATCH: scratch, PRETRAINED: scratch - dl, CONTROL: scratch.copy()}
+    res = {"n": n, "K": 2, "seeds": list(range(5)), "mode": "probe", "uniform_bits": float(n),
+           "runs": {k: {"L": v.tolist(), "test_bits": [[1.0]] * 5} for k, v in runs.items()},
+           "reference": {"L": (scratch - 1).tolist(), "test_bits": [[1.0]] * 5},
+           "pairs": {PRETRAINED: {"essay_kl": [[0.1]] * 5, "gain": [[0.2]] * 5}}, "proxies": {}}
+    s = G.summarize(res)
+    half = 2.7764451 * np.sqrt(2.5 / 5)
+    assert s["dL"]["bits"] == pytest.approx(3.0)
+    assert (s["dL"]["lo"], s["dL"]["hi"]) == pytest.approx((3 - half, 3 + half), rel=1e-6)
+    assert s["dL"]["per_label_lo"] == pytest.approx((3 - half) / n, rel=1e-6)
+    assert s["control_verdict"] == "equivalent"  # θ0' codes exactly like θ0: a zero-width interval at 0
 
 
 def test_clustered_ci_is_wider_than_pooled_when_targets_differ():
     per_target = {"a": [1.0, 1.1, 0.9], "b": [-1.0, -0.9, -1.1], "c": [0.2, 0.1, 0.3]}
-    c = measures.clustered_ci(per_target)
-    pooled = measures.bootstrap_ci(np.concatenate(list(per_target.values())))
+    c = intervals.clustered_ci(per_target)  # the interval `score` uses
+    pooled = intervals.mean_ci(np.concatenate(list(per_target.values())))
     assert c["value"] == pytest.approx(pooled.value)
     assert (c["hi"] - c["lo"]) > (pooled.hi - pooled.lo)
 
