@@ -176,3 +176,13 @@ def test_measured_verdicts_and_checks_without_a_snapshot():
     assert claims.verdicts(cs, "full") == {"ch/b": "holds"}  # c is not enforced at full, d not measured there
     assert [p.split(":")[0] for p in claims.problems(cs, None, "full")] == ["check failed"]
     assert len(claims.problems(cs, {}, "full")) == 2  # an empty snapshot still judges: b has no expected verdict
+
+
+@pytest.mark.parametrize("cis,pred,want", [
+    ([(0.1, 0.5), (0.2, 0.3)], ">", "holds"),  # every part on the predicted side
+    ([(0.1, 0.5), (-0.1, 0.3)], ">", "inconclusive"),  # one part undecided
+    ([(0.1, 0.5), (-0.4, -0.2)], ">", "does not hold"),  # one part wholly on the other side
+    ([(-0.5, -0.1), (-0.3, -0.2)], "<", "holds"), ([(-0.5, -0.1), (0.1, 0.2)], "<", "does not hold"),
+    ([(0.1, 0.5), (float("nan"), 1.0)], ">", "inconclusive"), ([], ">", "inconclusive")])
+def test_verdict_from_cis_needs_every_part(cis, pred, want):
+    assert claims.verdict_from_cis(cis, 0.0, pred) == want

@@ -92,6 +92,16 @@ def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
     return "holds" if hi < threshold else ("does not hold" if lo >= threshold else "inconclusive")
 
 
+def verdict_from_cis(cis, threshold: float, predicted: str = ">") -> str:
+    """A claim that must hold in every part (each direction, each target): 'holds' if every interval lies
+    on the predicted side of `threshold`, 'does not hold' if some interval lies wholly on the other side,
+    else 'inconclusive' (`verdict_from_ci` read part by part; no intervals: 'inconclusive')."""
+    verdicts = [verdict_from_ci(ci, threshold, predicted) for ci in cis]
+    if verdicts and all(v == "holds" for v in verdicts):
+        return "holds"
+    return "does not hold" if "does not hold" in verdicts else "inconclusive"
+
+
 def fmt(v, digits: int = 4) -> str:
     """A measured value as the book prints it (under a chapter's claim and on the status page: floats to 4
     significant digits; the scorecard asks for 3), lists and dicts element by element, a dash for nothing."""
