@@ -33,6 +33,7 @@ protocol and one PRESETS table; the aggregations already live apart.)
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import zlib
 from dataclasses import dataclass, field
@@ -535,8 +536,7 @@ def _digits_transfer(cfg: DigitsConfig) -> dict:
             out[f"steps-{k}"] = pretrain_mlp(k, ys, seed)
         if cfg.diagnostics:
             # ReLU is positively homogeneous: scaling the last layer by c scales the features by c, same directions
-            m_res = models.seeded(SOURCE_SEED + seed, lambda: MLP(64, cfg.hidden, 5))
-            m_res.load_state_dict(out["pretrained"][0].state_dict())
+            m_res = copy.deepcopy(out["pretrained"][0])
             c = feat_norm(fresh(seed), xs) / feat_norm(m_res, xs)  # measured on the SOURCE images
             with torch.no_grad():
                 m_res.body[2].weight.mul_(c)
