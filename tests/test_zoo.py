@@ -101,6 +101,32 @@ def test_equal_inputs_encoders_and_reference_read_the_same_strings(monkeypatch, 
     assert not equal_inputs({**seen, "encoders": seen["encoders"] + longer})
 
 
+def test_each_run_scores_its_own_test_rows_and_a_body_run_reads_its_own_body_seed(monkeypatch, tmp_path):
+    """Held-out rows are drawn per run (so an interval over runs covers them), shared by every init of the
+    run and by the reference; a body row's run r reads the body pretrained with seed r."""
+    from decoupling import paths
+    from decoupling.core.prequential import heldout_rows
+    monkeypatch.setattr(paths, "STORE_DIR", tmp_path)
+    sizes = dict(runs=(0, 1), runs_cheap=(0, 1), n_labels=32, n_test=16, max_tokens=24)
+    inp = Z.inputs(Z.config("body:code", "sentiment/tweets", "smoke", **sizes).inputs)
+    t0, t1 = (set(inp["tests"][r].tolist()) for r in (0, 1))
+    assert len(t0) == len(t1) == inp["n_test"] == 16 and t0 != t1
+    assert inp["test_rows"] == len(t0 | t1) == len(inp["test_texts"])
+    assert list(heldout_rows(10, 20, 3)) == list(range(10))  # asking for more than the split: all of it
+    seeds = []
+    real = Z.loaders
+
+    def loaders(model, body_profile="smoke", body_seed=0):
+        seeds.append(body_seed)
+        return real(model, body_profile, body_seed)
+    monkeypatch.setattr(Z, "loaders", loaders)
+    sha = {s: Z.weights_sha(Z.config("body:code", "sentiment/tweets", "smoke", **sizes), s) for s in (0, 1)}
+    assert sha[0] != sha[1]  # two pretraining seeds: two bodies
+    rec = Z.zoo_cell(Z.config("body:code", "sentiment/tweets", "smoke", **sizes))
+    assert set(seeds) == {0, 1} and rec["platform"]["body_seeds"] == [0, 1]
+    assert rec["n_test"] == 16 and rec["test_rows"] == inp["test_rows"]
+
+
 def test_a_missing_or_corrupted_platform_is_one_line_naming_the_command(monkeypatch, tmp_path):
     from decoupling import paths
     monkeypatch.setattr(paths, "DATA_DIR", tmp_path)  # read at call time by the platforms module

@@ -53,25 +53,29 @@ def _proba(clf, texts, K: int) -> np.ndarray:
 
 
 def tfidf_prequential(train_texts: Sequence[str], train_y, orders: Sequence[np.ndarray], test_texts: Sequence[str],
-                      test_y, K: int, ends: Sequence[int]) -> dict:
+                      test_y, K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None) -> dict:
     """For each order (one per seed: the training rows in the order they are sent), the prequential code
     length of their labels under TF-IDF + logistic regression, and the test-set bits of the fit that coded
-    each block (a learning curve). Lists over orders: L, block_bits, choices, test_bits."""
-    return _coded(_fit, train_texts, train_y, orders, test_texts, test_y, K, ends)
+    each block (a learning curve). Lists over orders: L, block_bits, choices, test_bits. `test_of`: for
+    each order, the positions in test_texts / test_y of that run's own test rows (None: all of them)."""
+    return _coded(_fit, train_texts, train_y, orders, test_texts, test_y, K, ends, test_of)
 
 
 def pixels_prequential(train_x: np.ndarray, train_y, orders: Sequence[np.ndarray], test_x: np.ndarray, test_y,
-                       K: int, ends: Sequence[int]) -> dict:
+                       K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None) -> dict:
     """`tfidf_prequential` for images: standardised pixels + logistic regression (the digits chapter's
     reference), the same outputs."""
-    return _coded(_fit_pixels, np.asarray(train_x), train_y, orders, np.asarray(test_x), test_y, K, ends)
+    return _coded(_fit_pixels, np.asarray(train_x), train_y, orders, np.asarray(test_x), test_y, K, ends, test_of)
 
 
-def _coded(fit, train_x, train_y, orders: Sequence[np.ndarray], test_x, test_y, K: int, ends: Sequence[int]) -> dict:
-    train_y, test_y = np.asarray(train_y), np.asarray(test_y)
+def _coded(fit, train_x, train_y, orders: Sequence[np.ndarray], test_x_all, test_y_all, K: int,
+           ends: Sequence[int], test_of=None) -> dict:
+    train_y, test_y_all = np.asarray(train_y), np.asarray(test_y_all)
     out: dict = {"L": [], "block_bits": [], "choices": [], "test_bits": [], "hps": [f"C={c:g}" for c in CS]}
-    for order in orders:
+    for i, order in enumerate(orders):
         order = np.asarray(order)
+        rows = np.arange(len(test_y_all)) if test_of is None else np.asarray(test_of[i])
+        test_x, test_y = _rows(test_x_all, rows), test_y_all[rows]
         fits: dict = {}
 
         def fit_predict(c, tr, te, order=order, fits=fits):

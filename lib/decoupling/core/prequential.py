@@ -252,6 +252,7 @@ class Member:
     test_inputs: tuple
     seed: int
     keep_model: bool = False
+    y_test: np.ndarray | None = None  # its own test labels (each run draws its test rows); None: the shared ones
 
 
 def batch_fits() -> bool:
@@ -356,7 +357,8 @@ def run_protocols(members: Sequence[Member], y_test: np.ndarray, K: int, proto: 
 
         res = select_prequential(fit_predict, m.y.numpy(), K, proto.ends, len(proto.hps))
         assert res["choices"] == choices[k], "select_prequential must choose what the fits above assumed"
-        out.append({"record": _record(res, test_probs[k], y_test, proto, movement[k]),
+        yt = y_test if m.y_test is None else m.y_test
+        out.append({"record": _record(res, test_probs[k], yt, proto, movement[k]),
                     "test_probs": test_probs[k], "model": kept[k]})
     return out
 
@@ -366,6 +368,17 @@ def subset(n_total: int, n: int, seed: int) -> np.ndarray:
     if n > n_total:
         raise ValueError(f"asked for {n} examples but the split has {n_total}")
     return np.random.default_rng(seed).permutation(n_total)[:n]
+
+
+def heldout_rows(n_total: int, n: int, run: int) -> np.ndarray:
+    """The test rows run `run` scores its held-out numbers on (sorted): a sample of the test split seeded
+    by the run's index (training samples come from other seeds, and from the training split), drawn afresh
+    per run. A held-out number then varies with the rows as well as the fits, and an interval
+    over runs covers both; one fixed subset for every run would leave the rows' luck out of every interval.
+    Every init of one run shares that run's rows, so comparisons within a run stay paired. n ≥ n_total
+    gives the whole split (the same for every run)."""
+    n = min(n, n_total)
+    return np.arange(n_total) if n == n_total else np.sort(subset(n_total, n, run))
 
 
 # ================================================================================== what every experiment returns
@@ -406,7 +419,10 @@ def code_members(members: dict[tuple[int, str], Member], y_test: np.ndarray, K: 
     runs: dict = {}
     pairs: dict = {}
     for seed in dict.fromkeys(s for s, _ in members):
-        _collect(runs, pairs, {name: r for (s, name), r in done.items() if s == seed}, y_test, SCRATCH)
+        yt = members[seed, SCRATCH].y_test if members.get((seed, SCRATCH)) else None
+        _collect(runs, pairs, {name: r for (s, name), r in done.items() if s == seed},
+                 y_test if yt is None else yt, SCRATCH)
     n = proto.ends[-1]
-    return {"K": K, "n": n, "ends": list(proto.ends), "n_test": len(y_test), "hps": [h.name for h in proto.hps],
+    n_test = len(y_test) if y_test is not None else len(next(iter(members.values())).y_test)
+    return {"K": K, "n": n, "ends": list(proto.ends), "n_test": n_test, "hps": [h.name for h in proto.hps],
             "uniform_bits": n * math.log2(K), "runs": runs, "pairs": pairs}, done

@@ -9,8 +9,13 @@ prequentially (`core.prequential`, the protocol of the generality chapter and of
 and, on the same blocks, TF-IDF + logistic regression (`zoo_reference`: one per target, shared by every
 model row). A run is its own sample and order of the target's training rows and its own random inits;
 every model sees run r's rows in the same order, so model-vs-model differences are paired on identical
-blocks. Held-out numbers (the essay's KL, the held-out gain, test bits) use a fixed share of the target's
-test split (`n_test` rows, the same for every run and model).
+blocks. Held-out numbers (the essay's KL, the held-out gain, test bits) use `n_test` rows of the target's
+test split drawn per run (`prequential.heldout_rows`): every model and the reference score run r on the
+same rows, and the interval over runs covers which rows were drawn.
+
+**Our bodies' pretraining seed is a run.** A body row's run r reads the body pretrained with seed r, so its
+interval over runs holds the luck of pretraining as well as that of the probe (the lab models are one
+pretraining each: their rows are about that network).
 
 **Equal inputs.** Every text is cut once, before any model sees it, to the longest whole-word prefix that
 *every* tokenizer of the zoo (MiniLM's and mpnet's WordPiece, SmolLM2's BPE, the book's BPE) encodes in at
@@ -23,8 +28,8 @@ and prose bodies (`experiments.pretrain`, at the profile named by `body_profile`
 cells (findings, leaderboard) are in `experiments.zoo_summary`, so that changing them never changes the
 keys of these records.
 
-Cost: a cell is one pretrained pass over every row any run codes plus two random passes per run, each
-over that run's rows and the test rows (`count`). Nothing here needs a GPU: the `full` zoo is computed on
+Cost: a cell is one pretrained pass (a body row: one per body seed) over every row any run codes or scores,
+plus two random passes per run, each over that run's rows and its test rows (`count`). Nothing here needs a GPU: the `full` zoo is computed on
 a CPU (`runs_on_cpu`), one record per cell, written as it finishes (`python -m decoupling.pipeline.cpu_full`).
 """
 from __future__ import annotations
@@ -42,7 +47,8 @@ from decoupling import data
 from decoupling.core import baselines, encoders, measures, models
 from decoupling.core.encoders import cut
 from decoupling.core.device import cpu_threads
-from decoupling.core.prequential import CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members, subset
+from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
+                                         heldout_rows, subset)
 from decoupling.data import platforms
 
 PRETRAINED = "pretrained"
@@ -74,7 +80,7 @@ class Inputs:
     target: str
     runs: tuple[int, ...] = (0, 1, 2)  # each run: its own sample and order of the training rows
     n_labels: int = 640  # coded labels per run (at most the training split)
-    n_test: int = 128  # the fixed share of the test split every held-out number uses
+    n_test: int = 128  # test rows per run (drawn per run) that every held-out number uses
     max_tokens: int = 64  # the cut: at most this many tokens under every tokenizer of the zoo
 
 
@@ -137,21 +143,25 @@ def tokenizer_of(name: str):
 
 def inputs(inp: Inputs) -> dict:
     """The rows every model and the reference code for `inp`: the union of the runs' training rows and the
-    fixed test rows, their cut texts, each run's order (indices into the union), labels, and how many texts
-    the cut shortened. Deterministic: the same `inp` gives the same strings everywhere."""
+    union of their test rows, their cut texts, each run's order and test rows (indices into the unions),
+    labels, and how many texts the cut shortened. Deterministic: the same `inp` gives the same strings
+    everywhere."""
     arr = data.arrays(inp.target)
     (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
     n = min(inp.n_labels, len(ytr))
     orders = {r: subset(len(ytr), n, run_seed(inp.target, r)) for r in inp.runs}
+    tests = {r: heldout_rows(len(yte), inp.n_test, r) for r in inp.runs}
     rows = np.unique(np.concatenate(list(orders.values())))
-    test_idx = np.sort(subset(len(yte), min(inp.n_test, len(yte)), 0))
-    raw = [xtr[i] for i in rows] + [xte[i] for i in test_idx]
+    test_rows = np.unique(np.concatenate(list(tests.values())))
+    raw = [xtr[i] for i in rows] + [xte[i] for i in test_rows]
     toks = [tokenizer_of(name) for name in CUT_TOKENIZERS]
     texts, was_cut = cut(raw, inp.max_tokens, toks)
-    return {"texts": texts[:len(rows)], "test_texts": texts[len(rows):], "y": ytr[rows], "y_test": yte[test_idx],
-            "orders": {r: np.searchsorted(rows, o) for r, o in orders.items()}, "n": n, "K": data.num_labels(inp.target),
+    return {"texts": texts[:len(rows)], "test_texts": texts[len(rows):], "y": ytr[rows], "y_test": yte[test_rows],
+            "orders": {r: np.searchsorted(rows, o) for r, o in orders.items()},
+            "tests": {r: np.searchsorted(test_rows, t) for r, t in tests.items()},
+            "n": n, "K": data.num_labels(inp.target),
             "cut_train": int(was_cut[:len(rows)].sum()), "cut_test": int(was_cut[len(rows):].sum()),
-            "rows": len(rows), "n_test": len(test_idx)}
+            "rows": len(rows), "n_test": len(next(iter(tests.values()))), "test_rows": len(test_rows)}
 
 
 # ================================================================================== the models
@@ -161,14 +171,19 @@ def model_dir(model: str):
     return platforms.path(model) if model in platforms.ZOO else Path(model)
 
 
-def loaders(model: str, body_profile: str = "smoke"):
+def is_body(model: str) -> bool:
+    return model.startswith("body:")
+
+
+def loaders(model: str, body_profile: str = "smoke", body_seed: int = 0):
     """(pretrained(), random_init(seed), tokenizer, config) for a zoo row; both give base models (the
-    encoder or the decoder's transformer without its LM head), whose last hidden states are pooled."""
+    encoder or the decoder's transformer without its LM head), whose last hidden states are pooled. A body
+    row's pretrained weights are those of the body pretrained with `body_seed`."""
     from transformers import AutoConfig, AutoModel
-    if model.startswith("body:"):
+    if is_body(model):
         from decoupling.experiments import pretrain
         domain = model.split(":", 1)[1]
-        path, _ = pretrain.body(pretrain.config(body_profile, domain), body_profile)
+        path, _ = pretrain.body(pretrain.config(body_profile, domain, body_seed), body_profile)
     else:
         path = model_dir(model)
     tok = tokenizer_of(model)
@@ -183,16 +198,17 @@ def loaders(model: str, body_profile: str = "smoke"):
     return pretrained, random_init, tok, conf
 
 
-def weights_sha(cfg: ZooConfig) -> str:
-    """sha256 of what decides a row's pretrained weights: the platform's pinned weights, or a body's
-    safetensors file."""
+def weights_sha(cfg: ZooConfig, body_seed: int = 0) -> str:
+    """sha256 of what decides a row's pretrained weights: the platform's pinned weights, or the
+    safetensors file of the body pretrained with `body_seed`."""
     if cfg.model in platforms.ZOO:
         return platforms.provenance(cfg.model).get("converted_sha256") or cfg.weights
     if not cfg.model.startswith("body:"):
         return cfg.weights  # a reader's directory: its files' sha256, set by whoever made the config
     from decoupling.data.sources import sha256_file
     from decoupling.experiments import pretrain
-    path, _ = pretrain.body(pretrain.config(cfg.body_profile, cfg.model.split(":", 1)[1]), cfg.body_profile)
+    path, _ = pretrain.body(pretrain.config(cfg.body_profile, cfg.model.split(":", 1)[1], body_seed),
+                            cfg.body_profile)
     return sha256_file(next(path.glob("*.safetensors")))
 
 
@@ -229,7 +245,9 @@ def _cell(cfg: ZooConfig) -> dict:
     inp = inputs(cfg.inputs)
     K, n = inp["K"], inp["n"]
     proto = probe_protocol(n, K)
-    pretrained, random_init, tok, conf = loaders(cfg.model, cfg.body_profile)
+    runs = cfg.inputs.runs
+    body_seeds = runs if is_body(cfg.model) else (None,)  # a body row: run r reads the body of seed r
+    pretrained, random_init, tok, conf = loaders(cfg.model, cfg.body_profile, runs[0] if is_body(cfg.model) else 0)
     limit = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None) or 10 ** 9
     all_texts = inp["texts"] + inp["test_texts"]
     lengths = encoders.token_lengths(tok, all_texts, 10 ** 6)
@@ -241,17 +259,22 @@ def _cell(cfg: ZooConfig) -> dict:
     threads = encoders.all_cores()
     fdir = paths.STORE_DIR / "features"
     t_pass = time.perf_counter()
-    shared = encoders.features({"weights": weights_sha(cfg)}, all_texts, read, pretrained, tok, fdir, threads=threads)
+    shared = {}  # body seed (None: the one lab platform) -> pretrained features of every text any run reads
+    for bs in body_seeds:
+        load = pretrained if bs is None else loaders(cfg.model, cfg.body_profile, bs)[0]
+        shared[bs] = encoders.features({"weights": weights_sha(cfg, bs or 0)}, all_texts, read, load, tok, fdir,
+                                       threads=threads)
     pretrained_pass_s = time.perf_counter() - t_pass
     n_params = sum(p.numel() for p in _shape_only(conf).parameters())
-    ftest_p = torch.from_numpy(shared[len(inp["texts"]):])
+    n_tr = len(inp["texts"])
     members: dict[tuple[int, str], Member] = {}
     proxies: dict = {}
-    for r in cfg.inputs.runs:
-        o = inp["orders"][r]
+    for r in runs:
+        o, t = inp["orders"][r], inp["tests"][r]
         seed = run_seed(cfg.inputs.target, r)
-        texts_r = [inp["texts"][i] for i in o] + inp["test_texts"]
-        feats = {PRETRAINED: (torch.from_numpy(shared[o]), ftest_p)}
+        texts_r = [inp["texts"][i] for i in o] + [inp["test_texts"][i] for i in t]
+        f_p = shared[r if is_body(cfg.model) else None]
+        feats = {PRETRAINED: (torch.from_numpy(f_p[o]), torch.from_numpy(f_p[n_tr + t]))}
         for name, init in ((SCRATCH, seed), (CONTROL, seed + CONTROL_OFFSET)):
             f = encoders.random_features(conf, init, texts_r, read, lambda s=init: random_init(s), tok, fdir,
                                          threads=threads)
@@ -259,16 +282,16 @@ def _cell(cfg: ZooConfig) -> dict:
         y = torch.as_tensor(inp["y"][o])
         for name, (ftr, fte) in feats.items():
             make = (lambda d=ftr.shape[1], s=seed: models.seeded(s, lambda: nn.Linear(d, K)))
-            members[r, name] = Member(make, (ftr.float(),), y, (fte.float(),), seed)
+            members[r, name] = Member(make, (ftr.float(),), y, (fte.float(),), seed, y_test=inp["y_test"][t])
         proxies[r] = {name: _proxies(feats[name][0].numpy(), y.numpy(), K) for name in (PRETRAINED, SCRATCH)}
-    coded, _ = code_members(members, inp["y_test"], K, proto, f"zoo {cfg.model} {cfg.inputs.target}")
-    info = platforms.provenance(cfg.model) if cfg.model in platforms.ZOO else {"name": cfg.model,
-                                                                                 "body_profile": cfg.body_profile}
+    coded, _ = code_members(members, None, K, proto, f"zoo {cfg.model} {cfg.inputs.target}")
+    info = platforms.provenance(cfg.model) if cfg.model in platforms.ZOO else {
+        "name": cfg.model, "body_profile": cfg.body_profile, "body_seeds": list(runs)}
     return {**coded, "model": cfg.model, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs),
             "proxies": {str(r): v for r, v in proxies.items()}, "platform": {**info, "n_params": n_params},
             "max_tokens": cfg.inputs.max_tokens, "tokens_mean": float(lengths.mean()), "tokens_max": int(lengths.max()),
             "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
-            "pretrained_pass_s": round(pretrained_pass_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
+            "test_rows": inp["test_rows"], "pretrained_pass_s": round(pretrained_pass_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
             "threads": threads}
 
 
@@ -283,11 +306,12 @@ def zoo_reference(cfg: ReferenceConfig) -> dict:
         inp = inputs(cfg.inputs)
         proto = probe_protocol(inp["n"], inp["K"])
         ref = baselines.tfidf_prequential(inp["texts"], inp["y"], [inp["orders"][r] for r in cfg.inputs.runs],
-                                          inp["test_texts"], inp["y_test"], inp["K"], proto.ends)
+                                          inp["test_texts"], inp["y_test"], inp["K"], proto.ends,
+                                          test_of=[inp["tests"][r] for r in cfg.inputs.runs])
     return {**ref, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs), "n": inp["n"],
             "K": inp["K"], "ends": list(proto.ends), "uniform_bits": inp["n"] * math.log2(inp["K"]),
             "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
-            "n_test": inp["n_test"], "max_tokens": cfg.inputs.max_tokens,
+            "n_test": inp["n_test"], "test_rows": inp["test_rows"], "max_tokens": cfg.inputs.max_tokens,
             "texts_sha": encoders.texts_sha(inp["texts"] + inp["test_texts"])}
 
 
@@ -318,7 +342,8 @@ def count(cfgs: list[ZooConfig]) -> list[dict]:
         lens = encoders.token_lengths(tok, inp["texts"] + inp["test_texts"], 10 ** 6)
         per_run = inp["n"] + inp["n_test"]
         mean = float(lens.mean())
+        pre = len(c.inputs.runs) if is_body(c.model) else 1  # a body row: one pretrained pass per body seed
         out.append({"model": c.model, "target": c.inputs.target, "runs": len(c.inputs.runs),
-                    "passes": 1 + 2 * len(c.inputs.runs),
-                    "tokens": int(lens.sum() + 2 * len(c.inputs.runs) * per_run * mean)})
+                    "passes": pre + 2 * len(c.inputs.runs),
+                    "tokens": int(pre * lens.sum() + 2 * len(c.inputs.runs) * per_run * mean)})
     return out
