@@ -230,3 +230,37 @@ def test_summary_pairs_runs_and_ranks_like_with_like():
     kv = S.kl_vs_bits(z)
     assert kv["n"] == 14 and kv["above_floor"] == 14
     assert S.control(z, "a")["all"]["value"] == 0
+
+
+def test_cpu_full_recomputes_a_stale_record_and_removes_it(monkeypatch, tmp_path):
+    """A record of results/ computed by another library source is stale: `cpu_full` counts it as missing,
+    computes the current one and removes the stale file, so results/ keeps one record per cell."""
+    from dataclasses import dataclass
+    from decoupling import paths
+    from decoupling.core import device
+    from decoupling.pipeline import cpu_full, store
+    if device.DEVICE.type == "cuda":
+        pytest.skip("the logical-key lookup of results/ is the CPU path")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "STORE_DIR", tmp_path / "local")
+
+    @dataclass(frozen=True)
+    class C:
+        a: int = 3
+
+    def probe(cfg):
+        return {"x": cfg.a}
+    probe.runs_on_cpu = True
+    probe.__module__ = "decoupling.experiments.zoo"
+    store.run(probe, C(), profile="full", store=tmp_path)
+    (old,) = tmp_path.rglob("*.json")
+    body = json.loads(old.read_text())
+    body["meta"]["source"] = "another library"
+    body["checksum"] = store._checksum(body)
+    stale = old.with_name("0000000000000000.json")
+    stale.write_text(json.dumps(body))
+    old.unlink()
+    assert cpu_full.missing([(probe, C())], "full", tmp_path) == [(probe, C(), str(stale))]
+    cpu_full.compute(probe, C(), "full", tmp_path, str(stale))
+    assert not stale.exists() and len(list(tmp_path.rglob("*.json"))) == 1
+    assert cpu_full.missing([(probe, C())], "full", tmp_path) == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from decoupling import paths
 from decoupling.experiments import zoo
@@ -37,7 +38,24 @@ def plan(profile: str = "full", models: tuple[str, ...] = ORDER, targets: tuple[
 
 
 def missing(jobs: list, profile: str, root=None) -> list:
-    return [(fn, cfg) for fn, cfg in jobs if store.lookup(fn, cfg, profile, root) is None]
+    """The jobs to compute, each with the path of the stale record it replaces (or None): those with no
+    record, and those whose record was computed by another library source or data (a CPU computes these
+    itself, so a stale one is recomputed, never shown)."""
+    out = []
+    for fn, cfg in jobs:
+        rec = store.lookup(fn, cfg, profile, root)
+        if rec is None or rec.meta.get("stale"):
+            out.append((fn, cfg, rec.meta.get("path") if rec is not None else None))
+    return out
+
+
+def compute(fn, cfg, profile: str, root, stale: str | None) -> store.Record:
+    """One job of `missing`: computed afresh into `root`; a stale record it replaces in results/ is
+    removed, so results/ holds one record per cell, the current one."""
+    rec = store.run(fn, cfg, profile=profile, store=root, force=stale is not None)
+    if stale is not None and Path(stale).resolve().is_relative_to(paths.RESULTS_DIR.resolve()):
+        Path(stale).unlink(missing_ok=True)
+    return rec
 
 
 def main(argv=None) -> int:
@@ -65,13 +83,14 @@ def main(argv=None) -> int:
         print("tokens per model: " + ", ".join(f"{m} {t:,}" for m, t in per.items()))
         return 0
     todo = missing(jobs, a.profile, root)
-    report(f"[cpu-full] {len(jobs) - len(todo)} of {len(jobs)} records present; computing {len(todo)} "
+    n_stale = sum(stale is not None for *_, stale in todo)
+    report(f"[cpu-full] {len(jobs) - len(todo)} of {len(jobs)} records current ({n_stale} stale); computing {len(todo)} "
            f"into {root or paths.STORE_DIR}")
     t0 = time.perf_counter()
     try:
-        for i, (fn, cfg) in enumerate(todo, 1):
+        for i, (fn, cfg, stale) in enumerate(todo, 1):
             t = time.perf_counter()
-            store.run(fn, cfg, profile=a.profile, store=root)
+            compute(fn, cfg, a.profile, root, stale)
             name = getattr(cfg, "model", "tf-idf reference")
             report(f"[cpu-full] {i}/{len(todo)} {name} {cfg.inputs.target}: {time.perf_counter() - t:.0f} s "
                    f"(total {(time.perf_counter() - t0) / 60:.1f} min)")
