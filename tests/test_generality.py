@@ -409,8 +409,8 @@ def test_seed_vs_seed_control_is_an_equivalence_test():
 
 def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
     """In probe mode, θ0 and θ0' are random BERTs initialised from each seed's own run seed (and + offset),
-    each embedding only its own seed's rows plus the test rows; MiniLM embeds the union once; the TF-IDF
-    reference codes the same rows in the same order on the same blocks."""
+    each embedding only its own seed's rows plus that run's test rows; MiniLM embeds the union once; the
+    TF-IDF reference codes the same rows in the same order on the same blocks and scores the same test rows."""
     from decoupling import data
     from decoupling.core import baselines
     inits, sizes = [], []
@@ -443,9 +443,10 @@ def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):
     from decoupling.core.encoders import cut
     tok = models.minilm_tokenizer()
     xtr, xte = cut(list(xtr), cfg.max_len, [tok])[0], cut(list(xte), cfg.max_len, [tok])[0]
-    ti = np.sort(P.subset(len(yte), 16, 0))
-    ref = baselines.tfidf_prequential(xtr, ytr, [P.subset(len(ytr), 24, r) for r in rs], [xte[i] for i in ti], yte[ti],
-                                      2, (8, 24))
+    tests = [P.heldout_rows(len(yte), 16, s) for s in cfg.seeds]  # each run scores its own test rows
+    assert set(tests[0]) != set(tests[1])
+    ref = baselines.tfidf_prequential(xtr, ytr, [P.subset(len(ytr), 24, r) for r in rs], xte, yte, 2, (8, 24),
+                                      test_of=tests)
     assert out["reference"] == ref
     assert len(out["reference"]["L"]) == len(out["runs"][E.SCRATCH]["L"]) == 2
 
@@ -484,3 +485,18 @@ def test_equivalence_verdict_is_a_tost_with_its_margin():
     assert E.equivalence_verdict(0.06, 0.2, 0.05) == "does not hold"
     assert E.equivalence_verdict(-0.3, -0.05, 0.05) == "does not hold"
     assert E.equivalence_verdict(float("nan"), 0.0, 0.05) == "inconclusive"
+
+
+def test_each_run_reads_the_bodies_pretrained_with_its_own_seed(monkeypatch):
+    """Our bodies' pretraining seed is a run: run s of `transfer` loads, for every source, the body that
+    `experiments.pretrain` trained with seed s (so the interval over runs holds the pretraining luck)."""
+    asked = []
+
+    def body(cfg, profile):
+        asked.append((cfg.domain, cfg.seed))
+        return f"ckpt-{cfg.domain}-{cfg.seed}", {"eval_bits_per_token": 7.0 + cfg.seed}
+    monkeypatch.setattr(E.pretrain, "body", body)
+    monkeypatch.setattr(models, "load_lm", lambda path: path)
+    lms, info = E._bodies(E.TransferConfig(sources=("code", "prose"), seeds=(0, 1, 2)))
+    assert sorted(asked) == [(d, s) for d in ("code", "prose") for s in (0, 1, 2)]
+    assert lms["prose", 2] == "ckpt-prose-2" and info["code"]["eval_bits_per_seed"] == [7.0, 8.0, 9.0]

@@ -46,7 +46,7 @@ from decoupling import data
 from decoupling.core import measures, models, train
 from decoupling.core.device import DEVICE, cpu_threads  # cpu_threads: tiny models run 10-30x faster on one thread
 from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
-                                         layer_movement, subset, take)
+                                         heldout_rows, layer_movement, subset, take)
 from decoupling.experiments import pretrain
 
 
@@ -83,8 +83,10 @@ class TransferConfig:
     protocol: Protocol = field(default_factory=lambda: Protocol(
         ends=(16, 48, 112, 240), hps=(HP("finetune", 2e-3, 1.0), HP("probe", 1e-2, 0.0))))
     max_len: int = 48  # tokens per example (≤ the body's block_size)
-    n_test: int = 128  # fixed test subset for curves, KL and gain
-    seeds: tuple[int, ...] = (0, 1)  # fine-tuning seeds (→ run_seed): head init, θ0 init, data order, sample
+    n_test: int = 128  # test rows per run (drawn per run: `heldout_rows`) for curves, KL and gain
+    # runs (→ run_seed): head init, θ0 init, data order, sample; run s also reads the bodies pretrained with
+    # seed s, so the interval over runs holds the pretraining seed (3 at full)
+    seeds: tuple[int, ...] = (0, 1)
 
 
 # Every text task: 4 sentiment datasets + two other task families. At smoke our bodies (~7.5 bits/token
@@ -118,12 +120,17 @@ TRANSFER = {
 
 
 def _bodies(cfg: TransferConfig) -> tuple[dict, dict]:
+    """{(domain, seed): LM} for every source and run seed (run s reads the bodies pretrained with seed s),
+    and per domain the card of the first run's body with every seed's held-out bits per token."""
     lms, info = {}, {}
     for d in cfg.sources:
-        path, res = pretrain.body(pretrain.config(cfg.body_profile, d), cfg.body_profile)
-        lms[d] = models.load_lm(path)
-        info[d] = {**pretrain.card(res), "non_embedding_params": res.get("non_embedding_params"),
-                   "tokens": res.get("tokens")}
+        for s in cfg.seeds:
+            path, res = pretrain.body(pretrain.config(cfg.body_profile, d, s), cfg.body_profile)
+            lms[d, s] = models.load_lm(path)
+            if d not in info:
+                info[d] = {**pretrain.card(res), "non_embedding_params": res.get("non_embedding_params"),
+                           "tokens": res.get("tokens"), "body_seeds": list(cfg.seeds), "eval_bits_per_seed": []}
+            info[d]["eval_bits_per_seed"].append(res.get("eval_bits_per_token"))
     return lms, info
 
 
@@ -149,14 +156,16 @@ def transfer(cfg: TransferConfig) -> dict:
 
 
 def _target(cfg: TransferConfig) -> tuple:
-    """What every GPT-2 init of `transfer` codes: the tokenizer, K, the encoded training split, the fixed
-    test rows and their labels."""
+    """What every GPT-2 init of `transfer` codes: the tokenizer, K, the encoded training and test splits."""
     tok = data.tokenizer()
     enc = data.encode(cfg.target, tok, cfg.max_len)
-    tr, te = enc["train"], enc["test"]
-    test_idx = np.sort(subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
-    return (tok, data.num_labels(cfg.target), tr, take((te["input_ids"], te["attention_mask"]), test_idx),
-            te["labels"].numpy()[test_idx])
+    return tok, data.num_labels(cfg.target), enc["train"], enc["test"]
+
+
+def _seed_test(cfg: TransferConfig, te: dict, s: int) -> tuple:
+    """(test inputs, test labels) of run s: its own rows of the test split, shared by its every init."""
+    idx = heldout_rows(len(te["labels"]), cfg.n_test, s)
+    return take((te["input_ids"], te["attention_mask"]), idx), te["labels"].numpy()[idx]
 
 
 def _seed_sample(cfg: TransferConfig, tr: dict, s: int) -> tuple:
@@ -167,7 +176,7 @@ def _seed_sample(cfg: TransferConfig, tr: dict, s: int) -> tuple:
 
 
 def _transfer(cfg: TransferConfig) -> dict:
-    tok, K, tr, test_inputs, y_test = _target(cfg)
+    tok, K, tr, te = _target(cfg)
     lms, info = _bodies(cfg)
     body_cfg = pretrain.config(cfg.body_profile, "code").model
     if cfg.max_len > body_cfg.block_size:
@@ -175,11 +184,11 @@ def _transfer(cfg: TransferConfig) -> dict:
     pad = tok.pad_token_id
     proto = cfg.protocol
 
-    def makers(seed):
+    def makers(seed, s):
         mk = {SCRATCH: lambda: models.build_classifier(body_cfg, K, seed=seed),
               CONTROL: lambda: models.build_classifier(body_cfg, K, seed=seed + CONTROL_OFFSET)}
         for d in cfg.sources:
-            mk[d] = (lambda d=d: models.replace_head(lms[d], K, seed=seed, pad_token_id=pad))
+            mk[d] = (lambda d=d: models.replace_head(lms[d, s], K, seed=seed, pad_token_id=pad))
         return mk
 
     # every (seed, init) is one member of the protocol's batched fits: one GPT-2 classifier shape
@@ -187,11 +196,12 @@ def _transfer(cfg: TransferConfig) -> dict:
     logme: dict = {}
     for s in cfg.seeds:
         seed, inputs, y = _seed_sample(cfg, tr, s)
+        test_inputs, y_test = _seed_test(cfg, te, s)
         for name in (SCRATCH, CONTROL, *cfg.sources):
-            members[s, name] = Member(makers(seed)[name], inputs, y, test_inputs, seed)
+            members[s, name] = Member(makers(seed, s)[name], inputs, y, test_inputs, seed, y_test=y_test)
             if s == cfg.seeds[0] and name != CONTROL:  # LogME on frozen features of the first seed's sample
-                logme[name] = measures.logme(_gpt_features(makers(seed)[name](), *inputs), y.numpy(), K)
-    coded, _ = code_members(members, y_test, K, proto, f"generality: {cfg.target}")
+                logme[name] = measures.logme(_gpt_features(makers(seed, s)[name](), *inputs), y.numpy(), K)
+    coded, _ = code_members(members, None, K, proto, f"generality: {cfg.target}")
     return {"target": cfg.target, **coded, "bodies": info, "logme": logme, "max_len": cfg.max_len}
 
 
@@ -214,7 +224,7 @@ def seed_control(cfg: TransferConfig) -> dict:
 
 
 def _seed_control(cfg: TransferConfig) -> dict:
-    _, K, tr, test_inputs, y_test = _target(cfg)
+    _, K, tr, te = _target(cfg)
     body_cfg = pretrain.config(cfg.body_profile, "code").model
     n = cfg.protocol.ends[-1]
     out = {"target": cfg.target, "n": n, "seeds": list(cfg.seeds)}
@@ -222,12 +232,13 @@ def _seed_control(cfg: TransferConfig) -> dict:
         members: dict[tuple[int, str], Member] = {}
         for s in seeds:
             seed, inputs, y = _seed_sample(cfg, tr, s)
+            test_inputs, y_test = _seed_test(cfg, te, s)
             a, b = (seed + CONTROL_OFFSET, seed) if swap else (seed, seed + CONTROL_OFFSET)
             make = {SCRATCH: lambda a=a: models.build_classifier(body_cfg, K, seed=a),
                     CONTROL: lambda b=b: models.build_classifier(body_cfg, K, seed=b)}
             for name in ((CONTROL, SCRATCH) if swap else (SCRATCH, CONTROL)):
-                members[s, name] = Member(make[name], inputs, y, test_inputs, seed)
-        coded, _ = code_members(members, y_test, K, cfg.protocol, f"generality: seed control {cfg.target}")
+                members[s, name] = Member(make[name], inputs, y, test_inputs, seed, y_test=y_test)
+        coded, _ = code_members(members, None, K, cfg.protocol, f"generality: seed control {cfg.target}")
         out[label] = [v / n for v in coded["pairs"][CONTROL]["dL"]]
     return out
 
@@ -246,11 +257,10 @@ def _reference_transfer(cfg: TransferConfig) -> dict:
     from decoupling.core import baselines
     arr = data.arrays(cfg.target)
     (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
-    test_idx = np.sort(subset(len(yte), min(cfg.n_test, len(yte)), 0))
     n = cfg.protocol.ends[-1]
     orders = [subset(len(ytr), n, run_seed(cfg.target, s)) for s in cfg.seeds]
-    res = baselines.tfidf_prequential(xtr, ytr, orders, [xte[i] for i in test_idx], yte[test_idx],
-                                      data.num_labels(cfg.target), cfg.protocol.ends)
+    res = baselines.tfidf_prequential(xtr, ytr, orders, xte, yte, data.num_labels(cfg.target), cfg.protocol.ends,
+                                      test_of=[heldout_rows(len(yte), cfg.n_test, s) for s in cfg.seeds])
     return {"target": cfg.target, "n": n, "ends": list(cfg.protocol.ends), **res}
 
 
@@ -344,31 +354,33 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
         # reference below given the same strings (before, it read whole texts while MiniLM read 16 tokens)
         xtr, cut_tr = cut(list(xtr), cfg.max_len, [tok])
         xte, cut_te = cut(list(xte), cfg.max_len, [tok])
-        test_idx = np.sort(subset(len(yte), min(cfg.n_test, len(yte)), 0))
-        y_test = yte[test_idx]
+        tests = {s: heldout_rows(len(yte), cfg.n_test, s) for s in cfg.seeds}  # each run's own test rows
+        test_idx = np.unique(np.concatenate(list(tests.values())))  # their union
         rs = {s: run_seed(target, s) for s in cfg.seeds}
         orders = {s: subset(len(ytr), n, rs[s]) for s in cfg.seeds}
         names = (SCRATCH, CONTROL, "minilm")
         members: dict[tuple[int, str], Member] = {}
         logme: dict = {}
         if probe:
-            def embed(enc, rows, test=True):
-                x = [xtr[i] for i in rows] + ([xte[i] for i in test_idx] if test else [])
+            def embed(enc, rows, test_rows):
+                x = [xtr[i] for i in rows] + [xte[i] for i in test_rows]
                 return torch.from_numpy(models.embed_minilm(x, max_length=cfg.max_len, model=enc, tokenizer=tok))
 
-            # MiniLM is one network: it embeds every row any seed sees (their union) and the test rows once.
+            # MiniLM is one network: it embeds every row any seed sees (their union) and every run's test
+            # rows (their union) once.
             need = np.unique(np.concatenate(list(orders.values())))
-            shared = embed(minilm, need)
+            shared = embed(minilm, need, test_idx)
             test_f = shared[len(need):]
             feats = {}
             for s in cfg.seeds:
-                feats[s, "minilm"] = (shared[torch.as_tensor(np.searchsorted(need, orders[s]))], test_f)
+                feats[s, "minilm"] = (shared[torch.as_tensor(np.searchsorted(need, orders[s]))],
+                                      test_f[torch.as_tensor(np.searchsorted(test_idx, tests[s]))])
                 # θ0 and θ0' are random encoders drawn afresh for every seed, so that the interval over seeds
                 # covers how much a random encoder's features vary with its init (with one random encoder for
                 # all seeds, θ0 vs θ0' would differ by a fixed amount that no resample varies). Each embeds
                 # only its own seed's rows and the test rows: the forward passes are the smoke budget.
                 for name, init in ((SCRATCH, rs[s]), (CONTROL, rs[s] + CONTROL_OFFSET)):
-                    f = embed(_random_bert(None, init), orders[s])
+                    f = embed(_random_bert(None, init), orders[s], tests[s])
                     feats[s, name] = (f[:n], f[n:])
             # every (seed, init) is one member of the protocol's batched fits: linear heads of one shape
             for s in cfg.seeds:
@@ -376,7 +388,8 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                 for name in names:
                     ftr, fte = feats[s, name]
                     make = (lambda d=ftr.shape[1], s=rs[s]: models.seeded(s, lambda: nn.Linear(d, K)))
-                    members[s, name] = Member(make, (ftr.float(),), y, (fte.float(),), rs[s])
+                    members[s, name] = Member(make, (ftr.float(),), y, (fte.float(),), rs[s],
+                                              y_test=yte[tests[s]])
                     if s == cfg.seeds[0] and name != CONTROL:
                         logme[name] = _logme(ftr.numpy(), y.numpy(), K)
         else:
@@ -385,9 +398,9 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                 return {"input_ids": e["input_ids"], "attention_mask": e["attention_mask"],
                         "labels": torch.as_tensor(ys)}
             tr, te = encode(xtr, ytr), encode(xte, yte)
-            test_inputs = _bert_inputs(take((te["input_ids"], te["attention_mask"]), test_idx))
             # every (seed, init) is one member of the protocol's batched fits: BERTs of MiniLM's shape
             for s in cfg.seeds:
+                test_inputs = _bert_inputs(take((te["input_ids"], te["attention_mask"]), tests[s]))
                 inputs = _bert_inputs(take((tr["input_ids"], tr["attention_mask"]), orders[s]))
                 y = tr["labels"][torch.as_tensor(orders[s])]
                 r = rs[s]
@@ -395,17 +408,17 @@ def _minilm_transfer(cfg: MiniLMConfig) -> dict:
                           CONTROL: lambda r=r: _random_bert(K, r + CONTROL_OFFSET),
                           "minilm": lambda r=r: models.load_minilm(K, seed=r)}
                 for name in names:
-                    members[s, name] = Member(makers[name], inputs, y, test_inputs, r)
+                    members[s, name] = Member(makers[name], inputs, y, test_inputs, r, y_test=yte[tests[s]])
                 if s == cfg.seeds[0]:
                     for name in (SCRATCH, "minilm"):
                         body = _random_bert(None, r) if name == SCRATCH else models.load_minilm()
                         f = models.embed_minilm([xtr[i] for i in orders[s]], max_length=cfg.max_len,
                                                 model=body, tokenizer=tok)
                         logme[name] = _logme(f, y.numpy(), K)
-        coded, _ = code_members(members, y_test, K, proto, f"generality: MiniLM {cfg.mode} {target}")
+        coded, _ = code_members(members, None, K, proto, f"generality: MiniLM {cfg.mode} {target}")
         # the competent reference with no pretraining, on the same examples, order, blocks and test rows
-        ref = baselines.tfidf_prequential(xtr, ytr, [orders[s] for s in cfg.seeds], [xte[i] for i in test_idx],
-                                          y_test, K, proto.ends)
+        ref = baselines.tfidf_prequential(xtr, ytr, [orders[s] for s in cfg.seeds], xte, yte, K, proto.ends,
+                                          test_of=[tests[s] for s in cfg.seeds])
         out["targets"][target] = {"target": target, **coded, "logme": logme, "max_len": cfg.max_len,
                                   "reference": ref, "cut": int(cut_tr[orders_union(orders)].sum() +
                                                                cut_te[test_idx].sum())}
