@@ -281,7 +281,7 @@ def install(tmp_store: Path) -> dict:
 
     @functools.wraps(real_pretrain)
     def pretrain_counted(cfg, out_dir):
-        t = bodies.setdefault(f"pretrain body '{cfg.domain}' {cfg.steps} st", Tally())  # one row per checkpoint
+        t = bodies.setdefault(f"pretrain body '{cfg.domain}' {cfg.steps} st seed {cfg.seed}", Tally())  # one row per checkpoint
         t.chapter = REC.stack[0].chapter if REC.stack and hasattr(REC.stack[0], "chapter") else "?"
         with REC.scope(t):
             return real_pretrain(cfg, out_dir)

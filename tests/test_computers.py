@@ -237,10 +237,20 @@ def test_reference_is_finite_and_chooses_c_on_held_out_rows():
     except Exception as e:  # no prepared data here
         pytest.skip(f"no prepared data: {e}")
     fit, held = C.seen_split(len(y), 40, 160)
-    r = C.reference("prose/topic", fit, held, 60)
+    n_test = len(data.arrays("prose/topic")["test"][1])
+    tests = [C.heldout_rows(n_test, 60, s) for s in (0, 1)]  # each seed's own test rows
+    r = C.reference("prose/topic", fit, held, tests)
     assert all(math.isfinite(v) for v in (r["acc"], r["fit_s"], r["search_s"], *r["heldout_acc"]))
     assert r["C"] == C.baselines.CS[C.choose(r["heldout_acc"])] and r["n_train"] == 160
-    assert r == {**C.reference("prose/topic", fit, held, 60), "fit_s": r["fit_s"], "search_s": r["search_s"]}
+    assert r == {**C.reference("prose/topic", fit, held, tests), "fit_s": r["fit_s"], "search_s": r["search_s"]}
+    # the whole split, row by row: each seed's accuracy is the mean of its own rows' right-or-wrong
+    whole = C.reference("prose/topic", fit, held, keep_correct=True)
+    right = np.asarray(whole["correct"])
+    assert len(right) == n_test and whole["acc"] == pytest.approx(right.mean())
+    assert r["acc_per_seed"] == pytest.approx([right[t].mean() for t in tests])
+    assert r["acc"] == pytest.approx(np.mean(r["acc_per_seed"]))
+    with pytest.raises(ValueError, match="whole test split"):
+        C.reference("prose/topic", fit, held, tests, keep_correct=True)
 
 
 # -- the cited timeline ---------------------------------------------------------------------------------------

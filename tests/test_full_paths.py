@@ -190,6 +190,10 @@ def test_computers_full_paths(full_env):
             assert [p["step"] for p in run["curve"]] == [2, 4]
             assert finite(run["flops"], run["final_acc"], run["counted_flops_per_token"])
     assert finite(res["pretrain"]["flops"], res["summary"]["c_pretrain"])
+    # seed s fine-tunes the body pretrained with seed s, and scores its own test rows
+    assert res["body_seeds"] == [0, 1] and len(set(res["pretrain"]["eval_bits_per_seed"])) == 2
+    for rec in res["tasks"].values():
+        assert len(rec["reference"]["acc_per_seed"]) == 2 and rec["n_eval"] == 32
 
     mfull = C.PLATFORM["full"]
     assert mfull.mode == "finetune" and mfull.max_train is None

@@ -319,5 +319,9 @@ def test_pretraining_data_bodies_learn_and_fine_tunes_code_the_labels():
         assert np.isfinite(v["dL_per_label"]).all() and len(v["slopes"]) == 2
     assert a["slope_ci"][0] <= a["slope_bits_per_doubling"] <= a["slope_ci"][1]
     assert TD.pretraining_data(cfg) == a
+    # a seed is a whole run: each reads its own ladder of bodies (pretrained with that seed)
+    for b in a["bodies"]:
+        per = b["eval_bits_per_seed"]
+        assert len(per) == 2 and per[0] != per[1] and b["eval_bits_per_token"] == pytest.approx(np.mean(per))
     full = TD.DATA["full"]
     assert len(full.body_steps) >= 4 and len(full.targets) >= 2 and len(full.seeds) >= 3

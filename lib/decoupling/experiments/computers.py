@@ -6,8 +6,9 @@ The ML version: pay once for pretraining, then each new task costs one fine-tune
 plain function of a frozen config returning a JSON-able dict:
 
 1. `economics` — for each target task, fine-tune from the shared pretrained body (`pretrain.body`, the
-   same checkpoint the generality chapter uses) and train the same architecture from random weights, with
-   the same data order, schedule and budget, over several seeds. Each init gets its own learning rate,
+   same checkpoints the generality chapter uses) and train the same architecture from random weights, with
+   the same data order, schedule and budget, over several seeds; seed s fine-tunes the body pretrained with
+   seed s, so the spread over seeds holds the pretraining run's luck too. Each init gets its own learning rate,
    chosen from a small grid on a held-out slice of the task's *training* split (`seen_split`,
    `choose_lr`): a rate that suits random weights can wreck a pretrained body and vice versa, so one rate
    for both would be an unfair race. Evaluate every `eval_every` steps and record the training FLOPs (PaLM
@@ -27,8 +28,9 @@ plain function of a frozen config returning a JSON-able dict:
    per task, against each task's specialist (TF-IDF + logistic regression) fitted on the same rows, both
    scored on the whole test split; a non-inferiority rule with a stated margin (`specialist_verdict`).
 
-Accuracy is measured on (a fixed prefix of) each task's test split, as time-to-accuracy benchmarks do
-(MLPerf, Mattson et al. 2020); nothing is chosen on it. FLOPs count training matmuls only, never
+Accuracy is measured on each task's test split, as time-to-accuracy benchmarks do (MLPerf, Mattson et al.
+2020): seed s scores its own sample of it (`prequential.heldout_rows`, shared by every init of that seed, so
+comparisons stay paired, and an interval over seeds covers which rows were drawn); nothing is chosen on it. FLOPs count training matmuls only, never
 evaluation, and the learning-rate search is not charged to either init (both get the same search).
 
 Over 500 lines because the two experiments share their selection rule, their curves and their summary,
@@ -50,6 +52,7 @@ from torch import nn
 from decoupling import data
 from decoupling.core import baselines, intervals, measures, models, train
 from decoupling.core.device import cpu_threads  # tiny models: one thread is 10-30x faster on a busy 2-core CPU
+from decoupling.core.prequential import heldout_rows
 from decoupling.experiments import pretrain
 from decoupling.progress import bar
 
@@ -168,6 +171,13 @@ def _two_accuracies(test: tuple, held: tuple):
     return evaluate
 
 
+def _evaluators(te: dict, tests: dict, held: tuple) -> dict:
+    """{seed: evaluate} where seed s scores its own test rows `tests[s]` of the encoded split `te` (and
+    every seed the same held-out rows)."""
+    cols = ("input_ids", "attention_mask", "labels")
+    return {s: _two_accuracies(tuple(te[c][torch.from_numpy(r)] for c in cols), held) for s, r in tests.items()}
+
+
 def select_then_seeds(run: Callable[[float, int], dict], lrs: Sequence[float], seeds: Sequence[int],
                       score: Callable[[dict], float] = lambda r: curve_score(r["curve"])) -> dict:
     """The learning-rate rule of every comparison in this chapter, applied to each init alike: train with
@@ -188,21 +198,22 @@ class EconomicsConfig:
     """Smoke (2 CPU cores): two tasks, three seeds, a two-rate grid, 60 steps of 32 per run on a pool of
     512 training rows (≈ 4 epochs) — 16 runs, too short for most runs to reach the target, so the economics'
     findings are decided at full and smoke shows them as illustrations. Full (one GPU): six tasks, three seeds, a three-rate
-    grid, 300 steps of 64, all training rows, the full-profile body (6 × 2 × (3 + 2) = 60 runs, 18k steps; three
-    seeds, not five, keep the whole `full` book inside one GPU sitting — see benchmarks/full_cost.py)."""
+    grid, 300 steps of 64, all training rows, the full-profile bodies (6 × 2 × (3 + 2) = 60 runs, 18k steps; three
+    seeds, not five, keep the whole `full` book inside one GPU sitting — see benchmarks/full_cost.py). Seed s
+    reads the code body pretrained with seed s: at full those are the generality chapter's three."""
     profile: str  # which profile's pretrained body to use (pretrain.body caches it per profile)
-    body: pretrain.PretrainConfig  # the platform: pretrain.config(profile, domain), unchanged, so it is shared
+    body: pretrain.PretrainConfig  # the platform: pretrain.config(profile, domain); seed s reads it with seed=s
     tasks: tuple[str, ...] = ("sentiment/movies", "prose/topic")  # smoke: two task families (full: six tasks)
     steps: int = 60  # the budget: optimizer steps per run (cosine schedule over these)
     batch_size: int = 32
     lrs: tuple[float, ...] = (3e-3, 1e-2)  # the grid each init chooses from (AdamW, 5% warmup, cosine to 10%)
     weight_decay: float = 0.0
     eval_every: int = 10  # a curve point every this many steps (resolution of FLOPs-to-target)
-    eval_examples: int = 160  # test examples in each curve point (a fixed prefix of the test split)
+    eval_examples: int = 160  # test examples in each curve point (each seed draws its own: `heldout_rows`)
     heldout: int = 96  # training rows held out to choose the learning rate (and the reference's C)
     max_train: int | None = 512  # cap on the training rows fitted (after the held-out ones; None: all)
     target_frac: float = 0.3  # target = majority + frac·(linear − majority); fixed before any run
-    seeds: tuple[int, ...] = (0, 1, 2)  # head init and data order; the body is the one pretrained checkpoint
+    seeds: tuple[int, ...] = (0, 1, 2)  # head init, data order, test rows and the body's pretraining seed
 
 
 def _econ(profile: str, **kw) -> EconomicsConfig:
@@ -228,20 +239,32 @@ def economics(cfg: EconomicsConfig) -> dict:
     Returns the body's pretraining cost, and per task: baselines, target, the held-out rows' count, per
     init ("scratch", "pretrained") the learning-rate choice and per seed the accuracy curve over training
     FLOPs and seconds and the first point that reaches the target (None: not reached within the budget),
-    and the reference's accuracy and seconds. One CPU thread (device.cpu_threads)."""
+    and the reference's accuracy and seconds. Seed s reads the body pretrained with seed s and scores its
+    own test rows. One CPU thread (device.cpu_threads)."""
     with cpu_threads(1), models.quiet_loading():
         return _economics(cfg)
 
 
+def body_costs(pres: list[dict]) -> dict:
+    """The pretraining cost charged to the platform: the mean over the seeds' bodies (they differ only in
+    the seed, so FLOPs and tokens agree and wall time varies), and each body's held-out bits per token."""
+    out = {k: _mean_or_none([p.get(k) for p in pres]) for k in ("flops", "tokens", "wall_s", "eval_bits_per_token")}
+    out["non_embedding_params"] = pres[0].get("non_embedding_params")
+    out["eval_bits_per_seed"] = [p.get("eval_bits_per_token") for p in pres]
+    return out
+
+
 def _economics(cfg: EconomicsConfig) -> dict:
-    body_dir, pre = pretrain.body(cfg.body, cfg.profile)
-    lm = models.load_lm(body_dir)
+    lms, pres = {}, []
+    for s in cfg.seeds:  # seed s fine-tunes the body pretrained with seed s
+        body_dir, pre = pretrain.body(dataclasses.replace(cfg.body, seed=s), cfg.profile)
+        lms[s] = models.load_lm(body_dir)
+        pres.append(pre)
     mcfg = cfg.body.model
     T = mcfg.block_size
     tok = data.tokenizer()
     pad = tok.pad_token_id
-    out = {"pretrain": {k: pre.get(k) for k in ("flops", "tokens", "wall_s", "eval_bits_per_token",
-                                                 "non_embedding_params")},
+    out = {"pretrain": body_costs(pres), "body_seeds": list(cfg.seeds),
            "body": {"domain": cfg.body.domain, **models.describe(mcfg)}, "tasks": {}}
     n_runs = len(cfg.tasks) * len(INITS) * (len(cfg.lrs) + len(cfg.seeds) - 1)
     outer = bar(total=n_runs, desc="computers: runs", unit="run")
@@ -253,20 +276,22 @@ def _economics(cfg: EconomicsConfig) -> dict:
         fit, held = seen_split(len(tr["labels"]), cfg.heldout, cfg.max_train)
         fit_t, held_t = torch.from_numpy(fit), torch.from_numpy(held)
         k = int(tr["labels"].max()) + 1
-        ne = min(cfg.eval_examples, len(te["labels"]))
-        evaluate = _two_accuracies((te["input_ids"][:ne], te["attention_mask"][:ne], te["labels"][:ne]),
-                                   tuple(tr[c][held_t] for c in ("input_ids", "attention_mask", "labels")))
+        n_te = len(te["labels"])
+        ne = min(cfg.eval_examples, n_te)
+        tests = {s: heldout_rows(n_te, ne, s) for s in cfg.seeds}  # each seed's own test rows
+        held_rows = tuple(tr[c][held_t] for c in ("input_ids", "attention_mask", "labels"))
+        evaluate = _evaluators(te, tests, held_rows)
         x_fit = (tr["input_ids"][fit_t], tr["attention_mask"][fit_t])
         y_fit = tr["labels"][fit_t]
         rec = {"baseline": base, "target": target, "num_labels": k, "n_train": len(fit), "n_heldout": len(held),
-               "n_eval": ne, "runs": {}, "lr_choice": {}}
+               "n_eval": ne, "n_test": n_te, "runs": {}, "lr_choice": {}}
 
         def run(lr, seed, init):
             model = (models.build_classifier(dataclasses.replace(mcfg, pad_token_id=pad), k, seed=seed)
-                     if init == "scratch" else models.replace_head(lm, k, seed=seed, pad_token_id=pad))
+                     if init == "scratch" else models.replace_head(lms[seed], k, seed=seed, pad_token_id=pad))
             tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr,
                                    weight_decay=cfg.weight_decay, seed=seed, eval_every=cfg.eval_every)
-            res = _fit_with_curve(model, x_fit, y_fit, tc, evaluate, f"{task} {init} lr={lr:g} s{seed}")
+            res = _fit_with_curve(model, x_fit, y_fit, tc, evaluate[seed], f"{task} {init} lr={lr:g} s{seed}")
             c = res["curve"]
             hit = first_reach([p["flops"] for p in c], [p["acc"] for p in c], target)
             res.update(seed=seed, lr=lr, reached=hit is not None,
@@ -283,20 +308,23 @@ def _economics(cfg: EconomicsConfig) -> dict:
             sel = select_then_seeds(lambda lr, s, init=init: run(lr, s, init), cfg.lrs, cfg.seeds)
             rec["runs"][init] = sel.pop("runs")
             rec["lr_choice"][init] = sel
-        rec["reference"] = reference(task, fit, held, ne)
+        rec["reference"] = reference(task, fit, held, [tests[s] for s in cfg.seeds])
         out["tasks"][task] = rec
     outer.close()
     out["summary"] = summarize(out)
     return out
 
 
-def reference(task: str, fit: np.ndarray, held: np.ndarray, n_eval: int, keep_correct: bool = False) -> dict:
+def reference(task: str, fit: np.ndarray, held: np.ndarray, tests: list | None = None,
+              keep_correct: bool = False) -> dict:
     """The application-specific competitor, with no pretraining: TF-IDF + logistic regression
     (`baselines._fit`, word 1–2-grams and character 2–4-grams) on the fit rows, its C chosen among
-    `baselines.CS` by held-out accuracy (the learning-rate rule), scored on the same test prefix. It is
-    deterministic, so seeds do not apply. Seconds are the chosen fit's; its FLOPs (sparse features, a
-    convex solver) are not comparable with a transformer's and are not counted. keep_correct: also return
-    which of the scored test rows it got right (0/1), for a comparison paired by test example."""
+    `baselines.CS` by held-out accuracy (the learning-rate rule). It is deterministic, so it is fitted once;
+    `tests` gives each seed's test rows (the ones that seed's curves score) and `acc` is its mean accuracy
+    over them (`acc_per_seed` each); None scores the whole test split. Seconds are the chosen fit's; its
+    FLOPs (sparse features, a convex solver) are not comparable with a transformer's and are not counted.
+    keep_correct: also return which test rows it got right (0/1, whole split only), for a comparison
+    paired by test example."""
     (xtr, ytr), (xte, yte) = data.arrays(task)["train"], data.arrays(task)["test"]
     k = int(ytr.max()) + 1
     texts = [xtr[i] for i in fit]
@@ -308,10 +336,18 @@ def reference(task: str, fit: np.ndarray, held: np.ndarray, n_eval: int, keep_co
         fits.append(clf)
         held_acc.append(float((baselines._proba(clf, [xtr[i] for i in held], k).argmax(1) == ytr[held]).mean()))
     j = choose(held_acc)
-    right = baselines._proba(fits[j], list(xte[:n_eval]), k).argmax(1) == yte[:n_eval]
+    if keep_correct and tests is not None:
+        raise ValueError("keep_correct scores the whole test split: pass tests=None")
+    rows = [np.arange(len(yte))] if tests is None else [np.asarray(r) for r in tests]
+    need = np.unique(np.concatenate(rows))  # each test row predicted once
+    right = np.zeros(len(yte), dtype=bool)
+    right[need] = baselines._proba(fits[j], [xte[i] for i in need], k).argmax(1) == yte[need]
+    per = [float(right[r].mean()) for r in rows]
     out = {"model": "TF-IDF (word 1-2 + char 2-4 grams) + logistic regression", "C": baselines.CS[j],
-           "grid": list(baselines.CS), "heldout_acc": held_acc, "acc": float(right.mean()), "fit_s": secs[j],
+           "grid": list(baselines.CS), "heldout_acc": held_acc, "acc": float(np.mean(per)), "fit_s": secs[j],
            "search_s": float(sum(secs)), "n_train": len(fit)}
+    if tests is not None:
+        out["acc_per_seed"] = per
     if keep_correct:
         out["correct"] = right.astype(int).tolist()
     return out
@@ -423,8 +459,9 @@ def _jsonable_t(t):
 @dataclass(frozen=True)
 class PlatformConfig:
     """all-MiniLM-L6-v2 serving the same tasks, beside a random-weight BERT of its exact config. Smoke: a
-    linear probe on frozen features of 128 training rows per task, three seeds (each draws its own random
-    BERT and head); the embeddings are the cost (4 encoders × 304 texts per task). Full: fine-tune the whole
+    linear probe on frozen features of 128 training rows per task, scored on the whole test split, three
+    seeds (each draws its own random BERT and head); the embeddings are the cost (4 encoders × the fit,
+    held-out and test texts of each task, ≈ 2,700 texts an encoder). Full: fine-tune the whole
     encoder on a GPU, each encoder with its own rate from the grid, three seeds (6 × 2 × (3 + 2) = 60 runs of
     200 steps, 12k steps)."""
     tasks: tuple[str, ...] = ("sentiment/movies", "prose/topic")  # the economics' tasks (its figure pairs them)
@@ -432,13 +469,13 @@ class PlatformConfig:
     max_len: int = 32  # WordPiece tokens per example (truncated; most sentiment snippets are shorter)
     max_train: int | None = 128  # training rows fitted per task (after the held-out ones; None: all)
     heldout: int = 48  # training rows held out to choose the learning rate, per encoder
-    eval_examples: int = 128  # a fixed prefix of the test split
+    eval_examples: int | None = None  # test rows each seed scores (its own draw: `heldout_rows`); None: all
     steps: int = 200  # head (probe) or model (finetune) optimizer steps
     batch_size: int = 64
     lrs: tuple[float, ...] = (1e-2, 3e-2)  # probe: a linear head on unit-norm features takes large rates
     eval_every: int = 25  # finetune only: curve resolution
     target_frac: float = 0.3  # the same definition of the target as `economics`
-    seeds: tuple[int, ...] = (0, 1, 2)  # head init, data order and the random BERT's weights
+    seeds: tuple[int, ...] = (0, 1, 2)  # head init, data order, test rows and the random BERT's weights
 
 
 PLATFORM = {
@@ -491,37 +528,42 @@ def _minilm_platform(cfg: PlatformConfig) -> dict:
         arr = data.arrays(task)  # pyarrow only: the GPU machine has no `datasets`
         (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
         fit, held = seen_split(len(ytr), cfg.heldout, cfg.max_train)
-        ne = min(cfg.eval_examples, len(yte))
+        ne = len(yte) if cfg.eval_examples is None else min(cfg.eval_examples, len(yte))
+        tests = {s: heldout_rows(len(yte), ne, s) for s in cfg.seeds}  # each seed's own test rows
+        union = np.unique(np.concatenate(list(tests.values())))
         k = int(ytr.max()) + 1
         rec = {"baseline": base, "target": target, "num_labels": k, "n_train": len(fit), "n_heldout": len(held),
-               "n_eval": ne, "encoders": {}}
+               "n_eval": ne, "n_test": len(yte), "encoders": {}}
         rows = {"fit": fit, "held": held}
         if cfg.mode == "probe":
-            texts = {"fit": [xtr[i] for i in fit], "held": [xtr[i] for i in held], "test": list(xte[:ne])}
-            labels = {"fit": torch.from_numpy(ytr[fit]), "held": ytr[held], "test": yte[:ne]}
+            # every test row any seed scores is embedded once; seed s reads its own rows out of them
+            texts = {"fit": [xtr[i] for i in fit], "held": [xtr[i] for i in held], "test": [xte[i] for i in union]}
+            labels = {"fit": torch.from_numpy(ytr[fit]), "held": ytr[held]}
             lens = [len(x) for x in tok(texts["fit"], truncation=True, max_length=cfg.max_len)["input_ids"]]
             feats = functools.lru_cache(maxsize=None)(
                 lambda name, seed: _features(body if name == "minilm" else random_minilm(None, seed), texts,
                                              tok, cfg.max_len, lens))
+            at = {s: torch.from_numpy(np.searchsorted(union, r)) for s, r in tests.items()}
             for name in ENCODERS:
                 def run(lr, seed, name=name):
                     f = feats(name, 0 if name == "minilm" else seed)  # MiniLM's features do not depend on the seed
-                    return _probe(f, labels, k, lr, seed, cfg, f"{task} {name}")
+                    return _probe({**f, "test": f["test"][at[seed]]}, {**labels, "test": yte[tests[seed]]}, k, lr,
+                                  seed, cfg, f"{task} {name}")
                 sel = select_then_seeds(run, cfg.lrs, cfg.seeds, score=lambda r: r["heldout_acc"])
                 rec["encoders"][name] = sel
         else:
             enc = data.encode(task, tok, max_len=cfg.max_len)
             tr, te = enc["train"], enc["test"]
             idx = {s: torch.from_numpy(r) for s, r in rows.items()}
-            evaluate = _two_accuracies((te["input_ids"][:ne], te["attention_mask"][:ne], te["labels"][:ne]),
-                                       tuple(tr[c][idx["held"]] for c in ("input_ids", "attention_mask", "labels")))
+            held_rows = tuple(tr[c][idx["held"]] for c in ("input_ids", "attention_mask", "labels"))
+            evaluate = _evaluators(te, tests, held_rows)
             for name in ENCODERS:
                 def run(lr, seed, name=name):
                     model = models.load_minilm(num_labels=k, seed=seed) if name == "minilm" else random_minilm(k, seed)
                     tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, weight_decay=0.01,
                                            warmup_frac=0.1, seed=seed, eval_every=cfg.eval_every)
                     res = _fit_with_curve(model, (tr["input_ids"][idx["fit"]], tr["attention_mask"][idx["fit"]]),
-                                          tr["labels"][idx["fit"]], tc, evaluate, f"{task} {name}")
+                                          tr["labels"][idx["fit"]], tc, evaluate[seed], f"{task} {name}")
                     c = res["curve"]
                     hit = first_reach([p["flops"] for p in c], [p["acc"] for p in c], target)
                     return {**res, "seed": seed, "lr": lr, "adapt_flops": res["flops"], "adapt_s": res["wall_s"],
@@ -640,7 +682,7 @@ def _platform_vs_specialist(cfg: SpecialistConfig) -> dict:
         f = _features(body, texts, tok, cfg.max_len, lens)
         sel = select_then_seeds(lambda lr, seed: _probe(f, labels, k, lr, seed, cfg, task, keep_correct=True),
                                 cfg.lrs, cfg.seeds, score=lambda r: r["heldout_acc"])
-        spec = reference(task, fit, held, len(yte), keep_correct=True)
+        spec = reference(task, fit, held, keep_correct=True)
         platform_right = np.mean([r["correct"] for r in sel["runs"]], axis=0)  # per test example, over seeds
         d = platform_right - np.asarray(spec["correct"], dtype=float)
         c = measures.bootstrap_ci(d, n_boot=N_BOOT, alpha=1 - SPECIALIST_LEVEL, seed=0)

@@ -10,9 +10,11 @@ fine-tuned and coded on text targets under the fair protocol (`core.prequential`
 ΔL = L(θ0) − L(body) in bits per label is read against log2 of the body's pretraining tokens.
 
 The statistic is the slope of ΔL per doubling of pretraining tokens, fitted per (target, seed), averaged
-over targets with a Student-t interval over the targets' means (`intervals.clustered_ci`). It covers fine-tuning
-seeds (head init, θ0's init, data order, the target sample), not the pretraining seed: every point's body
-is pretrained with seed 0.
+over targets with a Student-t interval over the targets' means (`intervals.clustered_ci`). A seed is a whole
+run: seed s reads the ladder of bodies pretrained with seed s (init and window order), fine-tunes them with
+its own head init, θ0 init, data order and training sample, and scores its own test rows
+(`heldout_rows`), so the interval covers the pretraining run's luck and the test draw as well as the
+fine-tune's.
 """
 from __future__ import annotations
 
@@ -24,15 +26,16 @@ import numpy as np
 import torch
 
 from decoupling.core import intervals
-from decoupling.core.prequential import HP, SCRATCH, Member, Protocol, code_members, subset, take
+from decoupling.core.prequential import HP, SCRATCH, Member, Protocol, code_members, heldout_rows, subset, take
 from decoupling.experiments import pretrain
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """smoke: the smoke body (2 layers, d = 64) at 20 → 160 steps of 16 × 64 tokens (20k → 164k tokens; the
-    160-step body is the one chapters 1 and 4 use, already in the store), two targets, a 3-block protocol
-    with one candidate, 32 tokens an example, 3 seeds: ~3 s a point on a CPU, an illustration only."""
+    """smoke: the smoke body (2 layers, d = 64) at 20 → 160 steps of 8 × 64 tokens (10k → 82k tokens; chapters
+    1 and 4 use the 320-step body, which is not a point of this ladder), two targets, a 3-block protocol with
+    one candidate, 32 tokens an example, 3 seeds, each with its own ladder of bodies (12 bodies of a few
+    seconds each): an illustration only."""
     domain: str = "code"  # the bodies' corpus (experiments.pretrain)
     targets: tuple[str, ...] = ("code/module", "sentiment/tweets")  # in-domain and out-of-domain text tasks
     body_profile: str = "smoke"  # the experiments.pretrain preset the bodies start from
@@ -40,13 +43,13 @@ class DataConfig:
     protocol: Protocol = field(default_factory=lambda: Protocol(ends=(16, 48, 112),
                                                                 hps=(HP("finetune", 2e-3, 1.0),)))
     max_len: int = 32  # tokens per example (≤ the bodies' block_size)
-    n_test: int = 64  # test subset for the fine-tuned models' learning curves
-    seeds: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds (→ `cell_seed`); a seed costs ~4 s at smoke
+    n_test: int = 64  # test rows each seed scores (its own draw: `heldout_rows`)
+    seeds: tuple[int, ...] = (0, 1, 2)  # runs: the bodies' pretraining seed, and (→ `cell_seed`) the fine-tunes'
 
 
-def body_config(cfg: DataConfig, steps: int) -> pretrain.PretrainConfig:
-    """The body preset with only its step count changed (same model, batch, lr rule, corpus, seed)."""
-    return dataclasses.replace(pretrain.config(cfg.body_profile, cfg.domain), steps=steps)
+def body_config(cfg: DataConfig, steps: int, seed: int = 0) -> pretrain.PretrainConfig:
+    """The body preset with only its step count and seed changed (same model, batch, lr rule, corpus)."""
+    return dataclasses.replace(pretrain.config(cfg.body_profile, cfg.domain, seed=seed), steps=steps)
 
 
 def cell_seed(cfg: DataConfig, target: str, seed: int) -> int:
@@ -61,8 +64,9 @@ def slope(x, y) -> float:
 
 
 def pretraining_data(cfg: DataConfig) -> dict:
-    """ΔL (bits per label) of each body against θ0 on every target and seed, the bodies' pretraining tokens
-    and held-out loss, and the slope of ΔL per doubling of tokens with its CI over targets and seeds."""
+    """ΔL (bits per label) of each body against θ0 on every target and seed (seed s fine-tunes the bodies
+    pretrained with seed s), the bodies' pretraining tokens and held-out loss (mean over seeds, and per
+    seed), and the slope of ΔL per doubling of tokens with its CI over targets and seeds."""
     from decoupling.core import models
     from decoupling.core.device import cpu_threads
     with cpu_threads(1), models.quiet_loading():
@@ -75,11 +79,14 @@ def _pretraining_data(cfg: DataConfig) -> dict:
 
     bodies, info = {}, []
     for steps in cfg.body_steps:
-        bc = body_config(cfg, steps)
-        path, res = pretrain.body(bc, cfg.body_profile)
-        bodies[steps] = models.load_lm(path)
-        info.append({"steps": steps, "tokens": int(res["tokens"]), "flops": res.get("flops"),
-                     "eval_bits_per_token": res.get("eval_bits_per_token")})
+        per_seed = []
+        for s in cfg.seeds:  # seed s: its own pretraining run at every point of the ladder
+            path, res = pretrain.body(body_config(cfg, steps, s), cfg.body_profile)
+            bodies[steps, s] = models.load_lm(path)
+            per_seed.append(res)
+        bits = [r.get("eval_bits_per_token") for r in per_seed]
+        info.append({"steps": steps, "tokens": int(per_seed[0]["tokens"]), "flops": per_seed[0].get("flops"),
+                     "eval_bits_per_token": float(np.mean(bits)), "eval_bits_per_seed": bits})
     body_model = body_config(cfg, cfg.body_steps[0]).model
     if cfg.max_len > body_model.block_size:
         raise ValueError(f"max_len {cfg.max_len} > the bodies' block_size {body_model.block_size}")
@@ -92,23 +99,23 @@ def _pretraining_data(cfg: DataConfig) -> dict:
         K = data.num_labels(target)
         enc = data.encode(target, tok, cfg.max_len)
         tr, te = enc["train"], enc["test"]
-        test_idx = np.sort(subset(len(te["labels"]), min(cfg.n_test, len(te["labels"])), 0))
-        test_inputs = take((te["input_ids"], te["attention_mask"]), test_idx)
-        y_test = te["labels"].numpy()[test_idx]
         members = {}
         for s in cfg.seeds:
             seed = cell_seed(cfg, target, s)
             order = subset(len(tr["labels"]), n, seed)
             inputs = take((tr["input_ids"], tr["attention_mask"]), order)
             y = tr["labels"][torch.as_tensor(order)]
+            test_idx = heldout_rows(len(te["labels"]), cfg.n_test, s)  # run s's own test rows, for every init
+            test_inputs = take((te["input_ids"], te["attention_mask"]), test_idx)
+            y_test = te["labels"].numpy()[test_idx]
             members[s, SCRATCH] = Member(lambda seed=seed, K=K: models.build_classifier(body_model, K, seed=seed),
-                                         inputs, y, test_inputs, seed)
+                                         inputs, y, test_inputs, seed, y_test=y_test)
             for steps, name in zip(cfg.body_steps, names):
                 members[s, name] = Member(
-                    lambda steps=steps, seed=seed, K=K: models.replace_head(bodies[steps], K, seed=seed,
-                                                                            pad_token_id=pad),
-                    inputs, y, test_inputs, seed)
-        coded, _ = code_members(members, y_test, K, cfg.protocol, f"tyranny: pretraining data, {target}")
+                    lambda steps=steps, s=s, seed=seed, K=K: models.replace_head(bodies[steps, s], K, seed=seed,
+                                                                                 pad_token_id=pad),
+                    inputs, y, test_inputs, seed, y_test=y_test)
+        coded, _ = code_members(members, None, K, cfg.protocol, f"tyranny: pretraining data, {target}")
         dl = np.array([coded["pairs"][name]["dL"] for name in names]).T / n  # (seeds, points) bits/label
         per_target[target] = {
             "K": K, "n": n, "dL_per_label": dl.tolist(),
@@ -133,7 +140,7 @@ def _pretraining_data(cfg: DataConfig) -> dict:
 DATA = {
     "smoke": DataConfig(),
     # full: the full body (6 layers, d = 192, 64 × 128 tokens a step) at 250 → 4,000 steps, 2M → 33M
-    # tokens (the 4,000-step body is chapter 4's). The code corpus holds ~3.2M BPE tokens, so the points
+    # tokens, three pretraining seeds (the 4,000-step bodies are chapter 4's code bodies). The code corpus holds ~3.2M BPE tokens, so the points
     # past 500 steps repeat data (≈ 10 passes at 4,000): the axis is tokens seen, not unique tokens.
     # Protocol: 6 blocks up to 640 examples, two candidates, 3 seeds (all members batched on a GPU).
     "full": DataConfig(targets=("code/module", "sentiment/movies"), body_profile="full", body_steps=(250, 500, 1000, 2000, 4000), max_len=96, n_test=512,
