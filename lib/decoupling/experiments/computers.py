@@ -171,11 +171,13 @@ def _two_accuracies(test: tuple, held: tuple):
     return evaluate
 
 
-def _evaluators(te: dict, tests: dict, held: tuple) -> dict:
-    """{seed: evaluate} where seed s scores its own test rows `tests[s]` of the encoded split `te` (and
-    every seed the same held-out rows)."""
+def _evaluators(tr: dict, held: np.ndarray, te: dict, tests: dict) -> dict:
+    """{seed: evaluate} where seed s scores its own rows `tests[s]` of the encoded test split `te`, and
+    every seed the same held-out rows `held` of the encoded training split `tr`."""
     cols = ("input_ids", "attention_mask", "labels")
-    return {s: _two_accuracies(tuple(te[c][torch.from_numpy(r)] for c in cols), held) for s, r in tests.items()}
+    held_rows = tuple(tr[c][torch.from_numpy(held)] for c in cols)
+    return {s: _two_accuracies(tuple(te[c][torch.from_numpy(r)] for c in cols), held_rows)
+            for s, r in tests.items()}
 
 
 def select_then_seeds(run: Callable[[float, int], dict], lrs: Sequence[float], seeds: Sequence[int],
@@ -274,13 +276,12 @@ def _economics(cfg: EconomicsConfig) -> dict:
         enc = data.encode(task, tok, max_len=T)
         tr, te = enc["train"], enc["test"]
         fit, held = seen_split(len(tr["labels"]), cfg.heldout, cfg.max_train)
-        fit_t, held_t = torch.from_numpy(fit), torch.from_numpy(held)
+        fit_t = torch.from_numpy(fit)
         k = int(tr["labels"].max()) + 1
         n_te = len(te["labels"])
         ne = min(cfg.eval_examples, n_te)
         tests = {s: heldout_rows(n_te, ne, s) for s in cfg.seeds}  # each seed's own test rows
-        held_rows = tuple(tr[c][held_t] for c in ("input_ids", "attention_mask", "labels"))
-        evaluate = _evaluators(te, tests, held_rows)
+        evaluate = _evaluators(tr, held, te, tests)
         x_fit = (tr["input_ids"][fit_t], tr["attention_mask"][fit_t])
         y_fit = tr["labels"][fit_t]
         rec = {"baseline": base, "target": target, "num_labels": k, "n_train": len(fit), "n_heldout": len(held),
@@ -325,7 +326,10 @@ def reference(task: str, fit: np.ndarray, held: np.ndarray, tests: list | None =
     FLOPs (sparse features, a convex solver) are not comparable with a transformer's and are not counted.
     keep_correct: also return which test rows it got right (0/1, whole split only), for a comparison
     paired by test example."""
-    (xtr, ytr), (xte, yte) = data.arrays(task)["train"], data.arrays(task)["test"]
+    if keep_correct and tests is not None:
+        raise ValueError("keep_correct scores the whole test split: pass tests=None")
+    arr = data.arrays(task)
+    (xtr, ytr), (xte, yte) = arr["train"], arr["test"]
     k = int(ytr.max()) + 1
     texts = [xtr[i] for i in fit]
     fits, held_acc, secs = [], [], []
@@ -336,8 +340,6 @@ def reference(task: str, fit: np.ndarray, held: np.ndarray, tests: list | None =
         fits.append(clf)
         held_acc.append(float((baselines._proba(clf, [xtr[i] for i in held], k).argmax(1) == ytr[held]).mean()))
     j = choose(held_acc)
-    if keep_correct and tests is not None:
-        raise ValueError("keep_correct scores the whole test split: pass tests=None")
     rows = [np.arange(len(yte))] if tests is None else [np.asarray(r) for r in tests]
     need = np.unique(np.concatenate(rows))  # each test row predicted once
     right = np.zeros(len(yte), dtype=bool)
@@ -534,7 +536,6 @@ def _minilm_platform(cfg: PlatformConfig) -> dict:
         k = int(ytr.max()) + 1
         rec = {"baseline": base, "target": target, "num_labels": k, "n_train": len(fit), "n_heldout": len(held),
                "n_eval": ne, "n_test": len(yte), "encoders": {}}
-        rows = {"fit": fit, "held": held}
         if cfg.mode == "probe":
             # every test row any seed scores is embedded once; seed s reads its own rows out of them
             texts = {"fit": [xtr[i] for i in fit], "held": [xtr[i] for i in held], "test": [xte[i] for i in union]}
@@ -554,16 +555,15 @@ def _minilm_platform(cfg: PlatformConfig) -> dict:
         else:
             enc = data.encode(task, tok, max_len=cfg.max_len)
             tr, te = enc["train"], enc["test"]
-            idx = {s: torch.from_numpy(r) for s, r in rows.items()}
-            held_rows = tuple(tr[c][idx["held"]] for c in ("input_ids", "attention_mask", "labels"))
-            evaluate = _evaluators(te, tests, held_rows)
+            fit_t = torch.from_numpy(fit)
+            evaluate = _evaluators(tr, held, te, tests)
             for name in ENCODERS:
                 def run(lr, seed, name=name):
                     model = models.load_minilm(num_labels=k, seed=seed) if name == "minilm" else random_minilm(k, seed)
                     tc = train.TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, weight_decay=0.01,
                                            warmup_frac=0.1, seed=seed, eval_every=cfg.eval_every)
-                    res = _fit_with_curve(model, (tr["input_ids"][idx["fit"]], tr["attention_mask"][idx["fit"]]),
-                                          tr["labels"][idx["fit"]], tc, evaluate[seed], f"{task} {name}")
+                    res = _fit_with_curve(model, (tr["input_ids"][fit_t], tr["attention_mask"][fit_t]),
+                                          tr["labels"][fit_t], tc, evaluate[seed], f"{task} {name}")
                     c = res["curve"]
                     hit = first_reach([p["flops"] for p in c], [p["acc"] for p in c], target)
                     return {**res, "seed": seed, "lr": lr, "adapt_flops": res["flops"], "adapt_s": res["wall_s"],
