@@ -25,7 +25,8 @@ def _keys(lib):
 
 
 def _touch(path):
-    path.write_text(path.read_text() + "\n# edited\n")
+    """A code edit: a new statement (a comment would not count, see the tests at the end)."""
+    path.write_text(path.read_text() + "\n_EDITED = 1\n")
 
 
 def test_editing_pretrain_changes_every_key_that_pretrains(lib_copy):
@@ -96,3 +97,34 @@ EXPECTED = {'computers': ['core', 'core.baselines', 'core.batched', 'core.device
              'core.prequential', 'core.train', 'data', 'data.full', 'data.layout', 'data.overlap',
              'data.preparation', 'data.read', 'data.sources', 'data.tasks', 'experiments',
              'experiments.tyranny']}
+
+
+def test_a_comment_or_docstring_edit_keeps_every_key(lib_copy):
+    before = _keys(lib_copy)
+    f = lib_copy / "core" / "models.py"
+    text = f.read_text()
+    at = text.index('"""', text.index("\ndef ")) + 3  # inside the first function's docstring
+    f.write_text(text[:at] + "Reworded for a reader. " + text[at:] + "\n# a comment fixed for a typo\n")
+    assert _keys(lib_copy) == before
+
+
+def test_a_changed_constant_moves_the_keys_that_import_it(lib_copy):
+    import re
+    before = _keys(lib_copy)
+    f = lib_copy / "experiments" / "memory.py"
+    text = f.read_text()
+    m = re.search(r"^    \w+: int = (\d+)", text, re.M)  # a config field's integer default
+    assert m, "memory.py has a config dataclass with an integer default"
+    f.write_text(text[:m.start(1)] + str(int(m.group(1)) + 1) + text[m.end(1):])
+    after = _keys(lib_copy)
+    assert after["memory"] != before["memory"]
+    assert after["tyranny"] == before["tyranny"]  # tyranny does not import memory
+
+
+def test_code_text_drops_comments_and_docstrings_only():
+    a = provenance.code_text('"""Module."""\nX = 1  # one\ndef f():\n    """Doc."""\n    return X\n')
+    b = provenance.code_text("X = 1\n\n\ndef f():\n    return X\n")
+    assert a == b
+    assert provenance.code_text("X = 2\ndef f():\n    return X\n") != b
+    # a function whose body is only its docstring keeps a body
+    assert "pass" in provenance.code_text('def f():\n    """Only a docstring."""\n')

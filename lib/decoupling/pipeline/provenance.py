@@ -6,6 +6,10 @@ source hash covers every project module its module imports, transitively, limite
 packages (`core`, `data`, `experiments`): editing `experiments/pretrain.py` changes the keys of every
 experiment that pretrains a body, while editing a progress bar, the store or the figures changes none.
 The graph is read from the source with `ast` (imports inside functions count), not kept by hand.
+
+What is hashed is each module's code, not its text: `code_text` parses it and prints it back without
+comments and docstrings, so fixing a typo in a comment never marks hours of computed records stale, while
+any change to a statement, a name or a constant does.
 """
 from __future__ import annotations
 
@@ -75,8 +79,26 @@ def dependencies(module: str, lib_dir: Path = LIB_DIR) -> list[str]:
     return sorted(seen)
 
 
+def _without_docstring(body: list) -> list:
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return body[1:] or [ast.Pass()]  # a body that was only a docstring still needs a statement
+    return body
+
+
+def code_text(source: str, filename: str = "<module>") -> str:
+    """The code of a module as `ast.unparse` prints it: comments, docstrings and layout gone (a module's,
+    a class's and a function's leading string), everything that runs kept."""
+    tree = ast.parse(source, filename)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = _without_docstring(node.body)
+    return ast.unparse(tree)
+
+
 def source_hash(module: str, lib_dir: Path = LIB_DIR) -> str:
-    """sha256 over (relative path, bytes) of every module in `dependencies(module)`."""
+    """sha256 over (relative path, code text) of every module in `dependencies(module)`: a comment or
+    docstring edit keeps it, a code edit moves it (`code_text`)."""
     return _source_hash(module, str(lib_dir))
 
 
@@ -86,7 +108,7 @@ def _source_hash(module: str, lib_dir: str) -> str:
     for m in dependencies(module, Path(lib_dir)):
         f = module_file(m, Path(lib_dir))
         h.update(str(f.relative_to(lib_dir)).encode())
-        h.update(f.read_bytes())
+        h.update(code_text(f.read_text(), str(f)).encode())
     return h.hexdigest()
 
 
