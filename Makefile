@@ -43,9 +43,12 @@ $(DATA): $(STAMP)
 
 data: $(DATA)
 
+# At smoke every declared record is computed first (`decoupling compute`), so the pages only draw them; at
+# full the pages draw the records committed under results/ (`decoupling compute --profile full` makes them).
 book: $(DATA)
 	@[ "$(PROFILE)" != full ] || $(PY) -m decoupling data --profile full  # the larger corpora, once
-	$(PY) -m decoupling rebuild --profile $(PROFILE) --jobs $(JOBS)
+	@[ "$(PROFILE)" = full ] || $(PY) -m decoupling compute --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m decoupling rebuild --profile $(PROFILE) --jobs $(JOBS) $(if $(filter full,$(PROFILE)),,--draw-only)
 
 # Debian's Chromium + ChromeDriver for the browser test (a test tool's own browser download does not work
 # here), and an emoji font so the test's screenshot shows the claims' marks. Best effort, never an error:

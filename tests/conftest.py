@@ -1,6 +1,7 @@
-"""Shared fixtures. `smoke_book` builds the real book once per test session at the smoke profile, through
-the real `decoupling rebuild` (papermill + jupyter-book). It reuses the default results store and build
-dir, so `make test` after `make book` (or a second `make test`) retrains nothing."""
+"""Shared fixtures. `smoke_book` builds the real book once per test session at the smoke profile: first
+`decoupling compute` computes every declared record, then the real `decoupling rebuild --draw-only`
+(papermill + jupyter-book) executes the pages, which may compute nothing. It reuses the default results
+store and build dir, so `make test` after `make book` (or a second `make test`) retrains nothing."""
 import os
 import subprocess
 import sys
@@ -24,8 +25,12 @@ class BuiltBook:
 @pytest.fixture(scope="session")
 def smoke_book() -> BuiltBook:
     env = {**os.environ, "DECOUPLING_PROGRESS": os.environ.get("DECOUPLING_PROGRESS", "0")}
-    r = subprocess.run([sys.executable, "-m", "decoupling", "rebuild", "--profile", "smoke"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=3600)
+    c = subprocess.run([sys.executable, "-m", "decoupling", "compute", "--profile", "smoke", "--jobs", "2"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    if c.returncode != 0:
+        return BuiltBook(c.returncode, c.stdout, c.stderr, Path("/nonexistent"), Path("/nonexistent"))
+    r = subprocess.run([sys.executable, "-m", "decoupling", "rebuild", "--profile", "smoke", "--draw-only"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     build = Path(os.environ.get("DECOUPLING_BUILD", ROOT / "_build"))
     return BuiltBook(r.returncode, r.stdout, r.stderr, build / "html", build)
 

@@ -140,8 +140,50 @@ def test_scorecard_shows_p_and_the_verdict_after_holm(monkeypatch, tmp_path):
     assert claims.fmt(0.123456, 3) == "0.123" and claims.fmt(0.123456) == "0.1235"
 
 
-def test_record_p_stores_the_p_value_on_the_claim(chapter, tmp_path):
+def test_a_finding_without_p_fails_the_build(chapter, tmp_path):
+    """Every finding a profile decides records its p-value (the scorecard's Holm adjustment covers them
+    all): a finding recorded without one is a problem there, one recorded with ch.add is not, and an
+    illustration (decided elsewhere) is not asked for one."""
+    from decoupling.core import intervals, verdicts
     ch, _ = chapter
-    ch.finding("f", essay="e", criterion="CI above 0", value=0.2, ci=(0.1, 0.3), verdict="holds")
-    claims.record_p(ch, "f", 0.012)
-    assert _record(tmp_path)["claims"][0]["p"] == 0.012
+    ch.finding("old", essay="e", criterion="CI above 0", value=0.2, ci=(0.1, 0.3), verdict="holds")
+    ch.finding("elsewhere", essay="e", criterion="CI above 0", value=0.2, verdict="holds", applies_to=("full",))
+    ch.add(verdicts.Finding("new", essay="e", criterion="the 95% CI lies above 0",
+                            decision=verdicts.above(intervals.mean_ci([0.2, 0.25, 0.3]), 0.0)))
+    cs = _record(tmp_path)["claims"]
+    expected = {"smoke": {"ch/old": "holds", "ch/new": "holds"}}
+    assert claims.problems(cs, expected, "smoke") == ["finding ch/old records no p-value: decide it with "
+                                                      "core.verdicts and record it with ch.add"]
+    assert claims.problems(cs, None, "smoke") == claims.problems(cs, expected, "smoke")  # measured, still refused
+    assert claims.problems([c for c in cs if c["name"] != "old"], expected, "smoke") == []
+
+
+def test_add_records_a_finding_decided_by_the_library(chapter, tmp_path):
+    from decoupling.core import intervals, verdicts
+    ch, shown = chapter
+    d = verdicts.above(intervals.mean_ci([0.2, 0.25, 0.3]), 0.0)
+    ch.add(verdicts.Finding("f", essay="it helps", criterion="the 95% CI lies above 0", decision=d))
+    rec = _record(tmp_path)["claims"][0]
+    assert rec["kind"] == "finding" and rec["verdict"] == "holds" and rec["p"] == pytest.approx(d.p)
+    assert rec["ci"] == pytest.approx(list(d.interval.ci), abs=1e-6) and rec["value"] == pytest.approx(0.25)
+    assert rec["level"] == 0.95 and "above 0" in rec["rule"]
+    assert "🟢 finding holds" in shown[-1] and "95% CI" in shown[-1] and "p = " in shown[-1]
+    eq = verdicts.equivalent([0.01, 0.02, 0.03], 0.05)
+    ch.add(verdicts.Finding("g", essay="no gain", criterion="the 90% CI lies inside ±0.05", decision=eq,
+                            applies_to=("full",)))
+    assert "90% CI" in shown[-1] and "illustration" in shown[-1] and "p = " not in shown[-1]
+    with pytest.raises(ValueError, match="criterion"):
+        ch.add(verdicts.Finding("h", essay="e", criterion=" ", decision=d))
+
+
+def test_add_records_a_check(chapter, tmp_path):
+    from decoupling.core import intervals, verdicts
+    ch, shown = chapter
+    ch.add(verdicts.Check("c", statement="a known answer", passed=True, value=1.0,
+                          interval=intervals.mean_ci([0.9, 1.0, 1.1])))
+    ch.add(verdicts.Check("d", statement="must hold", passed=False, value=0.1))
+    cs = _record(tmp_path)["claims"]
+    assert [c["verdict"] for c in cs] == ["pass", "fail"] and cs[0]["ci"] is not None and cs[1]["ci"] is None
+    assert "❌ CHECK FAILED" in shown[-1]
+    with pytest.raises(TypeError):
+        ch.add({"name": "x"})

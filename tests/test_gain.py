@@ -297,8 +297,8 @@ def test_clustered_ci_is_wider_than_pooled_when_targets_differ():
     per_target = {"a": [1.0, 1.1, 0.9], "b": [-1.0, -0.9, -1.1], "c": [0.2, 0.1, 0.3]}
     c = intervals.clustered_ci(per_target)  # the interval `score` uses
     pooled = intervals.mean_ci(np.concatenate(list(per_target.values())))
-    assert c["value"] == pytest.approx(pooled.value)
-    assert (c["hi"] - c["lo"]) > (pooled.hi - pooled.lo)
+    assert c.value == pytest.approx(pooled.value)
+    assert (c.hi - c.lo) > (pooled.hi - pooled.lo)
 
 
 def test_score_help_exits_cleanly(capsys):

@@ -6,9 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
-from decoupling.core import intervals, measures, models
+from decoupling.core import measures, models
 from decoupling.core import prequential as P
 from decoupling.experiments import generality as E, generality_summary as S
 
@@ -127,56 +126,14 @@ def test_calibration_and_layer_movement():
     assert P._layer_group("bert.encoder.layer.3.output.dense.weight", "bert") == "encoder.layer.3"
 
 
-def test_generality_score_and_dt_fit_known_answers():
-    rows = [{"init": "a", "target": t, "dL_per_label": [v, v]} for t, v in
-            [("sentiment/x", 0.1), ("sentiment/y", 0.3), ("code/module", 0.5), ("prose/topic", 0.0)]]
-    s = S.generality_score(rows, "a")
-    assert s["score"] == pytest.approx((0.1 + 0.3 + 0.5 + 0.0) / 4)  # uniform over (task, dataset) pairs
-    assert s["ci"][0] <= s["score"] <= s["ci"][1]
-    assert s["families"] == pytest.approx({"sentiment": 0.2, "code": 0.5, "prose": 0.0})
-    # cells are independent draws: every (target, seed) gets its own seed, the control another one
+def test_every_target_and_seed_is_its_own_draw():
+    """Cells are independent draws: every (target, seed) gets its own seed, the control another one. (The
+    summary's known answers: tests/test_generality_summary.py.)"""
     seeds = {E.run_seed(t, s) for t in E.TEXT_TARGETS for s in (0, 1, 2)}
     assert len(seeds) == 3 * len(E.TEXT_TARGETS)
     assert not seeds & {v + P.CONTROL_OFFSET for v in seeds}
-    n = [10, 20, 40, 80]
-    curves = [{"n": n, "dt": [3 * v ** 0.25 for v in n]}, {"n": n, "dt": [50 * v ** 0.25 for v in n]}]
-    fit = S.fit_dt_pooled(curves, n_boot=100)
-    assert fit["alpha"] == pytest.approx(0.25)  # one exponent, a different k per pair
-    assert S.fit_dt_pooled([{"n": n, "dt": [None, -3, None, 5]}])["pairs"] == 0
-    assert S.fit_dt_pooled([{"n": n, "dt": [None, 4, None, 5]}])["pairs"] == 0  # two points test nothing
 
 
-def test_home_advantage_is_the_text_square_paired_by_seed_known_answers():
-    """Each body against the other on its own domain's target, seed by seed: a seed-level shift both bodies
-    share (same θ0, examples, order) cancels, so a constant 0.1-bit edge under seeds that spread by a whole bit
-    is decided; one direction alone decides nothing; a foreign body winning a home target counts against."""
-    def rows(values):
-        return [{"init": i, "target": t, "dL_per_label": v} for (i, t), v in values.items()]
-
-    square = {("code", "code/module"): [1.0, 2.0, 3.0], ("prose", "code/module"): [0.9, 1.9, 2.9],
-              ("prose", "prose/topic"): [0.2, 0.2, 0.2], ("code", "prose/topic"): [0.1, 0.15, 0.1],
-              ("shuffled", "code/module"): [5.0, 5.0, 5.0]}  # other bodies play no part
-    h = S.home_advantage(rows(square))
-    code, prose = h["directions"]["code/module"], h["directions"]["prose/topic"]
-    assert (code["home"], code["other"], prose["home"], prose["other"]) == ("code", "prose", "prose", "code")
-    assert code["mean"] == pytest.approx(0.1) and code["ci"] == pytest.approx([0.1, 0.1])
-    assert prose["mean"] == pytest.approx(0.25 / 3) and 0 < prose["ci"][0] <= prose["mean"] <= prose["ci"][1]
-    assert S.diff_ci(square[("code", "code/module")], square[("prose", "code/module")])["ci"][0] < 0  # unpaired
-    assert h["complete"] and h["verdict"] == "holds" and h["deciding"] == "prose/topic"
-    # the prose body better on code than the code body is: against, whatever the other direction says
-    against = {**square, ("prose", "code/module"): [1.3, 2.4, 3.3]}
-    h = S.home_advantage(rows(against))
-    assert h["directions"]["code/module"]["mean"] == pytest.approx(-1 / 3)
-    assert h["verdict"] == "does not hold" and h["deciding"] == "code/module"
-    # one way only (smoke runs code → package alone): shown, never decided
-    one = {k: v for k, v in square.items() if k[1] != "prose/topic"}
-    h = S.home_advantage(rows(one))
-    assert list(h["directions"]) == ["code/module"] and not h["complete"] and h["verdict"] == "inconclusive"
-    # a seed-vs-seed spread around 0 decides nothing either
-    noisy = {**square, ("code", "prose/topic"): [0.1, 0.3, 0.2]}
-    assert S.home_advantage(rows(noisy))["verdict"] == "inconclusive"
-    assert S.home_advantage([]) == {"directions": {}, "complete": False, "verdict": "inconclusive",
-                                               "deciding": None}
 
 
 def test_presets_are_keyed_by_experiment_function():
@@ -362,7 +319,7 @@ def test_digits_directions_differ_and_the_summary_reads_both():
     assert D["asymmetry"]["pair"] == list(D["directions"])
     for dd in D["directions"].values():
         assert [p["steps"] for p in dd["steps"]] == [5, 20, 60]  # ΔL against source-training steps, in order
-        assert dd["control"]["equivalence"] in ("equivalent", "biased", "undecided")
+        assert S.control_word(dd["control"]["decision"]) in ("equivalent", "biased", "undecided")
 
 
 def test_reference_codes_the_same_blocks_known_answers():
@@ -378,33 +335,8 @@ def test_reference_codes_the_same_blocks_known_answers():
     assert res["L"][0] < 48 * 0.6  # the rule is learnable from the words: far below the uniform code
 
 
-def test_generality_score_is_clustered_by_target():
-    """Six targets whose seeds sit tightly around their own target's value: the suite is six draws, so the
-    interval is the t interval over the six target means (5 df) and is about as wide as their spread says;
-    treating the 30 runs as independent would give a much narrower one."""
-    means = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    offsets = [0.0, 0.01, -0.01, 0.005, -0.005]
-    rows = [{"init": "a", "target": f"t{k}", "dL_per_label": [m + o for o in offsets]} for k, m in enumerate(means)]
-    s = S.generality_score(rows, "a")
-    half = stats.t.ppf(0.975, 5) * np.std(means, ddof=1) / np.sqrt(6)  # the textbook interval, by hand
-    assert s["score"] == pytest.approx(0.5) and s["ci"] == pytest.approx([0.5 - half, 0.5 + half])
-    flat = intervals.mean_ci(np.concatenate([r["dL_per_label"] for r in rows]))
-    assert flat.hi - flat.lo < 0.5 * (s["ci"][1] - s["ci"][0])
 
 
-def test_seed_vs_seed_control_is_an_equivalence_test():
-    """A control whose CI lies within ±δ is equivalent; a noisy one centred on 0 is undecided (it would pass a
-    "CI contains 0" test); a shifted one is biased."""
-    rng = np.random.default_rng(0)
-
-    def score(values):
-        rows = [{"init": P.CONTROL, "target": f"t{k}", "dL_per_label": list(v)} for k, v in enumerate(values)]
-        return S.generality_score(rows, P.CONTROL)
-
-    assert score(rng.normal(0, 0.005, (6, 5)))["equivalence"] == "equivalent"
-    noisy = score(rng.normal(0, 0.3, (6, 5)))
-    assert noisy["equivalence"] == "undecided" and noisy["ci"][0] < 0 < noisy["ci"][1]
-    assert score(rng.normal(0.3, 0.005, (6, 5)))["equivalence"] == "biased"
 
 
 def test_minilm_random_bert_is_drawn_afresh_per_seed(monkeypatch):

@@ -54,8 +54,8 @@ def test_clustered_ci_covers(n):
     for k in range(3):
         c = I.clustered_ci({f"t{t}": y[k, t] for t in range(T)})
         m, l, h, _ = I.t_interval(y[k].mean(1)[None])
-        assert (c["value"], c["lo"], c["hi"], c["n_targets"], c["n_runs"], c["df"]) == pytest.approx(
-            (m[0], l[0], h[0], T, T * n, T - 1))
+        assert (c.value, c.lo, c.hi, c.n, c.df) == pytest.approx((m[0], l[0], h[0], T * n, T - 1))
+        assert c.method == "clustered"
 
 
 def test_percentile_bootstrap_undercovers_at_three_runs():
@@ -78,7 +78,7 @@ def test_percentile_bootstrap_undercovers_at_three_runs():
 def test_single_target_and_small_cases():
     c = I.clustered_ci({"a": [1.0, 2.0, 3.0]})
     m = I.mean_ci([1.0, 2.0, 3.0])
-    assert (c["value"], c["lo"], c["hi"], c["n_targets"]) == pytest.approx((m.value, m.lo, m.hi, 1))
+    assert (c.value, c.lo, c.hi, c.df) == pytest.approx((m.value, m.lo, m.hi, 2))
     # t(0.975, 2) = 4.303: mean 2, se 1/√3
     assert m.hi - 2.0 == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
     one = I.mean_ci([2.5])
@@ -123,3 +123,20 @@ def test_tost_known_answers():
     assert I.equivalence(I.clustered_ci({"a": [0.0, 0.01], "b": [0.02, 0.0]}), 0.05)["verdict"] == "equivalent"
     far = I.equivalence([0.3, 0.32, 0.31], margin=0.05)
     assert far["verdict"] == "different" and far["p_beyond"] < 0.05 < far["p"]
+
+
+def test_interval_is_plain_data():
+    """One interval type: frozen, its bounds as `.ci`, and a round trip through plain data (JSON)."""
+    import dataclasses
+    import json
+    c = I.mean_ci([1.0, 2.0, 3.0])
+    assert c.ci == (c.lo, c.hi) and c.level == 0.95 and c.method == "t" and c.n == 3 and c.df == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.lo = 0.0
+    d = json.loads(json.dumps(c.as_dict()))
+    assert I.Interval.from_dict(d) == c
+    assert I.Interval.from_dict({**d, "extra": 1}) == c  # keys a record adds beside it are ignored
+    assert I.diff_ci([1.0, 2.0], [0.0, 1.0]).method == "welch"
+    assert I.mean_ci([0.1, 0.2], level=0.9).level == 0.9
+    empty = I.mean_ci([])
+    assert math.isnan(empty.value) and empty.n == 0 and math.isnan(empty.p)

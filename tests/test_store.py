@@ -150,17 +150,9 @@ def test_unknown_profile_is_refused_with_valid_names(tmp_path):
         preset({"smoke": Cfg()}, "smoke", label_seed=4)
 
 
-@pytest.mark.parametrize("ci,thr,pred,want", [
-    ((0.1, 0.5), 0.0, ">", "holds"), ((-0.5, -0.1), 0.0, ">", "does not hold"),
-    ((-0.1, 0.1), 0.0, ">", "inconclusive"), ((-0.5, -0.1), 0.0, "<", "holds"),
-    ((0.2, 0.4), 0.0, "<", "does not hold"), ((float("nan"), 1.0), 0.0, ">", "inconclusive")])
-def test_verdict_from_ci(ci, thr, pred, want):
-    assert claims.verdict_from_ci(ci, thr, pred) == want
-
-
 def test_problems_flags_failing_checks_and_changed_verdicts():
     cs = [claims.Claim("ch", "a", "check", "smoke", ("smoke",), "s", 1, None, "fail").to_dict(),
-          claims.Claim("ch", "b", "finding", "smoke", ("smoke",), "s", 1, None, "holds").to_dict(),
+          claims.Claim("ch", "b", "finding", "smoke", ("smoke",), "s", 1, None, "holds", p=0.01).to_dict(),
           claims.Claim("ch", "c", "finding", "smoke", ("full",), "s", 1, None, "holds").to_dict()]
     probs = claims.problems(cs, {"smoke": {"ch/b": "does not hold"}}, "smoke")
     assert len(probs) == 2 and "check failed: ch/a" in probs[0] and "ch/b" in probs[1]
@@ -170,19 +162,9 @@ def test_problems_flags_failing_checks_and_changed_verdicts():
 def test_measured_verdicts_and_checks_without_a_snapshot():
     """What a GPU run brought home is measured, not judged: its verdicts, and only its failing checks."""
     cs = [claims.Claim("ch", "a", "check", "full", ("full",), "s", 1, None, "fail").to_dict(),
-          claims.Claim("ch", "b", "finding", "full", ("full",), "s", 1, None, "holds").to_dict(),
+          claims.Claim("ch", "b", "finding", "full", ("full",), "s", 1, None, "holds", p=0.01).to_dict(),
           claims.Claim("ch", "c", "finding", "full", ("smoke",), "s", 1, None, "holds").to_dict(),
           claims.Claim("ch", "d", "finding", "smoke", ("full",), "s", 1, None, "holds").to_dict()]
     assert claims.verdicts(cs, "full") == {"ch/b": "holds"}  # c is not enforced at full, d not measured there
     assert [p.split(":")[0] for p in claims.problems(cs, None, "full")] == ["check failed"]
     assert len(claims.problems(cs, {}, "full")) == 2  # an empty snapshot still judges: b has no expected verdict
-
-
-@pytest.mark.parametrize("cis,pred,want", [
-    ([(0.1, 0.5), (0.2, 0.3)], ">", "holds"),  # every part on the predicted side
-    ([(0.1, 0.5), (-0.1, 0.3)], ">", "inconclusive"),  # one part undecided
-    ([(0.1, 0.5), (-0.4, -0.2)], ">", "does not hold"),  # one part wholly on the other side
-    ([(-0.5, -0.1), (-0.3, -0.2)], "<", "holds"), ([(-0.5, -0.1), (0.1, 0.2)], "<", "does not hold"),
-    ([(0.1, 0.5), (float("nan"), 1.0)], ">", "inconclusive"), ([], ">", "inconclusive")])
-def test_verdict_from_cis_needs_every_part(cis, pred, want):
-    assert claims.verdict_from_cis(cis, 0.0, pred) == want

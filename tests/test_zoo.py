@@ -1,9 +1,8 @@
-"""The zoo: equal inputs, the platforms' loading and bad input, the CPU path of `full`, and the summaries on
-records with known answers."""
+"""The zoo: equal inputs, the platforms' loading and bad input, the CPU path of `full` (the summaries on
+records with known answers are tests/test_zoo_summary.py)."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -187,80 +186,3 @@ def test_full_on_a_cpu_computes_what_needs_no_gpu(monkeypatch, tmp_path):
     assert store.run(probe, C(), profile="full", store=tmp_path).value == {"x": 1}
     with pytest.raises(store.NeedsGPU):
         store.run(trains, C(), profile="full", store=tmp_path)
-
-
-def test_cpu_full_counts_before_it_runs(capsys):
-    from decoupling.pipeline import cpu_full
-    assert cpu_full.main(["--profile", "smoke", "--models", "body:code", "--targets", "sentiment/tweets", "--count"]) == 0
-    out = capsys.readouterr().out
-    assert "body:code" in out and "passes" in out and "tokens" in out
-
-
-# ---------------------------------------------------------------------------------- summaries, known answers
-def _cell(model, target, L, scratch, control, runs, n=100):
-    return {"model": model, "target": target, "runs_seeds": runs, "n": n,
-            "runs": {Z.PRETRAINED: {"L": L, "test_bits": [[1.0, 0.5]] * len(runs)}, Z.SCRATCH: {"L": scratch},
-                     Z.CONTROL: {"L": control}},
-            "pairs": {Z.PRETRAINED: {"essay_kl": [[0.1, k] for k in np.linspace(0.2, 0.4, len(runs))]},
-                      Z.CONTROL: {"essay_kl": [[0.1, 0.05]] * len(runs)}},
-            "proxies": {str(r): {Z.PRETRAINED: {"logme": 1.0}, Z.SCRATCH: {"logme": 0.0}} for r in runs},
-            "platform": {"n_params": 1}}
-
-
-def _ref(target, L, runs, n=100):
-    return {"target": target, "runs_seeds": runs, "L": L, "n": n, "test_bits": [[1.0, 0.6]] * len(runs)}
-
-
-def test_summary_pairs_runs_and_ranks_like_with_like():
-    from decoupling.experiments import zoo_summary as S
-    runs = [0, 1, 2]
-    refs = [_ref(t, [100.0, 102.0, 98.0], runs) for t in Z.TARGETS]
-    # "a" saves exactly 10 bits of 100 labels against the reference on every run and target; "b" saves 5
-    cells = [_cell("a", t, [90.0, 92.0, 88.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS]
-    cells += [_cell("b", t, [95.0, 97.0, 93.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS]
-    cells += [_cell("c", t, [50.0, 50.0, 50.0], [99.0, 99.0, 99.0], [99.0, 99.0, 99.0], runs) for t in Z.TARGETS[:2]]
-    z = S.Zoo(cells, refs)
-    ref = S.vs_reference(z, "a")
-    assert math.isclose(ref["all"]["value"], 0.10) and math.isclose(ref["per_target"][Z.TARGETS[0]]["value"], 0.10)
-    board = S.leaderboard(z, ["a", "b", "c"])
-    assert board["ranked"] == ["a", "b"] and board["apart"] == ["c"]  # c misses four targets: not ranked
-    assert math.isclose(board["gaps"][0]["all"]["value"], 0.05)  # a − b, paired on the same runs
-    assert S.verdict(board["gaps"][0]["all"]) == "holds"
-    # the essay's KL over cells, with its floor; the control of identical twins is exactly zero
-    kv = S.kl_vs_bits(z)
-    assert kv["n"] == 14 and kv["above_floor"] == 14
-    assert S.control(z, "a")["all"]["value"] == 0
-
-
-def test_cpu_full_recomputes_a_stale_record_and_removes_it(monkeypatch, tmp_path):
-    """A record of results/ computed by another library source is stale: `cpu_full` counts it as missing,
-    computes the current one and removes the stale file, so results/ keeps one record per cell."""
-    from dataclasses import dataclass
-    from decoupling import paths
-    from decoupling.core import device
-    from decoupling.pipeline import cpu_full, store
-    if device.DEVICE.type == "cuda":
-        pytest.skip("the logical-key lookup of results/ is the CPU path")
-    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
-    monkeypatch.setattr(paths, "STORE_DIR", tmp_path / "local")
-
-    @dataclass(frozen=True)
-    class C:
-        a: int = 3
-
-    def probe(cfg):
-        return {"x": cfg.a}
-    probe.runs_on_cpu = True
-    probe.__module__ = "decoupling.experiments.zoo"
-    store.run(probe, C(), profile="full", store=tmp_path)
-    (old,) = tmp_path.rglob("*.json")
-    body = json.loads(old.read_text())
-    body["meta"]["source"] = "another library"
-    body["checksum"] = store._checksum(body)
-    stale = old.with_name("0000000000000000.json")
-    stale.write_text(json.dumps(body))
-    old.unlink()
-    assert cpu_full.missing([(probe, C())], "full", tmp_path) == [(probe, C(), str(stale))]
-    cpu_full.compute(probe, C(), "full", tmp_path, str(stale))
-    assert not stale.exists() and len(list(tmp_path.rglob("*.json"))) == 1
-    assert cpu_full.missing([(probe, C())], "full", tmp_path) == []

@@ -6,6 +6,8 @@ Examples:
   decoupling rebuild                      # the whole book at the smoke profile (laptop CPU)
   decoupling rebuild --profile full       # sized for one GPU
   decoupling rebuild --chapters generality --force
+  decoupling compute --profile full --count   # what every record of `full` costs here, before computing it
+  decoupling compute --profile full --budget-min 90   # compute what is missing, 90 minutes at a time
   decoupling demo                         # ΔL in bits of a code-pretrained LM on movie-review sentiment
   decoupling gain --model minilm --data reviews.csv   # ΔL of any model on your labelled texts
   decoupling score --model path/to/hf-model           # its generality score over the book's targets
@@ -54,12 +56,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help="execute N chapters side by side, at least 1 (default 1). Their experiments run on one "
                         "CPU thread each, so N = the number of cores is about N times faster on a CPU; shared "
                         "experiments are computed once (`make book` uses 2)")
+    r.add_argument("--draw-only", action="store_true",
+                   help="execute no experiment: every record must be in the store or results/ already "
+                        "(`decoupling compute` makes them); a missing one fails its page with what to run")
     r.add_argument("--allow-cpu-full", action="store_true",
                    help="at --profile full without a CUDA GPU, compute results missing from results/ on this "
                         "machine (hours) instead of stopping with a pointer to benchmarks/gpu_full.py")
     sub.add_parser("status", help="print the chapters' last records: profile, device, time, claims")
-    # Listed here for --help; `main` hands their arguments to decoupling.demo (args.demo_parser) and
-    # decoupling.gain_cli, which parse them.
+    # Listed here for --help; `main` hands their arguments to decoupling.pipeline.compute, decoupling.demo
+    # (args.demo_parser) and decoupling.gain_cli, which parse them.
+    sub.add_parser("compute", add_help=False,
+                   help="compute every record a profile's pages read, without notebooks: --count first, "
+                        "then in chunks (--budget-min) that resume")
     sub.add_parser("demo", add_help=False,
                    help="pretrain a tiny LM on code, fine-tune it and a random twin on sentiment, print ΔL "
                         "in bits with its CI beside the essay's KL (about a minute on CPU)")
@@ -105,9 +113,13 @@ def _sigterm_as_interrupt() -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["gain"], ["score"], ["demo"]):  # they parse their own options
+    if argv[:1] in (["gain"], ["score"], ["demo"], ["compute"]):  # they parse their own options
         if not {"-h", "--help"} & set(argv[1:]):
             _check_dirs(Parser(prog=f"decoupling {argv[0]}"), "data", "store")
+        if argv[0] == "compute":
+            from decoupling.pipeline import compute
+            _sigterm_as_interrupt()
+            return compute.main(argv[1:])
         if argv[0] == "demo":
             from decoupling import demo
             return demo.main(argv[1:])
@@ -152,6 +164,9 @@ def _rebuild(parser: argparse.ArgumentParser, args) -> int:
     if args.allow_cpu_full:  # read by store.run in the chapters' kernels (they inherit the environment)
         from decoupling.pipeline.store import ALLOW_CPU_FULL
         os.environ[ALLOW_CPU_FULL] = "1"
+    if args.draw_only:  # likewise
+        from decoupling.pipeline.store import DRAW_ONLY
+        os.environ[DRAW_ONLY] = "1"
     _sigterm_as_interrupt()
     try:
         return rebuild(args.profile, args.chapters, args.force, args.seed, timeout=args.timeout,

@@ -8,34 +8,61 @@ normal runs, and closely for mildly skewed ones (tests/test_intervals.py measure
 shortfall). Strong skew at three runs (exponential runs, say) leaves any interval this small short of its
 level; no resampling trick recovers information that three values do not hold.
 
+- `Interval`: the one interval type of the library and the book (value, bounds, level, runs, p, method,
+  standard error, degrees of freedom); `core.verdicts` decides findings from it.
 - `mean_ci`: the mean over runs with a t interval (n − 1 degrees of freedom) and a t-test p-value.
-- `clustered_ci`: the mean over targets of per-target means, t interval over the target means.
+- `clustered_ci`: the mean over targets of per-target means, t interval over the target means. It describes
+  an average over a suite (the generality score); a claim about every target of a fixed suite is decided
+  target by target (`verdicts.on_every`), not by this interval.
 - `diff_ci`: the difference of two independent means (Welch).
 - `t_interval`: the vectorised core of `mean_ci` (rows of an array), for simulations.
 - `tost` / `equivalence`: two one-sided tests against a margin (equivalence, or a null stated as "no effect").
 - `holm`: Holm–Bonferroni adjusted p-values over a family of tests.
-
-Return shapes follow `measures.bootstrap_ci` (a named tuple read as .value/.lo/.hi) and
-`measures.clustered_ci` (a dict with "value", "lo", "hi"), so a caller swaps one for the other in one line.
 """
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 NAN = float("nan")
 
 
-class Interval(NamedTuple):
-    value: float  # the mean
-    lo: float  # lower bound of the interval
-    hi: float  # upper bound
-    n: int  # runs
-    p: float  # two-sided t-test p-value of the mean against `null` (0 unless given)
-    se: float  # standard error of the mean
-    df: int  # degrees of freedom of the t distribution used
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its interval. `p` is the two-sided p-value against the null the interval was built
+    with (0 unless given); `se` and `df` are the t statistic's, so a rule can test another threshold
+    (`core.verdicts`). `method` says how it was made: "t" (runs), "welch" (a difference), "clustered" (over
+    target means), "tost90" (an equivalence test's 90% interval), "fixed" (a number with no sampling
+    error), or a caller's own name (e.g. "bootstrap"), for which `se`/`df` are unknown."""
+    value: float
+    lo: float = NAN
+    hi: float = NAN
+    level: float = 0.95
+    n: int = 0  # runs
+    p: float = NAN
+    method: str = "t"
+    se: float = NAN
+    df: float = 0
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+    def as_dict(self) -> dict:
+        """Plain data (floats, ints, str) for a record or a JSON sidecar."""
+        d = asdict(self)
+        for k in ("value", "lo", "hi", "level", "p", "se", "df"):
+            d[k] = float(d[k])
+        d["n"] = int(d["n"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Interval":
+        """The inverse of `as_dict`; keys that are not fields are ignored, missing ones take defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def _tcrit(level: float, df):
@@ -80,12 +107,10 @@ def mean_ci(values, level: float = 0.95, null: float = 0.0) -> Interval:
     p-value against `null`. One run: the mean, no interval (NaN bounds, p NaN). No runs: all NaN."""
     v = np.asarray(values, float).reshape(-1)
     n = len(v)
-    if n == 0:
-        return Interval(NAN, NAN, NAN, 0, NAN, NAN, 0)
-    if n == 1:
-        return Interval(float(v[0]), NAN, NAN, 1, NAN, NAN, 0)
+    if n < 2:
+        return Interval(float(v[0]) if n else NAN, level=level, n=n)
     m, lo, hi, se = (float(a) for a in t_interval(v, level))
-    return Interval(m, lo, hi, n, t_p(m, se, n - 1, null), se, n - 1)
+    return Interval(m, lo, hi, level, n, float(t_p(m, se, n - 1, null)), "t", se, n - 1)
 
 
 def diff_ci(a, b, level: float = 0.95, null: float = 0.0) -> Interval:
@@ -94,17 +119,24 @@ def diff_ci(a, b, level: float = 0.95, null: float = 0.0) -> Interval:
     a, b = np.asarray(a, float).reshape(-1), np.asarray(b, float).reshape(-1)
     d = float(a.mean() - b.mean()) if len(a) and len(b) else NAN
     if len(a) < 2 or len(b) < 2:
-        return Interval(d, NAN, NAN, len(a) + len(b), NAN, NAN, 0)
+        return Interval(d, level=level, n=len(a) + len(b), method="welch")
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
     half = float(_tcrit(level, df)) * se
-    return Interval(d, d - half, d + half, len(a) + len(b), t_p(d, se, df, null), se, df)
+    return Interval(d, d - half, d + half, level, len(a) + len(b), float(t_p(d, se, df, null)), "welch", se,
+                    float(df))
 
 
-def clustered_ci(per_target: dict, level: float = 0.95, null: float = 0.0) -> dict:
+def clustered_ci(per_target: dict, level: float = 0.95, null: float = 0.0) -> Interval:
     """Mean over targets of each target's mean over its runs, with a t interval over the target means
-    (targets − 1 df) and the t-test p-value against `null`. One target: the t interval over its runs.
+    (targets − 1 df) and the t-test p-value against `null`; method "clustered", n the runs in all. One
+    target: the t interval over its runs.
+
+    This describes an average over a suite (the essay's integral over tasks, the generality score). It
+    does not decide a claim about every target of a fixed suite: with 2–6 targets a mean can clear a
+    threshold that some target misses, and the interval treats the suite as a sample of tasks. Such a
+    claim is decided target by target (`core.verdicts.on_every`).
 
     Why this is valid: the runs of one target share its difficulty (a random effect u_t), so they are not
     independent draws of the integral over tasks. Each target mean is μ + u_t + (the mean of its run
@@ -122,12 +154,9 @@ def clustered_ci(per_target: dict, level: float = 0.95, null: float = 0.0) -> di
     if len(groups) == 1:
         (v,) = groups.values()
         c = mean_ci(v, level, null)
-        return {"value": c.value, "lo": c.lo, "hi": c.hi, "p": c.p, "se": c.se, "df": c.df, "n": runs,
-                "n_targets": 1, "n_runs": runs}
-    means = np.array([v.mean() for v in groups.values()])
-    c = mean_ci(means, level, null)
-    return {"value": c.value, "lo": c.lo, "hi": c.hi, "p": c.p, "se": c.se, "df": c.df, "n": runs,
-            "n_targets": len(groups), "n_runs": runs}
+    else:
+        c = mean_ci(np.array([v.mean() for v in groups.values()]), level, null)
+    return Interval(c.value, c.lo, c.hi, level, runs, c.p, "clustered", c.se, c.df)
 
 
 def tost(lo90: float, hi90: float, margin: float) -> str:
@@ -145,13 +174,12 @@ def tost(lo90: float, hi90: float, margin: float) -> str:
 
 
 def equivalence(values, margin: float, alpha: float = 0.05) -> dict:
-    """TOST on per-run values (or a precomputed `Interval` / clustered dict, which carry value, se, df):
-    the 1 − 2α interval, the two one-sided p-values (H0: mean ≤ −margin; H0: mean ≥ margin), their
-    maximum `p` (equivalence is shown at level α when p < α), `p_beyond` (the one-sided p that the mean lies
-    beyond the margin on its own side: below α exactly when `tost` says "different") and `tost`'s reading."""
-    if isinstance(values, dict):
-        m, se, df = values["value"], values["se"], values["df"]
-    elif isinstance(values, Interval):
+    """TOST on per-run values (or an `Interval` with its se and df): the 1 − 2α interval, the two one-sided
+    p-values (H0: mean ≤ −margin; H0: mean ≥ margin), their maximum `p` (equivalence is shown at level α
+    when p < α), `p_beyond` (the one-sided p that the mean lies beyond the margin on its own side: below α
+    exactly when `tost` says "different") and `tost`'s reading. `core.verdicts.equivalent` is the rule a
+    finding uses; this is its arithmetic."""
+    if isinstance(values, Interval):
         m, se, df = values.value, values.se, values.df
     else:
         c = mean_ci(values, 1 - 2 * alpha)
@@ -160,10 +188,10 @@ def equivalence(values, margin: float, alpha: float = 0.05) -> dict:
         return {"value": m, "lo": NAN, "hi": NAN, "p_lower": NAN, "p_upper": NAN, "p": NAN, "p_beyond": NAN,
                 "se": NAN, "df": 0, "margin": margin, "level": 1 - 2 * alpha, "verdict": "undecided"}
     half = float(_tcrit(1 - 2 * alpha, df)) * se
-    p_lower = t_p(m, se, df, -margin, "greater")  # rejects mean ≤ −margin
-    p_upper = t_p(m, se, df, margin, "less")  # rejects mean ≥ margin
+    p_lower = float(t_p(m, se, df, -margin, "greater"))  # rejects mean ≤ −margin
+    p_upper = float(t_p(m, se, df, margin, "less"))  # rejects mean ≥ margin
     # the other question: is the difference beyond the margin, on the side where the mean lies?
-    p_beyond = t_p(m, se, df, margin, "greater") if m > 0 else t_p(m, se, df, -margin, "less")
+    p_beyond = float(t_p(m, se, df, margin, "greater") if m > 0 else t_p(m, se, df, -margin, "less"))
     return {"value": m, "lo": m - half, "hi": m + half, "p_lower": p_lower, "p_upper": p_upper,
             "p": max(p_lower, p_upper), "p_beyond": p_beyond, "se": se, "df": df, "margin": margin,
             "level": 1 - 2 * alpha, "verdict": tost(m - half, m + half, margin)}

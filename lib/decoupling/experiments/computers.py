@@ -135,7 +135,7 @@ def _clustered(by_task: dict) -> tuple[float, list[float]]:
     (intervals.clustered_ci): the chapter's claims are about the average task, and runs of one task are
     not independent draws."""
     c = intervals.clustered_ci({t: v for t, v in by_task.items() if len(v)}, level=CI_LEVEL)
-    return c["value"], [c["lo"], c["hi"]]
+    return c.value, [c.lo, c.hi]
 
 
 # ================================================================================== training with a curve

@@ -30,7 +30,7 @@ from decoupling.core import baselines, encoders, intervals, measures, models
 from decoupling.core.device import cpu_threads
 from decoupling.core.prequential import (CONTROL, CONTROL_OFFSET, HP, SCRATCH, Member, Protocol, code_members,
                                          subset)
-from decoupling.data import platforms
+from decoupling.data import platforms, tables
 
 PRETRAINED = "pretrained"
 REFERENCE = "tfidf-logreg"  # the competent non-pretrained reference
@@ -89,112 +89,12 @@ def protocol(n: int, K: int, mode: str) -> Protocol:
 
 
 def read_table(data, text_col: str = "text", label_col: str = "label"):
-    """(texts, labels as int array, class names) from a `datasets.Dataset` / `DatasetDict` (its "train"
-    split), a saved `datasets` directory, or a CSV / TSV / JSONL / JSON / Parquet file.
-
-    Rows without a text or without a label (missing, NaN, or a label of blanks only) are left out. Anything
-    else that cannot be coded is a GainError whose one line names the file (or "the table" for one in
-    memory) and the column: no rows, no such column, a text that is not a string, a label that is neither
-    a string nor a whole number, fewer than two classes. A CSV / TSV text column is read as strings (in
-    those formats a number is text); JSON, Parquet and `datasets` keep their types, so a number there is
-    refused as a text."""
-    import pandas as pd
-
-    def why(e: Exception) -> str:  # a reader's exception, shortened: its first 300 characters
-        text = " ".join(str(e).split())
-        return f"{type(e).__name__}: {text[:300]}{'…' if len(text) > 300 else ''}"
-
-    def shown(v) -> str:
-        r = repr(v)
-        return r if len(r) <= 40 else r[:39] + "…"
-
-    where = "the table"
-    if isinstance(data, (str, Path)):
-        p = Path(data)
-        where = str(p)
-        if not p.exists():
-            raise GainError(f"no such file or directory: {p}")
-        if p.is_dir():
-            try:
-                import datasets
-                data = datasets.load_from_disk(str(p))
-            except Exception as e:
-                # `datasets` saves a split without rows as a state.json listing no data files, and cannot
-                # load it back (an IndexError): say that, not that the directory is no dataset
-                import json
-                empty = []
-                for state in sorted([*p.glob("state.json"), *p.glob("*/state.json")]):
-                    try:
-                        if json.loads(state.read_text()).get("_data_files") == []:
-                            empty.append(state.parent.name if state.parent != p else p.name)
-                    except (OSError, ValueError, AttributeError):
-                        pass
-                if empty:
-                    raise GainError(f"{p}: no rows (the saved split{'s' if len(empty) > 1 else ''} "
-                                    f"{', '.join(empty)} {'have' if len(empty) > 1 else 'has'} no data files)") from None
-                raise GainError(f"{p} is not a saved `datasets` directory ({why(e)})") from None
-        else:
-            readers = {".csv": lambda f: pd.read_csv(f, dtype={text_col: str}),
-                       ".tsv": lambda f: pd.read_csv(f, sep="\t", dtype={text_col: str}),
-                       ".jsonl": lambda f: pd.read_json(f, lines=True, dtype=False),
-                       ".json": lambda f: pd.read_json(f, dtype=False),
-                       ".parquet": pd.read_parquet}
-            if p.suffix.lower() not in readers:
-                raise GainError(f"{p.name}: unknown format; use one of {', '.join(readers)} or a `datasets` directory")
-            try:
-                data = readers[p.suffix.lower()](p)
-            except Exception as e:
-                raise GainError(f"cannot read {p}: {why(e)}") from None
-    if hasattr(data, "keys") and hasattr(data, "column_names") and isinstance(data.column_names, dict):
-        if "train" not in data:  # a DatasetDict
-            raise GainError(f"{where}: the dataset has splits {list(data)}; give one `Dataset` or a dict with 'train'")
-        data = data["train"]
-    if hasattr(data, "to_pandas"):
-        data = data.to_pandas()
-    if not isinstance(data, pd.DataFrame):
-        raise GainError(f"{where}: unsupported dataset type {type(data).__name__}")
-    if len(data) == 0:
-        raise GainError(f"{where}: no rows")
-    if text_col == label_col:
-        raise GainError(f"{where}: the text and the label column are both {text_col!r} (--text-col / --label-col)")
-    for col in (text_col, label_col):
-        if col not in data.columns:
-            names = [str(c) for c in data.columns]
-            listed = ", ".join(map(shown, names[:12])) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-            raise GainError(f"{where}: no column {col!r}; " +
-                            (f"the columns are {listed}" if names else "it has no columns") +
-                            " (--text-col / --label-col choose others)")
-    df = data[[text_col, label_col]]
-    blank = df[label_col].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
-    df = df[df[text_col].notna().to_numpy(bool) & df[label_col].notna().to_numpy(bool) & ~blank]
-    if len(df) == 0:
-        raise GainError(f"{where}: none of its {len(data)} rows has both a text in {text_col!r} and a label "
-                        f"in {label_col!r}")
-    for i, t in zip(df.index, df[text_col]):
-        if not isinstance(t, str):
-            raise GainError(f"{where}: texts in {text_col!r} must be strings; row {i} holds {shown(t)} "
-                            f"({type(t).__name__})")
-
-    def name(v):  # a label's class name, or None for a value that is not a class
-        if isinstance(v, str):
-            return v
-        if isinstance(v, (bool, np.bool_, int, np.integer)):
-            return str(int(v))
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            return str(int(v))
-        return None
-
-    names = [name(v) for v in df[label_col]]
-    for i, v, c in zip(df.index, df[label_col], names):
-        if c is None:
-            raise GainError(f"labels in {label_col!r} must be integers or strings ({where}: row {i} holds "
-                            f"{shown(v)}, {type(v).__name__})")
-    classes = sorted(set(names))
-    if len(classes) < 2:
-        raise GainError(f"{where}: one class only in {label_col!r} ({classes[0]!r}): there is nothing to predict")
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[c] for c in names], np.int64)
-    return [str(t) for t in df[text_col]], y, classes
+    """(texts, labels as int array, class names) of a labelled text table (`data.tables.read`: a `datasets`
+    object or directory, CSV / TSV / JSONL / JSON / Parquet); what cannot be coded is a one-line GainError."""
+    try:
+        return tables.read(data, text_col, label_col)
+    except tables.TableError as e:
+        raise GainError(str(e)) from None
 
 
 def _sha_rows(texts, y, classes) -> str:
@@ -580,5 +480,5 @@ def score(model: str, profile: str = "smoke", **options) -> dict:
                   "cache_hit": s["cache_hit"]}
         report(f"[score] {t}: ΔL {s['dL']['per_label']:+.3f} bits/label ({'stored' if s['cache_hit'] else 'computed'})")
     return {"model": model, "mode": s["mode"], "profile": profile, "targets": out,
-            "score": {**intervals.clustered_ci(per_target), "unit": "bits/label", "targets": len(out)},
+            "score": {**intervals.clustered_ci(per_target).as_dict(), "unit": "bits/label", "targets": len(out)},
             "delta_bits_per_label": DELTA_BITS}

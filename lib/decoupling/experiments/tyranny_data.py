@@ -132,8 +132,8 @@ def _pretraining_data(cfg: DataConfig) -> dict:
         "bodies": info, "tokens": [b["tokens"] for b in info], "targets": list(cfg.targets),
         "seeds": list(cfg.seeds), "ends": list(cfg.protocol.ends),
         "per_target": per_target,
-        "slope_bits_per_doubling": ci["value"], "slope_ci": [ci["lo"], ci["hi"]],
-        "last_minus_first": ci_fl["value"], "last_minus_first_ci": [ci_fl["lo"], ci_fl["hi"]],
+        "slope_bits_per_doubling": ci.value, "slope_ci": [ci.lo, ci.hi],
+        "last_minus_first": ci_fl.value, "last_minus_first_ci": [ci_fl.lo, ci_fl.hi],
     }
 
 

@@ -1,17 +1,22 @@
-"""What the zoo's records say: the findings over (model, target) cells, and the like-with-like leaderboard.
+"""What the zoo's records say: the findings over (model, target) cells, the like-with-like leaderboard, and
+every number, table and figure series the pages show of them.
 
-Kept apart from `experiments.zoo` so that the statistics can change without changing the records' keys.
-Everything here reads the records `zoo.zoo_cell` and `zoo.zoo_reference` return; nothing trains.
+Kept apart from `experiments.zoo` so that the statistics can change without changing the records' keys (and
+`zoo` must never import this module). Everything here reads the records `zoo.zoo_cell` and
+`zoo.zoo_reference` return; nothing trains. Used by book/leaderboard.md and book/generality.md (its section
+on real platforms); each page cell makes one call here and shows what comes back.
 
 Conventions. A *paired difference* of rows a and b on a target is, per run r that both coded,
 (L_b(r) − L_a(r)) / n bits per label: positive when a codes the labels in fewer bits. Both rows coded the
 same examples in the same order (the run fixes them), so the difference is paired on identical blocks.
-Intervals are over runs within a target (Student-t, `core.intervals.mean_ci`) and, over several targets,
-clustered (targets first: `core.intervals.clustered_ci`). Sentiment targets are decided apart from the
-code and prose ones, because a lab model's training data may hold text like theirs (all-MiniLM-L6-v2's
-and all-mpnet-base-v2's cards list code-search and question-answering corpora; SmolLM2 was trained on
-code and web text): a gain there may be memory of similar text rather than transfer.
-Used by book/leaderboard.md and book/generality.md.
+Intervals are over runs within a target (Student-t, `core.intervals.mean_ci`). Averages over targets (the
+leaderboard's score, a group's mean) are shown with a clustered interval (targets first), but no finding is
+decided by one: the targets are a fixed suite of six, not a sample of tasks, so a claim about a group of them
+is decided target by target (`core.verdicts.on_every`: it holds when it holds on every target, does not hold
+when some target's interval lies wholly on the other side). Sentiment targets are decided apart from the code
+and prose ones, because a lab model's training data may hold text like theirs (all-MiniLM-L6-v2's and
+all-mpnet-base-v2's cards list code-search and question-answering corpora; SmolLM2 was trained on code and
+web text): a gain there may be memory of similar text rather than transfer.
 """
 from __future__ import annotations
 
@@ -19,10 +24,13 @@ import math
 
 import numpy as np
 
-from decoupling.core import intervals
+from decoupling.core import intervals, verdicts
+from decoupling.core.intervals import Interval
 from decoupling.core.prequential import CONTROL, SCRATCH
+from decoupling.core.verdicts import Finding
 from decoupling.experiments import zoo
 from decoupling.experiments.zoo import BODIES, LAB, PRETRAINED, SENTIMENT, TARGETS
+from decoupling.pipeline.page import fmt_interval
 
 REFERENCE = "tfidf"
 LABEL = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm2": "SmolLM2-135M-Instruct (Q4_1)",
@@ -30,7 +38,10 @@ LABEL = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm2": 
          REFERENCE: "TF-IDF + logistic regression"}
 CODE_PROSE = tuple(t for t in TARGETS if t not in SENTIMENT)
 GROUPS = {"sentiment": SENTIMENT, "code & prose": CODE_PROSE}
+KEY = {"sentiment": "sentiment", "code & prose": "code-prose"}  # a group's name inside a finding's name
 MARGIN = 0.05  # bits per label (or per held-out example): the book's equivalence bound, measures.DELTA_BITS
+RHO = 0.5  # a rank correlation above this: "ranks the way the bits do"
+FULL = ("full",)  # the zoo's findings are decided at `full` (a smoke zoo has a few dozen labels per target)
 
 
 class Zoo:
@@ -72,37 +83,35 @@ class Zoo:
     def common_targets(self, *rows: str) -> list[str]:
         return [t for t in TARGETS if all(t in self.targets_of(r) for r in rows)]
 
+    def first(self, model: str) -> dict:
+        """The model's cell on the first target it has (what every cell of a model shares: size, runs)."""
+        return next(c for (m, _), c in self.cells.items() if m == model)
+
+
+def label(row: str) -> str:
+    """A row's name on the pages: "all-mpnet-base-v2", "all-mpnet-base-v2 — random init"."""
+    model, _, init = row.partition("@")
+    return LABEL.get(model, model) + (" — random init" if init == SCRATCH else "")
+
 
 # ================================================================================== one comparison
 def compare(z: Zoo, a: str, b: str, targets=None) -> dict:
-    """a against b: per target (mean over runs, t interval), per group and over all targets (clustered)."""
+    """a against b: per target an `Interval` (mean over runs, t interval), and the mean over a group's
+    targets and over all of them with a clustered interval (shown, never decided on)."""
     targets = [t for t in (targets or TARGETS) if t in z.common_targets(a, b)]
     per = {t: z.paired(a, b, t) for t in targets}
-    out = {"a": a, "b": b, "per_target": {t: _ci(v) for t, v in per.items()}}
-    out["groups"] = {g: _clustered({t: per[t] for t in ts if t in per}) for g, ts in GROUPS.items()
+    out = {"a": a, "b": b, "per_target": {t: intervals.mean_ci(v) for t, v in per.items()}}
+    out["groups"] = {g: intervals.clustered_ci({t: per[t] for t in ts if t in per}) for g, ts in GROUPS.items()
                      if any(t in per for t in ts)}
-    out["all"] = _clustered(per) if per else None
+    out["all"] = intervals.clustered_ci(per) if per else None
     return out
 
 
-def _ci(values) -> dict:
-    c = intervals.mean_ci(values)
-    return {"value": float(c.value), "lo": float(c.lo), "hi": float(c.hi), "runs": len(values)}
+def group_parts(cmp: dict, group: str) -> dict[str, Interval]:
+    """The per-target intervals of a comparison on one group's targets: what `on_every` decides on."""
+    return {t: iv for t, iv in cmp["per_target"].items() if t in GROUPS[group]}
 
 
-def _clustered(per: dict) -> dict:
-    c = intervals.clustered_ci(per)
-    return {"value": float(c["value"]), "lo": float(c["lo"]), "hi": float(c["hi"]), "targets": len(per)}
-
-
-def verdict(ci: dict | None) -> str:
-    """holds when the interval lies above 0, does not hold when below, otherwise inconclusive."""
-    if not ci:
-        return "inconclusive"
-    return "holds" if ci["lo"] > 0 else "does not hold" if ci["hi"] < 0 else "inconclusive"
-
-
-# ================================================================================== the findings
 def vs_reference(z: Zoo, model: str) -> dict:
     """Is the platform worth using? Its probes against TF-IDF + logistic regression on the same blocks."""
     return compare(z, model, REFERENCE)
@@ -114,13 +123,12 @@ def vs_twin(z: Zoo, model: str) -> dict:
 
 
 def control(z: Zoo, model: str) -> dict:
-    """θ0 against θ0' (two random inits of the model's architecture), with its equivalence verdict per
-    target: a two one-sided test at 5%, i.e. the 90% t interval inside ±MARGIN."""
-    out = compare(z, f"{model}@{CONTROL}", f"{model}@{SCRATCH}")
-    for t, c in out["per_target"].items():
-        v = z.paired(f"{model}@{CONTROL}", f"{model}@{SCRATCH}", t)
-        c90 = intervals.mean_ci(v, level=0.90)
-        c["equivalence"] = intervals.tost(c90.lo, c90.hi, MARGIN)
+    """θ0′ against θ0 (two random inits of the model's architecture): per target the paired difference and
+    its equivalence decision (two one-sided tests at 5%: the 90% t interval inside ±MARGIN holds)."""
+    a, b = f"{model}@{CONTROL}", f"{model}@{SCRATCH}"
+    out = compare(z, a, b)
+    out["equivalence"] = {t: verdicts.equivalent(z.paired(a, b, t), MARGIN) for t in out["per_target"]}
+    out["equivalent"] = sum(d.verdict == verdicts.HOLDS for d in out["equivalence"].values())
     return out
 
 
@@ -135,58 +143,83 @@ def scale_of_pretraining(z: Zoo, big: str = "smollm2", bodies=BODIES) -> dict:
     return {b: compare(z, big, b, CODE_PROSE) for b in bodies if b.split("@")[0] in z.models}
 
 
-def platform_serves_tasks(z: Zoo, model: str = "mpnet") -> dict:
+def platform_serves_tasks(z: Zoo, model: str = "mpnet") -> dict[str, Interval]:
     """One frozen platform with a linear head per task against each task's specialist (TF-IDF + logistic
-    regression fitted on that task), on the held-out rows: bits per held-out example of the fits on all n
-    coded labels, paired by run. Non-inferiority: on every task the platform may be worse by at most MARGIN
-    (the upper end of the 95% interval of platform − specialist below MARGIN)."""
+    regression fitted on that task), on the held-out rows: per target, the platform's minus the specialist's
+    bits per held-out example of the fits on all n coded labels, paired by run (t interval)."""
     per = {}
     for t in z.common_targets(model, REFERENCE):
         c, r = z.cells[(model, t)], z.refs[t]
         mine = dict(zip(c["runs_seeds"], (b[-1] for b in c["runs"][PRETRAINED]["test_bits"])))
         spec = dict(zip(r["runs_seeds"], (b[-1] for b in r["test_bits"])))
-        per[t] = _ci([mine[k] - spec[k] for k in sorted(set(mine) & set(spec))])
-    worst = max((v["hi"] for v in per.values()), default=math.inf)
-    best_lo = max((v["lo"] for v in per.values()), default=-math.inf)
-    v = "holds" if worst < MARGIN else "does not hold" if best_lo > MARGIN else "inconclusive"
-    return {"model": model, "per_target": per, "verdict": v, "worst_hi": worst, "margin": MARGIN}
+        per[t] = intervals.mean_ci([mine[k] - spec[k] for k in sorted(set(mine) & set(spec))])
+    return per
 
 
+# ================================================================================== rank correlations
 def spearman(x, y) -> float:
+    """Spearman's rho; NaN where a side is constant (no ranking to compare)."""
     from scipy.stats import spearmanr
+    if len(set(map(float, x))) < 2 or len(set(map(float, y))) < 2:
+        return math.nan
     return float(spearmanr(x, y).statistic)
 
 
-def _fisher(rho: float, n: int) -> tuple[float, float]:
-    """95% interval of a Spearman correlation over n pairs: Fisher's z with the standard error
-    1.03/sqrt(n − 3) that Fieller, Hartley & Pearson (1957) give for Spearman's rho."""
+def rank_interval(x, y) -> Interval:
+    """Spearman's rho over n pairs with its 95% interval by Fisher's z, with the standard error
+    1.03/sqrt(n − 3) that Fieller, Hartley & Pearson (1957) give for Spearman's rho, and `p` against rho = 0.
+    It treats the n pairs as independent. Fewer than 5 pairs (or a constant side): no interval, (−1, 1).
+    (`core.verdicts` tests another threshold by reading the interval's two sides as a normal interval's,
+    which decides exactly as the interval does.)"""
+    n = len(x)
+    rho = spearman(x, y) if n > 2 else math.nan
     if n < 5 or not np.isfinite(rho):
-        return (-1.0, 1.0)
-    z, se = np.arctanh(np.clip(rho, -0.9999, 0.9999)), 1.03 / math.sqrt(n - 3)
-    return float(np.tanh(z - 1.96 * se)), float(np.tanh(z + 1.96 * se))
+        return Interval(rho, -1.0, 1.0, 0.95, n, math.nan, "fisher-z")
+    from scipy.stats import norm
+    zr, se = float(np.arctanh(np.clip(rho, -0.9999, 0.9999))), 1.03 / math.sqrt(n - 3)
+    p0 = float(2 * norm.sf(abs(zr) / se))  # against no correlation, on the z scale the interval is built on
+    return Interval(rho, float(np.tanh(zr - 1.96 * se)), float(np.tanh(zr + 1.96 * se)), 0.95, n, p0, "fisher-z")
+
+
+def _mean(v) -> float:
+    return float(np.mean(v))
 
 
 def kl_vs_bits(z: Zoo) -> dict:
-    """The essay's KL(q0 ‖ qP) against ΔL over every (model, target) cell: Spearman's rho with its interval,
-    and the seed-vs-seed floor (the same KL between θ0 and θ0', which share no pretraining at all)."""
+    """The essay's KL(q0 ‖ qP) against ΔL over every (model, target) cell (Spearman's rho with its interval),
+    with what explains it: the seed-vs-seed floor (the same KL between θ0 and θ0′, which share no
+    pretraining), how much the random twin's probe learned (log2 K minus its held-out bits per example: near
+    0 when θ0 stays near an uninformed guess) and how much the pretrained probe learned (the same for θP)."""
     rows = []
     for (m, t), c in z.cells.items():
-        kl = float(np.mean([k[-1] for k in c["pairs"][PRETRAINED]["essay_kl"]]))
-        floor = float(np.mean([k[-1] for k in c["pairs"][CONTROL]["essay_kl"]]))
-        dl = float(np.mean(z.paired(m, f"{m}@{SCRATCH}", t)))
-        rows.append({"model": m, "target": t, "kl": kl, "floor": floor, "dL": dl})
-    rho = spearman([r["kl"] for r in rows], [r["dL"] for r in rows]) if len(rows) > 2 else float("nan")
-    lo, hi = _fisher(rho, len(rows))
-    return {"cells": rows, "rho": rho, "lo": lo, "hi": hi, "n": len(rows),
+        log_k = math.log2(c["K"])
+        rows.append({"model": m, "target": t,
+                     "kl": _mean([k[-1] for k in c["pairs"][PRETRAINED]["essay_kl"]]),
+                     "floor": _mean([k[-1] for k in c["pairs"][CONTROL]["essay_kl"]]),
+                     "dL": _mean(z.paired(m, f"{m}@{SCRATCH}", t)),
+                     "twin_learned": log_k - _mean([b[-1] for b in c["runs"][SCRATCH]["test_bits"]]),
+                     "pretrained_learned": log_k - _mean([b[-1] for b in c["runs"][PRETRAINED]["test_bits"]])})
+    col = {k: [r[k] for r in rows] for k in ("kl", "floor", "dL", "twin_learned", "pretrained_learned")}
+    neg = [r for r in rows if r["dL"] < 0]
+    most = max(rows, key=lambda r: r["twin_learned"]) if rows else None
+    return {"cells": rows, "rho": rank_interval(col["kl"], col["dL"]), "n": len(rows),
+            "models": len({r["model"] for r in rows}), "targets": len({r["target"] for r in rows}),
             "above_floor": sum(r["kl"] > r["floor"] for r in rows),
-            "negative_dL_kl_above_floor": sum(r["dL"] < 0 and r["kl"] > r["floor"] for r in rows)}
+            "rho_learned": spearman(col["kl"], col["pretrained_learned"]) if len(rows) > 2 else math.nan,
+            "twin_learned_median": float(np.median(col["twin_learned"])) if rows else math.nan,
+            "pretrained_learned_median": float(np.median(col["pretrained_learned"])) if rows else math.nan,
+            "twin_learned_most": most,
+            "negative_dL": len(neg), "negative_dL_models": sorted({r["model"] for r in neg}),
+            "negative_dL_kl": (min((r["kl"] for r in neg), default=math.nan),
+                               max((r["kl"] for r in neg), default=math.nan)),
+            "negative_dL_kl_above_floor": sum(r["kl"] > r["floor"] for r in neg)}
 
 
-def proxies_vs_bits(z: Zoo, proxy: str = "logme") -> dict:
+def proxies_vs_bits(z: Zoo, proxy: str = "logme") -> dict[str, Interval]:
     """Do LogME / the H-score rank candidate features the way the code length does? Per target, every
     row's pretrained features and its random twin's are candidates (LogME is comparable only within a
-    target); rho between the proxy (first run's rows) and −L (mean over runs). Mean rho over targets with a
-    t interval over targets."""
+    target); Spearman's rho between the proxy (first run's rows) and −L (mean over runs), with its Fisher
+    interval over the candidates. The proxies are computed on the same labelled examples the code codes."""
     per = {}
     for t in TARGETS:
         xs, ys = [], []
@@ -199,18 +232,16 @@ def proxies_vs_bits(z: Zoo, proxy: str = "logme") -> dict:
                 p = first[init].get(proxy)
                 if p is not None and np.isfinite(p):
                     xs.append(p)
-                    ys.append(-float(np.mean(list(z.L(row, t).values()))) / z.n(t))
+                    ys.append(-_mean(list(z.L(row, t).values())) / z.n(t))
         if len(xs) >= 4:
-            per[t] = spearman(xs, ys)
-    c = intervals.mean_ci(list(per.values())) if len(per) >= 2 else None
-    return {"proxy": proxy, "per_target": per, "value": float(c.value) if c else float("nan"),
-            "lo": float(c.lo) if c else -1.0, "hi": float(c.hi) if c else 1.0, "targets": len(per)}
+            per[t] = rank_interval(xs, ys)
+    return per
 
 
 # ================================================================================== the leaderboard
 def leaderboard(z: Zoo, rows: list[str] | None = None) -> dict:
     """Rows ranked by their advantage over TF-IDF + logistic regression (the one reference every row is
-    coded against on identical blocks), clustered over targets. Only rows measured on every target are
+    coded against on identical blocks), averaged over targets. Only rows measured on every target are
     ranked; the others are listed apart. Between ranked neighbours: their paired difference with its
     interval (does the order between them mean anything?)."""
     rows = rows or [*z.models, *(f"{m}@{SCRATCH}" for m in z.models)]
@@ -218,9 +249,253 @@ def leaderboard(z: Zoo, rows: list[str] | None = None) -> dict:
     for r in rows:
         (full if len(z.targets_of(r)) == len(TARGETS) else partial).append(r)
     score = {r: compare(z, r, REFERENCE) for r in rows}
-    ranked = sorted(full, key=lambda r: -score[r]["all"]["value"])
+    ranked = sorted(full, key=lambda r: -score[r]["all"].value)
     gaps = [compare(z, a, b) for a, b in zip(ranked, ranked[1:])]
     return {"ranked": ranked, "apart": partial, "score": score, "gaps": gaps}
+
+
+def board_table(z: Zoo, board: dict) -> tuple[list[str], list[list]]:
+    """The leaderboard as (header, rows): rank, row, score vs TF-IDF, ΔL vs its twin, size, gap below."""
+    rows = []
+    for i, r in enumerate(board["ranked"]):
+        model, _, init = r.partition("@")
+        gap = board["gaps"][i]["all"] if i < len(board["gaps"]) else None
+        rows.append([i + 1, label(r), fmt_interval(board["score"][r]["all"]),
+                     "0 (itself)" if init else fmt_interval(vs_twin(z, model)["all"]),
+                     f"{z.first(model)['platform']['n_params'] / 1e6:.1f}M", fmt_interval(gap)])
+    return (["rank", "row", "score vs TF-IDF (bits/label)", "ΔL vs its random twin", "parameters",
+             "minus the row below (paired)"], rows)
+
+
+def per_target_table(board: dict) -> tuple[list[str], list[list]]:
+    """Each row's bits per label against TF-IDF on each target (mean over runs)."""
+    def cell(r, t):
+        iv = board["score"][r]["per_target"].get(t)
+        return f"{iv.value:+.3f}" if iv is not None else "–"
+    return (["row"] + [f"`{t}`" for t in TARGETS],
+            [[label(r)] + [cell(r, t) for t in TARGETS] for r in [*board["ranked"], *board["apart"]]])
+
+
+def inputs_table(z: Zoo) -> tuple[list[str], list[list]]:
+    """What each target gave every row: labels coded, classes, texts read, how many the budget cut."""
+    refs = [z.refs[t] for t in TARGETS if t in z.refs]
+    return (["target", "labels coded", "classes", "texts read (train + test)", "texts cut", "tokens at most"],
+            [[f"`{r['target']}`", r["n"], r["K"], f"{r['rows']} + {r['n_test']}", r["cut_train"] + r["cut_test"],
+              r["max_tokens"]] for r in refs])
+
+
+def per_target_figure(board: dict) -> dict[str, dict]:
+    """The bars of the per-target figure: for each ranked row, its mean and error bars on every target."""
+    out = {}
+    for r in board["ranked"]:
+        per = [board["score"][r]["per_target"][t] for t in TARGETS]
+        out[label(r)] = {"value": [iv.value for iv in per], "below": [iv.value - iv.lo for iv in per],
+                         "above": [iv.hi - iv.value for iv in per]}
+    return out
+
+
+def about(z: Zoo) -> dict:
+    """The numbers the pages state about the zoo they show: models, targets, labels, runs, test rows, the
+    common token budget and the size of our bodies."""
+    t0 = TARGETS[0]
+    bodies = [z.first(m) for m in z.models if zoo.is_body(m)]
+    return {"models": len(z.models), "targets": len(TARGETS), "labels": z.n(t0),
+            "runs": {label(m): len(z.first(m)["runs_seeds"]) for m in z.models},
+            "n_test": z.refs[t0]["n_test"] if t0 in z.refs else z.first(z.models[0])["n_test"],
+            "max_tokens": z.first(z.models[0])["max_tokens"],
+            "body_profile": bodies[0]["platform"]["body_profile"] if bodies else None}
+
+
+def apart(z: Zoo, board: dict) -> list[str]:
+    """The rows measured on fewer than all targets, each with its count of targets."""
+    return [f"{label(r)} ({len(z.targets_of(r))} targets)" for r in board["apart"]]
+
+
+def proxy_table(z: Zoo, proxies=("logme", "h_score")) -> tuple[list[str], list[list]]:
+    """Per target, each proxy's rank correlation with −L and its interval."""
+    per = {p: proxies_vs_bits(z, p) for p in proxies}
+    return (["target"] + [f"ρ ({p})" for p in proxies],
+            [[f"`{t}`"] + [fmt_interval(per[p].get(t), 2) for p in proxies] for t in TARGETS])
+
+
+# ================================================================================== the platforms' table
+def platforms_table(z: Zoo) -> tuple[list[str], list[list]]:
+    """Per model: ΔL vs its twin over all targets, vs TF-IDF per group (means with clustered intervals,
+    shown), and on how many targets the θ0′ control was shown equivalent."""
+    rows = []
+    for m in z.models:
+        ref, ctl = vs_reference(z, m), control(z, m)
+        groups = [fmt_interval(ref["groups"].get(g)) for g in GROUPS]
+        rows.append([LABEL[m], fmt_interval(vs_twin(z, m)["all"]), *groups,
+                     f"{ctl['equivalent']} of {len(ctl['per_target'])}"])
+    return (["row", "ΔL vs random twin (6 targets)", "vs TF-IDF: sentiment (4)", "vs TF-IDF: code & prose (2)",
+             "θ0′ control equivalent (±0.05)"], rows)
+
+
+def controls_all_equivalent(z: Zoo) -> bool:
+    """Was the θ0′ control shown equivalent on every target of every model?"""
+    return all(c["equivalent"] == len(c["per_target"]) for c in (control(z, m) for m in z.models))
+
+
+def larger_table(z: Zoo) -> tuple[list[str], list[list]]:
+    big = larger_vs_smaller(z)
+    return (["target", "mpnet − MiniLM: bits/label saved (paired runs)"],
+            [[f"`{t}`", fmt_interval(iv)] for t, iv in big["per_target"].items()])
+
+
+def scale_table(z: Zoo) -> tuple[list[str], list[list]]:
+    sm = scale_of_pretraining(z)
+    return (["SmolLM2 − …", *[f"`{t}`" for t in CODE_PROSE]],
+            [[LABEL[b]] + [fmt_interval(c["per_target"].get(t)) for t in CODE_PROSE] for b, c in sm.items()])
+
+
+def serves_table(z: Zoo) -> tuple[list[str], list[list]]:
+    return (["target", "mpnet probe − TF-IDF specialist: held-out bits/example"],
+            [[f"`{t}`", fmt_interval(iv)] for t, iv in platform_serves_tasks(z).items()])
+
+
+def kl_figure(z: Zoo) -> dict:
+    """The points of the KL-vs-ΔL figure: per model (its label) the cells' KL and ΔL; the floors."""
+    kv = kl_vs_bits(z)
+    per = {LABEL[m]: {"kl": [r["kl"] for r in kv["cells"] if r["model"] == m],
+                      "dL": [r["dL"] for r in kv["cells"] if r["model"] == m]} for m in z.models}
+    return {"models": per, "floor": [r["floor"] for r in kv["cells"]]}
+
+
+# ================================================================================== the findings
+ESSAY_BEATS = ("a pretrained platform gives a new task information a model trained from scratch lacks; for a "
+               "practitioner it is worth using only if it beats a competent model with no pretraining")
+
+
+def beats_reference(z: Zoo, model: str, group: str) -> Finding:
+    """`<model>-beats-reference-<group>`: on every target of the group, the platform's probes code the
+    labels in fewer bits than TF-IDF + logistic regression on the same blocks."""
+    parts = group_parts(vs_reference(z, model), group)
+    return Finding(
+        f"{model}-beats-reference-{KEY[group]}", essay=ESSAY_BEATS,
+        criterion=f"on each of the {len(GROUPS[group])} {group} targets, the 95% t interval over runs of "
+                  f"L(TF-IDF) − L({model}) per label, paired on identical blocks, lies above 0 (holds when it "
+                  "does on every target; does not hold when on some target it lies below 0; otherwise "
+                  "inconclusive)",
+        decision=verdicts.on_every(parts, 0.0), applies_to=FULL,
+        detail=f"{LABEL[model]}, linear probes on frozen features, {len(parts)} targets")
+
+
+def larger_platform(z: Zoo, group: str, larger: str = "mpnet", smaller: str = "minilm") -> Finding:
+    """`larger-platform-more-bits-<group>`: mpnet codes every target of the group in fewer bits than MiniLM."""
+    parts = group_parts(larger_vs_smaller(z, larger, smaller), group)
+    return Finding(
+        f"larger-platform-more-bits-{KEY[group]}",
+        essay="scale helps: a larger, better-pretrained platform gives a new task more information",
+        criterion=f"on each of the {len(GROUPS[group])} {group} targets, the 95% t interval over runs of "
+                  f"L(MiniLM) − L(mpnet) per label, paired on identical blocks, lies above 0 (holds when it does "
+                  "on every target; does not hold when on some target it lies below 0)",
+        decision=verdicts.on_every(parts, 0.0), applies_to=FULL,
+        detail=f"{LABEL[larger]} ({z.first(larger)['platform']['params']}) against {LABEL[smaller]} "
+               f"({z.first(smaller)['platform']['params']})")
+
+
+def far_larger_pretraining(z: Zoo) -> Finding:
+    """`far-larger-pretraining-more-bits`: SmolLM2 beats each of our bodies on both code and prose targets."""
+    parts = {f"{b} on {t}": iv for b, c in scale_of_pretraining(z).items() for t, iv in c["per_target"].items()}
+    return Finding(
+        "far-larger-pretraining-more-bits",
+        essay="memorisation at scale is not generalisation, but a platform pretrained on far more code and prose "
+              "should still give the code and prose targets more bits than a small one",
+        criterion="SmolLM2's probes beat each of our code and prose bodies' on both the code and the prose target: "
+                  "every per-target 95% interval (t over runs, paired blocks) above 0 holds; any below 0 does not "
+                  "hold; otherwise inconclusive",
+        decision=verdicts.on_every(parts, 0.0), applies_to=FULL,
+        detail="four (body, target) pairs; our bodies are the CPU-size ones")
+
+
+def serves_tasks(z: Zoo, model: str = "mpnet") -> Finding:
+    """`one-platform-serves-tasks`: non-inferiority of one platform to a specialist per task, on every task."""
+    return Finding(
+        "one-platform-serves-tasks",
+        essay="one platform, adapted per task, serves many tasks about as well as a specialist built for each",
+        criterion=f"on every one of the six targets, all-mpnet-base-v2's frozen features with that task's linear "
+                  f"head are not worse than TF-IDF + logistic regression fitted on the task by more than {MARGIN} "
+                  f"bits per held-out example (the 95% interval of platform − specialist lies below {MARGIN}); "
+                  f"does not hold if on some target it lies above the margin",
+        decision=verdicts.on_every(platform_serves_tasks(z, model), MARGIN, "<"), applies_to=FULL,
+        detail="platform − specialist, held-out bits per example; negative: the platform is better")
+
+
+def kl_tracks_bits(z: Zoo) -> Finding:
+    """`essay-kl-tracks-bits`: over every cell, the essay's KL ranks cells the way ΔL does."""
+    kv = kl_vs_bits(z)
+    return Finding(
+        "essay-kl-tracks-bits",
+        essay="the information a platform gives a task is the KL divergence between the predictions of the model "
+              "trained from random weights and of the pretrained one",
+        criterion=f"over every (model, target) cell of the zoo, Spearman's ρ between the essay's KL and ΔL has a 95% "
+                  f"interval (Fisher z) above {RHO} (holds: KL ranks cells the way the bits do); below {RHO} does "
+                  "not hold; otherwise inconclusive",
+        decision=verdicts.above(kv["rho"], RHO), applies_to=FULL,
+        detail=f"{kv['n']} cells ({kv['models']} models × {kv['targets']} targets, not independent draws: the "
+               f"interval treats them as if they were); KL above its seed-vs-seed floor in {kv['above_floor']}; "
+               f"cells with ΔL < 0: {kv['negative_dL']}, of which KL above the floor: "
+               f"{kv['negative_dL_kl_above_floor']}")
+
+
+def proxies_rank_like_bits(z: Zoo, proxy: str = "logme") -> Finding:
+    """`proxies-rank-like-bits`: on every target, LogME ranks the candidate features the way −L does."""
+    parts = proxies_vs_bits(z, proxy)
+    return Finding(
+        "proxies-rank-like-bits",
+        essay="a model's generality is the information it gives new tasks; a cheap score of frozen features that "
+              "ranks models the way the bits do would let one choose a platform from one closed-form fit on the "
+              "task's labelled examples instead of coding them block by block (it still needs the labels: "
+              "LogME is computed on the same examples the code length codes)",
+        criterion=f"on each of the six targets, Spearman's ρ between LogME and −L over the candidates (every "
+                  f"row's pretrained and random-init features) has a 95% interval (Fisher z) above {RHO} (holds "
+                  f"when it does on every target); does not hold if on some target it lies below {RHO}; "
+                  "inconclusive otherwise",
+        decision=verdicts.on_every(parts, RHO), applies_to=FULL,
+        detail=f"{len(parts)} targets, {max((iv.n for iv in parts.values()), default=0)} candidates per target; "
+               f"the H-score by the same rule: {verdicts.on_every(proxies_vs_bits(z, 'h_score'), RHO).verdict}")
+
+
+def platform_findings(z: Zoo) -> dict[str, list[Finding]]:
+    """The generality chapter's zoo findings that the models in these records can decide, by the table they
+    sit under: "reference" (each lab platform against TF-IDF), "larger" (mpnet against MiniLM), "scale"
+    (SmolLM2 against our bodies), "serves" (one platform against a specialist per task)."""
+    has = set(z.models)
+    return {"reference": [beats_reference(z, m, g) for m in LAB if m in has for g in GROUPS],
+            "larger": [larger_platform(z, g) for g in GROUPS] if {"mpnet", "minilm"} <= has else [],
+            "scale": [far_larger_pretraining(z)] if "smollm2" in has else [],
+            "serves": [serves_tasks(z)] if "mpnet" in has else []}
+
+
+# ================================================================================== one call per page cell
+def board_page(z: Zoo) -> dict:
+    """Everything book/leaderboard.md shows of the ranking: the board, its tables, the figure's bars, the
+    rows listed apart and the numbers its sentences quote."""
+    board = leaderboard(z)
+    return {"board": board, "table": board_table(z, board), "apart": apart(z, board), "about": about(z),
+            "per_target": per_target_table(board), "inputs": inputs_table(z), "figure": per_target_figure(board)}
+
+
+def proxies_page(z: Zoo) -> dict:
+    """The leaderboard's section on cheap proxies: the per-target table and its finding."""
+    return {"table": proxy_table(z), "finding": proxies_rank_like_bits(z)}
+
+
+def platforms_page(z: Zoo) -> dict:
+    """The generality chapter's section on real platforms: its tables, the numbers its sentences quote, and
+    the findings the models present can decide (`platform_findings`)."""
+    has = set(z.models)
+    return {"table": platforms_table(z), "about": about(z), "controls_equivalent": controls_all_equivalent(z),
+            "larger": larger_table(z) if {"mpnet", "minilm"} <= has else None,
+            "scale": scale_table(z) if "smollm2" in has else None,
+            "serves": serves_table(z) if "mpnet" in has else None,
+            "findings": platform_findings(z)}
+
+
+def kl_page(z: Zoo) -> dict:
+    """The KL-against-bits figure's points, the numbers its reading quotes, and its finding."""
+    return {"figure": kl_figure(z), "numbers": kl_vs_bits(z), "finding": kl_tracks_bits(z)}
 
 
 # ================================================================================== what a chapter asks for

@@ -1,13 +1,17 @@
 """A chapter's context inside its notebook: run experiments, draw figures, record claims.
 
+    from decoupling.core import verdicts
     from decoupling.experiments import memory as E
     from decoupling.pipeline.book import Chapter
 
     ch = Chapter("memory", profile=profile, seed=seed)           # profile/seed injected by papermill
     res = ch.run(E.context_gating, ch.config(E.GATING, seeds=ch.seeds(E.GATING)))  # from the store if it can
     ch.figure(fig, "memory-gating")                                # PNG+SVG+sidecar, card under it
-    ch.check("no-context-at-chance", passed=..., value=..., statement="...")
-    ch.finding("gate-precision", essay="...", criterion="...", value=..., ci=..., verdict=...)
+    ch.add(verdicts.Check("no-context-at-chance", statement="...", passed=..., value=...))
+    ch.add(verdicts.Finding("gate-precision", essay="...", criterion="...", decision=...))
+
+The chapter's summary module builds those Checks and Findings (`core.verdicts` decides them); the page
+only adds them, e.g. `ch.add(S.findings["gate-precision"])`.
 
 State goes to <build>/records/<chapter>.json after every call (atomically), so the rebuild can read the
 claims and the status page even when a later cell fails.
@@ -78,6 +82,26 @@ class Chapter:
         self._pending.append(run)
         self._save()
         return rec.value
+
+    def declared(self, group: str) -> list:
+        """This chapter's declared runs (`pipeline.plan`) of `group`, in order: what `decoupling compute`
+        computes for it. Their configs are `.cfg`."""
+        from decoupling.pipeline import plan
+        out = [r for r in plan.runs(self.name, self.profile, self.seed) if r.group == group and not r.artifact]
+        if not out:
+            groups = sorted({r.group for r in plan.runs(self.name, self.profile, self.seed) if not r.artifact})
+            raise KeyError(f"chapter {self.name!r} declares no runs {group!r} at {self.profile!r}; "
+                           f"its groups: {', '.join(groups)}")
+        return out
+
+    def results(self, group: str) -> list[dict]:
+        """The values of every declared run of `group`, through the results store (`run`)."""
+        return [self.run(r.fn, r.cfg) for r in self.declared(group)]
+
+    def result(self, group: str) -> dict:
+        """The value of the one declared run of `group`."""
+        (value,) = self.results(group)
+        return value
 
     # -- figures ----------------------------------------------------------------------------------
     def figure(self, fig, fig_id: str, runs: list[dict] | None = None):
@@ -170,6 +194,20 @@ class Chapter:
         c = _claims.Claim(self.name, name, "finding", self.profile, tuple(applies_to), essay, _num(value),
                           _interval(ci), verdict, anchor, detail, criterion=criterion.strip(), warning=warning)
         self._add(c)
+
+    def add(self, claim) -> None:
+        """Record a `core.verdicts.Finding` or `Check` (decided by the library) and show its box: its
+        verdict, value, interval (bounds and level) and, for a finding, the p-value of the test behind it."""
+        from decoupling.core import verdicts
+        if isinstance(claim, verdicts.Finding):
+            self._add(_finding_claim(self, claim))
+        elif isinstance(claim, verdicts.Check):
+            iv = claim.interval
+            self._add(_claims.Claim(self.name, claim.name, "check", self.profile, tuple(claim.applies_to),
+                                    claim.statement, _num(claim.value), _bounds(iv), "pass" if claim.passed
+                                    else "fail", detail=claim.detail, level=_level(iv)))
+        else:
+            raise TypeError(f"Chapter.add takes a verdicts.Finding or verdicts.Check, not {type(claim).__name__}")
 
     def _add(self, c) -> None:
         """Record the claim and show its box. Nothing is returned, so a cell that ends with a claim shows
@@ -268,6 +306,30 @@ def _num(v):
     if isinstance(v, float):
         return round(v, 6)
     return v
+
+
+def _finding_claim(ch: Chapter, f) -> _claims.Claim:
+    d = f.decision
+    if d.verdict not in _claims.VERDICTS:
+        raise ValueError(f"verdict must be one of {_claims.VERDICTS}, not {d.verdict!r}")
+    if not f.criterion.strip():
+        raise ValueError(f"finding {f.name!r}: state its criterion: the observation that makes it hold, "
+                         "written before the value is known")
+    p = None if d.p is None or d.p != d.p else float(d.p)  # NaN: no p
+    return _claims.Claim(ch.name, f.name, "finding", ch.profile, tuple(f.applies_to), f.essay, _num(f.value),
+                         _bounds(d.interval), d.verdict, f.anchor, f.detail, criterion=f.criterion.strip(),
+                         p=p, level=_level(d.interval), rule=d.rule)
+
+
+def _bounds(iv):
+    """An Interval's (lo, hi), or None where it has none (one run, nothing measured)."""
+    if iv is None or not all(x == x and abs(x) != float("inf") for x in (iv.lo, iv.hi)):
+        return None
+    return _interval(iv.ci)
+
+
+def _level(iv):
+    return None if _bounds(iv) is None else float(iv.level)
 
 
 def _interval(ci):

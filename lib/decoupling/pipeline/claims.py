@@ -11,14 +11,14 @@
   CPU-sized `smoke` run of a finding only `full` can decide) is an illustration, not evidence: its box says
   where it is decided, and its verdict is neither snapshotted nor compared. A check is enforced where it
   applies and only recorded elsewhere.
-- A finding may record `p`, the p-value of the test that decides it, scaled so that its verdict is
-  "holds" or "does not hold" exactly when p < 0.05 (a CI against a threshold: the two-sided t-test
-  against that threshold; an equivalence: the larger of the two one-sided p-values). The scorecard
-  adjusts these over the findings a profile decides (Holm–Bonferroni, `holm_adjusted`).
+- Findings and checks are decided in `core.verdicts` (each chapter's summary module builds them) and
+  recorded with `Chapter.add`. A finding records `p`, the p-value of the test that decides it, scaled so
+  that its verdict is "holds" or "does not hold" exactly when p < 0.05. The scorecard adjusts these over
+  the findings a profile decides (Holm–Bonferroni, `holm_adjusted`); a finding decided at a profile that
+  records no p fails the build there (`problems`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import yaml
@@ -47,6 +47,8 @@ class Claim:
     criterion: str = ""            # finding: the observation that makes it "holds", written before the value
     warning: str = ""              # what is wrong with the claim itself (e.g. NO_CRITERION)
     p: float | None = None         # finding: p-value of the test behind its verdict (module docstring)
+    level: float | None = None     # the level of `ci` (0.95 unless an equivalence test's 0.90)
+    rule: str = ""                 # what the deciding rule tested (core.verdicts.Decision.rule)
 
     @property
     def key(self) -> str:
@@ -81,27 +83,6 @@ def decided_at(c: dict) -> str:
     return f"decided at {where} — the {c['profile']} value is an illustration, not a verdict"
 
 
-def verdict_from_ci(ci, threshold: float, predicted: str = ">") -> str:
-    """'holds' if the whole CI lies on the predicted side of `threshold`, 'does not hold' if it lies
-    wholly on the other side, else 'inconclusive'. predicted is '>' or '<'."""
-    lo, hi = ci
-    if any(map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)), (lo, hi))):
-        return "inconclusive"
-    if predicted == ">":
-        return "holds" if lo > threshold else ("does not hold" if hi <= threshold else "inconclusive")
-    return "holds" if hi < threshold else ("does not hold" if lo >= threshold else "inconclusive")
-
-
-def verdict_from_cis(cis, threshold: float, predicted: str = ">") -> str:
-    """A claim that must hold in every part (each direction, each target): 'holds' if every interval lies
-    on the predicted side of `threshold`, 'does not hold' if some interval lies wholly on the other side,
-    else 'inconclusive' (`verdict_from_ci` read part by part; no intervals: 'inconclusive')."""
-    verdicts = [verdict_from_ci(ci, threshold, predicted) for ci in cis]
-    if verdicts and all(v == "holds" for v in verdicts):
-        return "holds"
-    return "does not hold" if "does not hold" in verdicts else "inconclusive"
-
-
 def fmt(v, digits: int = 4) -> str:
     """A measured value as the book prints it (under a chapter's claim and on the status page: floats to 4
     significant digits; the scorecard asks for 3), lists and dicts element by element, a dash for nothing."""
@@ -120,42 +101,12 @@ def fmt_ci(ci, digits: int = 4) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- tests
-def p_vs_threshold(value, se, df, threshold: float) -> float:
-    """The p of a finding decided by a 95% t interval against `threshold` (`verdict_from_ci`): the two-sided
-    t-test of the mean against the threshold, below 0.05 exactly when the interval excludes it."""
-    from decoupling.core.intervals import t_p
-    return float(t_p(value, se, df, threshold)) if df else float("nan")
-
-
-def verdict_from_tost(eq: dict) -> str:
-    """The verdict of a finding whose essay side is a null ("no difference"), from
-    `core.intervals.equivalence`: "holds" when its 90% interval lies inside ±margin, "does not hold" when
-    it lies wholly outside, else "inconclusive"."""
-    return {"equivalent": "holds", "different": "does not hold"}.get(eq["verdict"], "inconclusive")
-
-
-def p_tost(eq: dict) -> float:
-    """The p of a finding decided by `verdict_from_tost`, below 0.05 exactly when it holds or does not hold:
-    the TOST p, except where the interval lies wholly beyond the margin, where it is the one-sided p of a
-    difference beyond it."""
-    return float(eq["p_beyond"] if eq["verdict"] == "different" else eq["p"])
-
-
-def record_p(ch, name: str, p) -> None:
-    """Store on finding `name` of chapter `ch` (a pipeline.book.Chapter) the p-value of the test that
-    decided it, and rewrite the chapter's record."""
-    for c in ch.claims:
-        if c.name == name:
-            c.p = None if p is None or (isinstance(p, float) and math.isnan(p)) else float(p)
-    ch._save()
-
-
 def holm_adjusted(claims: list[dict], alpha: float = 0.05) -> dict[str, dict]:
     """{"chapter/name": {"p", "p_holm", "verdict"}} for a family of findings (dicts): Holm–Bonferroni over
     the p-values they record. A verdict of "holds" or "does not hold" stays only if its adjusted p is below
-    `alpha`, else it becomes "inconclusive". A finding that records no p keeps its verdict and has no
-    adjusted p; it still counts in the family as p = 1 (so the others' adjustment is not made smaller by
-    leaving it out)."""
+    `alpha`, else it becomes "inconclusive". Every finding a build accepts records its p (`problems`); one
+    from an older record that has none keeps its verdict and has no adjusted p, and still counts in the
+    family as p = 1 (so the others' adjustment is not made smaller by leaving it out)."""
     from decoupling.core.intervals import holm
     keyed = {f"{c['chapter']}/{c['name']}": c for c in claims}
     ps = {k: (c.get("p") if c.get("p") is not None else 1.0) for k, c in keyed.items()}
@@ -191,8 +142,10 @@ def box_md(c: dict) -> str:
         text += f" **Holds if:** {_sentence(c['criterion'])}"
     if illustration:
         text += f" — **{decided_at(c)}**"
-    ci = f" (95% CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
+    ci = f" ({c.get('level') or 0.95:.0%} CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
     text += f" — measured **{fmt(c.get('value'))}**{ci}"
+    if c["kind"] == "finding" and c.get("p") is not None and not illustration:
+        text += f", p = {fmt(c['p'], 2)}"
     if c.get("anchor"):
         text += f"; published: {c['anchor']}"
     if c["kind"] == "check" and not decides(c):
@@ -221,8 +174,9 @@ def verdicts(claims: list[dict], profile: str) -> dict[str, str]:
 
 
 def problems(claims: list[dict], expected: dict | None, profile: str) -> list[str]:
-    """Why the rebuild must fail: failing checks and findings whose verdict differs from the snapshot.
-    With `expected` None the verdicts are being measured, not judged (a GPU run brought home): checks only."""
+    """Why the rebuild must fail: failing checks, findings that record no p-value and findings whose
+    verdict differs from the snapshot. With `expected` None the verdicts are being measured, not judged (a
+    GPU run brought home): no snapshot comparison."""
     out = []
     exp = (expected or {}).get(profile, {}) or {}
     if expected is not None:  # a snapshot of an illustration would pass a smoke reading off as a verdict
@@ -233,6 +187,8 @@ def problems(claims: list[dict], expected: dict | None, profile: str) -> list[st
                            f"{profile} value is an illustration; remove its line from {EXPECTED_FILE}")
     for c in enforced(claims, profile):
         key = f"{c['chapter']}/{c['name']}"
+        if c["kind"] == "finding" and c.get("p") is None:  # the scorecard's Holm adjustment needs every p
+            out.append(f"finding {key} records no p-value: decide it with core.verdicts and record it with ch.add")
         if c["kind"] == "check" and c["verdict"] != "pass":
             out.append(f"check failed: {key}: {c['statement']} (measured {c['value']})")
         elif c["kind"] == "finding" and expected is not None:

@@ -84,7 +84,7 @@ DIGITS = 3  # significant digits of every number on the scorecard
 
 
 def _value(c: dict) -> str:
-    ci = f" (95% CI {fmt_ci(c.get('ci'), DIGITS)})" if c.get("ci") else ""
+    ci = f" ({c.get('level') or 0.95:.0%} CI {fmt_ci(c.get('ci'), DIGITS)})" if c.get("ci") else ""
     return fmt(c.get("value"), DIGITS) + ci
 
 
@@ -136,15 +136,18 @@ def scorecard_md(recs: dict, profile: str, expected: dict) -> str:
              "**Many findings, one error rate.** Each profile decides several findings, and with each one read "
              "at 5 % the chance that some verdict is a fluke grows with their number. So beside each verdict "
              "stands the verdict after a Holm–Bonferroni adjustment over the findings decided at that profile. "
-             "A finding records *p*, the p-value of the test behind its verdict, scaled so that the verdict "
-             "is *holds* or *does not hold* exactly when p < 0.05: for an interval against a threshold, the "
-             "two-sided t-test of the mean over runs (or over targets) against the threshold; for a finding "
-             "whose essay side is \"no difference\", the two one-sided tests of an equivalence margin (the "
-             "larger of their p-values, or the one-sided p of a difference beyond the margin when that is what "
-             "the interval shows). Holm sorts the m p-values, multiplies the i-th smallest by m − i + 1 and "
-             "keeps them non-decreasing; a verdict stays where its adjusted p is below 0.05 and becomes "
-             "*inconclusive* otherwise. A finding that records no p-value keeps its verdict unadjusted (\"–\") "
-             "and counts in the family as p = 1, which can only make the others' adjustment stricter. "
+             "Every finding records *p*, the p-value of the test behind its verdict (`core.verdicts`), scaled "
+             "so that the verdict is *holds* or *does not hold* exactly when p < 0.05: for an interval against "
+             "a threshold, the two-sided t-test of the mean over runs against the threshold; for a claim about "
+             "every target of a suite, decided target by target, the largest of the targets' p-values when it "
+             "holds and the smallest among the targets wholly on the other side when it does not; for a "
+             "finding whose essay side is \"no difference\", the two one-sided tests of an equivalence margin "
+             "(the larger of their p-values, or the one-sided p of a difference beyond the margin when that is "
+             "what the interval shows). Holm sorts the m p-values, multiplies the i-th smallest by m − i + 1 "
+             "and keeps them non-decreasing; a verdict stays where its adjusted p is below 0.05 and becomes "
+             "*inconclusive* otherwise. A build with a finding that records no p-value fails; a record made "
+             "before that rule shows \"–\" and counts in the family as p = 1, which can only make the others' "
+             "adjustment stricter. "
              "Numbers on this page show three significant digits.",
              ""]
     sections, summary = [], []

@@ -14,7 +14,8 @@ silently retraining for hours on a CPU or showing an outdated number as current.
 committed record at all, a `full` run on a machine without CUDA is refused with what to do (`NeedsGPU`)
 unless DECOUPLING_ALLOW_CPU_FULL=1 (`decoupling rebuild --allow-cpu-full`) says to compute it here anyway.
 An experiment that needs no GPU at any profile says so (`runs_on_cpu`): a `full` build computes it on a
-CPU like any other missing record, and `decoupling.pipeline.cpu_full` computes all of them into results/.
+CPU like any other missing record. `decoupling compute --profile full` computes every `full` record into
+results/, on a CPU or a GPU (`pipeline.compute`).
 """
 from __future__ import annotations
 
@@ -56,6 +57,21 @@ def _computing(root: Path, name: str):
 
 class NeedsGPU(RuntimeError):
     """A `full` result that nobody has computed on a GPU yet, asked for on a machine without CUDA."""
+
+
+DRAW_ONLY = "DECOUPLING_DRAW_ONLY"
+
+
+class NotComputed(RuntimeError):
+    """A record or artifact asked for while the store only draws (DECOUPLING_DRAW_ONLY=1, `decoupling
+    rebuild --draw-only`): the pages of such a build execute no experiment; `decoupling compute` makes
+    what is missing."""
+
+
+def _refuse_if_draw_only(name: str, profile: str) -> None:
+    if os.environ.get(DRAW_ONLY) == "1":
+        raise NotComputed(f"{name} at profile {profile!r} is not in the store, and this build only draws "
+                          f"records: compute it first with `decoupling compute --profile {profile}`")
 
 
 @dataclass
@@ -163,15 +179,16 @@ def run(fn: Callable, config, *, profile: str, store: Path | None = None, force:
     check_profile(profile)
     if not force and (rec := lookup(fn, config, profile, store)) is not None:
         return rec
+    _refuse_if_draw_only(experiment_name(fn), profile)
     from decoupling.core import device
     if profile == "full" and device.DEVICE.type != "cuda" and not runs_on_cpu(fn) and \
             os.environ.get(ALLOW_CPU_FULL) != "1":
         # `full` is sized for one H100: minutes there, hours on a laptop CPU. Say so instead of starting.
         raise NeedsGPU(
             f"{experiment_name(fn)} at profile 'full': no GPU-computed record in results/ and no CUDA GPU here "
-            f"({device.name()}). Compute it on a GPU with benchmarks/gpu_full.py and commit the returned "
-            f"results/, or here anyway with `decoupling rebuild --profile full --allow-cpu-full` "
-            f"({ALLOW_CPU_FULL}=1; hours on a CPU).")
+            f"({device.name()}). Compute the missing records with `decoupling compute --profile full` (on a GPU: "
+            f"benchmarks/gpu_full.py) and commit results/, or here inside the build with `decoupling rebuild "
+            f"--profile full --allow-cpu-full` ({ALLOW_CPU_FULL}=1).")
     logical, key, parts = keys(fn, config, profile)
     with _computing(store or paths.STORE_DIR, f"{parts['experiment']}-{key[:16]}"):
         if not force and (rec := lookup(fn, config, profile, store)) is not None:  # another process made it
@@ -215,14 +232,20 @@ def artifact(fn: Callable, config, *, profile: str, store: Path | None = None, f
 
     Chapters share pretrained bodies through this: the generality chapter pretrains them, the computers
     chapter finds them here instead of training again."""
-    import shutil
     check_profile(profile)
-    logical, key, parts = keys(fn, config, profile)
-    final = (store or paths.STORE_DIR) / "artifacts" / parts["experiment"] / f"{logical[:12]}-{key[:12]}"
+    final = artifact_path(fn, config, profile, store)
     if (final / "DONE").exists() and not force:
         return final
+    _refuse_if_draw_only(experiment_name(fn), profile)
+    logical, key, parts = keys(fn, config, profile)
     with _computing(store or paths.STORE_DIR, f"artifact-{parts['experiment']}-{key[:16]}"):
         return _build_artifact(fn, config, profile, final, key, parts, force)
+
+
+def artifact_path(fn: Callable, config, profile: str, store: Path | None = None) -> Path:
+    """Where `artifact` keeps (or will keep) the directory of `fn(config)`; finished when it holds DONE."""
+    logical, key, parts = keys(fn, config, profile)
+    return (store or paths.STORE_DIR) / "artifacts" / parts["experiment"] / f"{logical[:12]}-{key[:12]}"
 
 
 def _build_artifact(fn: Callable, config, profile: str, final: Path, key: str, parts: dict, force: bool) -> Path:

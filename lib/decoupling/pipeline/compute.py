@@ -1,0 +1,246 @@
+"""`decoupling compute`: every record a profile's pages read, computed without notebooks.
+
+The runs are the ones the chapters declare (`pipeline.plan`); the pages ask the results store for exactly
+those, so after `decoupling compute --profile P` a `decoupling rebuild --profile P --draw-only` executes no
+experiment at all. What it does, in order:
+
+1. looks every declared run up: *current* (in the store or in results/, computed by today's code and
+   data), *stale* (a results/ record computed by other code or data: recomputed, its file replaced) or
+   *missing*;
+2. `--count`: prints what computing the rest costs (records, bodies to pretrain, optimizer steps, tokens,
+   FLOPs, and minutes on this device: counted FLOPs over the training rate measured here), runs nothing;
+3. otherwise computes the missing runs: the pretrained bodies a missing record reads first, then the
+   records in book order, each written the moment it finishes. `--budget-min M` starts no new run after
+   M minutes, so a long profile is computed in chunks that each end cleanly; Ctrl-C keeps what finished;
+   the same command again continues where the last one stopped.
+
+At `full` the records go to results/ (to be committed; `--into store` keeps them local), at `smoke` to the
+local store. `--jobs N` runs N experiments side by side, one CPU thread each.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from decoupling import paths
+from decoupling.args import Parser, at_least, one_of
+from decoupling.pipeline import plan, store
+from decoupling.profiles import PROFILES
+from decoupling.progress import bar, report
+
+
+@dataclass
+class Item:
+    """One declared run and what the store holds of it."""
+    index: int              # its place in plan.book(...)
+    run: plan.Run
+    state: str              # "current", "stale" or "missing"
+    stale_path: str | None = None  # the results/ record a stale one replaces
+
+
+def survey(runs: list[plan.Run], root: Path | None) -> list[Item]:
+    """What the store (`root`, then results/) holds of each run."""
+    out = []
+    for i, r in enumerate(runs):
+        if r.artifact:
+            done = (store.artifact_path(r.fn, r.cfg, r.profile) / "DONE").exists()
+            out.append(Item(i, r, "current" if done else "missing"))
+            continue
+        rec = store.lookup(r.fn, r.cfg, r.profile, root)
+        if rec is None:
+            out.append(Item(i, r, "missing"))
+        elif rec.stale:
+            out.append(Item(i, r, "stale", rec.meta.get("path")))
+        else:
+            out.append(Item(i, r, "current"))
+    return out
+
+
+def todo(items: list[Item]) -> list[Item]:
+    """The records to compute and, before the first record that reads it, each missing body they need.
+    A body no missing record reads is not trained (its readers are all computed)."""
+    by_run = {it.run: it for it in items}
+    out, queued = [], set()
+    for it in items:
+        if it.run.artifact or it.state == "current":
+            continue
+        for body in it.run.needs:
+            b = by_run.get(body)
+            if b is not None and b.state == "missing" and body not in queued:
+                queued.add(body)
+                out.append(b)
+        out.append(it)
+    return out
+
+
+def compute_one(it: Item, root: Path | None) -> float:
+    """Compute one item (a body into the local store, a record into `root`); its wall seconds."""
+    t0 = time.perf_counter()
+    r = it.run
+    if r.artifact:
+        store.artifact(r.fn, r.cfg, profile=r.profile)
+    else:
+        store.run(r.fn, r.cfg, profile=r.profile, store=root, force=it.state == "stale")
+        if it.stale_path and Path(it.stale_path).resolve().is_relative_to(paths.RESULTS_DIR.resolve()) \
+                and Path(it.stale_path).exists():
+            # results/ holds one record per run, the current one (the new one has another key)
+            new = store.lookup(r.fn, r.cfg, r.profile, root)
+            if new is not None and Path(new.meta["path"]).resolve() != Path(it.stale_path).resolve():
+                Path(it.stale_path).unlink()
+    return time.perf_counter() - t0
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    os.environ[store.ALLOW_CPU_FULL] = "1"
+
+
+def _compute_in_worker(profile: str, chapters: tuple, seed: int, index: int, state: str, stale: str | None,
+                       root: str | None) -> float:
+    runs = plan.book(profile, chapters, seed)
+    return compute_one(Item(index, runs[index], state, stale), Path(root) if root else None)
+
+
+# ------------------------------------------------------------------------------------------ printing
+def _fmt_count(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e6 else f"{x:.3g}"
+
+
+def print_count(items: list[Item], work: list[Item], profile: str, chapters: tuple, seed: int,
+                every: bool) -> None:
+    from decoupling.pipeline import cost
+    shown = items if every else work
+    tallies = cost.count(profile, chapters, seed, [it.index for it in shown])
+    rate = cost.training_rate()
+    per_chapter = {ch: {it.run for it in items if it.run in set(plan.runs(ch, profile, seed))} for ch in chapters}
+    print(f"{'run':<58} {'state':<8} {'opt steps':>10} {'tokens/examples':>16} {'TFLOP':>8} {'eval bat':>9} {'est min':>8}")
+    total = cost.Tally()
+    for it, t in zip(shown, tallies):
+        total.add(t)
+        print(f"{it.run.label[:58]:<58} {it.state:<8} {t.steps:>10,} {_fmt_count(t.units):>16} {t.flops / 1e12:>8.2f} "
+              f"{t.eval_batches:>9,} {(t.flops / rate + t.host_s) / 60:>8.1f}")
+    print("-" * 122)
+    for ch in chapters:
+        mine = [it for it in items if it.run in per_chapter[ch]]
+        n_rec = [it for it in mine if not it.run.artifact]
+        print(f"{ch:<12} {len(n_rec)} records ({sum(it.state == 'current' for it in n_rec)} current, "
+              f"{sum(it.state == 'stale' for it in n_rec)} stale, {sum(it.state == 'missing' for it in n_rec)} missing); "
+              f"{sum(it.run.artifact for it in mine)} bodies ({sum(it.run.artifact and it.state == 'missing' for it in mine)} not trained yet)")
+    print(f"{'counted':<12} {len(shown)} runs ({'every declared run' if every else 'those to compute'}): "
+          f"{total.steps:,} optimizer steps ({total.member_steps:,} member steps), {_fmt_count(total.units)} tokens or "
+          f"examples trained on, {total.flops / 1e12:.1f} TFLOP, {total.eval_batches:,} forward-only batches")
+    print(f"{'estimate':<12} {(total.flops / rate + total.host_s) / 60:.1f} min on this device: counted FLOPs at the "
+          f"{rate / 1e9:.1f} GFLOP/s measured here on a small GPT-2 step, plus the recorder's host time; forward-only "
+          "passes outside the library's loops (the zoo's encoders) are not in it")
+
+
+# ------------------------------------------------------------------------------------------ the command
+def parser() -> Parser:
+    p = Parser(prog="decoupling compute", description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="smoke", type=one_of("profile", PROFILES),
+                   help=f"one of: {', '.join(PROFILES)} (default smoke)")
+    p.add_argument("--chapters", nargs="+", metavar="NAME", type=one_of("chapter", plan.CHAPTERS),
+                   default=list(plan.CHAPTERS), help=f"only these chapters' runs (default all: {', '.join(plan.CHAPTERS)})")
+    p.add_argument("--seed", type=at_least(0), default=0, help="the book's base seed, as `rebuild --seed` (default 0)")
+    p.add_argument("--count", action="store_true",
+                   help="print what the missing runs cost (records, steps, tokens, FLOPs, minutes here); run nothing")
+    p.add_argument("--all", action="store_true", help="with --count: count every declared run, computed or not")
+    p.add_argument("--budget-min", type=at_least(0, float, strict=True), metavar="M",
+                   help="start no new run after M minutes (a run under way finishes); the next call continues")
+    p.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
+                   help="compute N runs side by side, one CPU thread each (default 1: every core for one run)")
+    p.add_argument("--into", choices=("results", "store"),
+                   help="results: write records into results/ to commit; store: the local results store "
+                        "(default: results at full, store otherwise)")
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    a = p.parse_args(argv)
+    if a.all and not a.count:
+        p.error("--all only goes with --count")
+    into = a.into or ("results" if a.profile == "full" else "store")
+    root = paths.RESULTS_DIR if into == "results" else None
+    chapters = tuple(a.chapters)
+    os.environ[store.ALLOW_CPU_FULL] = "1"  # this command is how a CPU computes `full`
+    runs = plan.book(a.profile, chapters, a.seed)
+    items = survey(runs, root)
+    work = todo(items)
+    n_rec = sum(not it.run.artifact for it in items)
+    report(f"[compute] {a.profile}: {n_rec} records declared by {', '.join(chapters)}; "
+           f"{sum(it.state == 'current' for it in items if not it.run.artifact)} current, "
+           f"{sum(not it.run.artifact for it in work)} to compute "
+           f"({sum(it.state == 'stale' for it in work)} stale), {sum(it.run.artifact for it in work)} bodies to pretrain")
+    if a.count:
+        print_count(items, work, a.profile, chapters, a.seed, a.all)
+        return 0
+    if not work:
+        return 0
+    return _compute(work, a, chapters, root)
+
+
+def _compute(work: list[Item], a, chapters: tuple, root: Path | None) -> int:
+    budget_s = a.budget_min * 60 if a.budget_min else None
+    t0 = time.perf_counter()
+    done = 0
+    progress = bar(total=len(work), desc=f"compute {a.profile}", unit="run")
+    try:
+        if a.jobs == 1:
+            for it in work:
+                if budget_s is not None and time.perf_counter() - t0 >= budget_s:
+                    break
+                progress.set_postfix_str(it.run.label[:40])
+                s = compute_one(it, root)
+                done += 1
+                progress.update(1)
+                report(f"[compute] {done}/{len(work)} {it.run.label}: {s:.0f} s")
+        else:
+            done = _compute_parallel(work, a, chapters, root, budget_s, t0, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        report(f"[compute] stopped after {done} of {len(work)}; every finished run is kept: the same command "
+               "continues")
+        return 130
+    progress.close()
+    left = len(work) - done
+    minutes = (time.perf_counter() - t0) / 60
+    report(f"[compute] {done} computed in {minutes:.1f} min" + (
+        f"; budget spent, {left} left: run the same command again to continue" if left else ""))
+    return 0
+
+
+def _compute_parallel(work, a, chapters, root, budget_s, t0, progress) -> int:
+    """Bodies first (every record may read one), then records; `a.jobs` processes of one thread each."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    done = 0
+    threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        for phase in ([it for it in work if it.run.artifact], [it for it in work if not it.run.artifact]):
+            queue, running = list(phase), {}
+            while queue or running:
+                while queue and len(running) < a.jobs and (budget_s is None or time.perf_counter() - t0 < budget_s):
+                    it = queue.pop(0)
+                    f = pool.submit(_compute_in_worker, a.profile, chapters, a.seed, it.index, it.state,
+                                    it.stale_path, str(root) if root else None)
+                    running[f] = it
+                if not running:
+                    return done
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    it = running.pop(f)
+                    s = f.result()
+                    done += 1
+                    progress.update(1)
+                    report(f"[compute] {done}/{len(work)} {it.run.label}: {s:.0f} s")
+    return done
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`decoupling compute` (pipeline/compute.py): the declared runs, computed without notebooks, bodies before
+the records that read them, in chunks that stop between runs and resume, stale results/ records replaced."""
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from decoupling import paths
+from decoupling.pipeline import compute, plan, store
+
+CALLS: list[str] = []
+
+
+@dataclass(frozen=True)
+class Cfg:
+    name: str
+    pause: float = 0.0
+
+
+def toy_body(cfg: Cfg, out_dir: Path) -> dict:
+    CALLS.append(f"body {cfg.name}")
+    (out_dir / "weights.txt").write_text(cfg.name)
+    return {"body": cfg.name}
+
+
+def toy_record(cfg: Cfg) -> dict:
+    CALLS.append(cfg.name)
+    time.sleep(cfg.pause)
+    return {"name": cfg.name}
+
+
+toy_record.runs_on_cpu = True
+
+
+def _toy_plan(profile: str, seed: int = 0, pause: float = 0.0) -> list:
+    body = plan.Run("body", toy_body, Cfg("b"), profile, artifact=True)
+    unread = plan.Run("body", toy_body, Cfg("unread"), profile, artifact=True)
+    return [body, unread, plan.Run("reads-body", toy_record, Cfg("r1", pause), profile, needs=(body,)),
+            plan.Run("alone", toy_record, Cfg("r2", pause), profile),
+            plan.Run("alone", toy_record, Cfg("r3", pause), profile)]
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "STORE_DIR", tmp_path / "store")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(plan, "_DECLARED", {"toy": _toy_plan})
+    monkeypatch.setattr(plan, "CHAPTERS", ("toy",))
+    monkeypatch.setenv("DECOUPLING_PROGRESS", "0")
+    CALLS.clear()
+    return tmp_path
+
+
+def _states(profile="smoke"):
+    return [it.state for it in compute.survey(plan.book(profile, ("toy",)), None)]
+
+
+def test_bodies_first_then_records_and_a_second_call_computes_nothing(toy):
+    items = compute.survey(plan.book("smoke", ("toy",)), None)
+    assert [it.state for it in items] == ["missing"] * 5
+    # the body no missing record reads is not trained; the one r1 reads comes right before it
+    assert [it.run.cfg.name for it in compute.todo(items)] == ["b", "r1", "r2", "r3"]
+    assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
+    assert CALLS == ["body b", "r1", "r2", "r3"]
+    assert _states() == ["current", "missing", "current", "current", "current"]
+    assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
+    assert CALLS == ["body b", "r1", "r2", "r3"]  # nothing again
+
+
+def test_a_budget_stops_between_runs_and_the_next_call_continues(toy, monkeypatch):
+    monkeypatch.setattr(plan, "_DECLARED", {"toy": lambda p, s=0: _toy_plan(p, s, pause=0.2)})
+    # 0.002 min = 0.12 s: the body and r1 start inside it, r1 ends past it, so r2 does not start
+    assert compute.main(["--profile", "smoke", "--chapters", "toy", "--budget-min", "0.002"]) == 0
+    assert CALLS == ["body b", "r1"]
+    assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
+    assert CALLS == ["body b", "r1", "r2", "r3"]
+
+
+def test_full_goes_to_results_and_a_stale_record_there_is_replaced(toy):
+    from decoupling.core import device
+    if device.DEVICE.type == "cuda":
+        pytest.skip("the logical-key lookup of results/ is the CPU path")
+    assert compute.main(["--profile", "full", "--chapters", "toy"]) == 0
+    records = sorted((toy / "results").rglob("*.json"))
+    assert len(records) == 3 and not (toy / "store" / "test_compute.toy_record").exists()
+    body = json.loads(records[0].read_text())
+    body["meta"]["source"] = "another library"
+    body["checksum"] = store._checksum(body)
+    stale = records[0].with_name("0000000000000000.json")
+    stale.write_text(json.dumps(body))
+    records[0].unlink()
+    assert [it.state for it in compute.survey(plan.book("full", ("toy",)), paths.RESULTS_DIR)].count("stale") == 1
+    CALLS.clear()
+    assert compute.main(["--profile", "full", "--chapters", "toy"]) == 0
+    assert len(CALLS) == 1 and not stale.exists() and len(list((toy / "results").rglob("*.json"))) == 3
+
+
+def test_parallel_jobs_compute_the_same(toy, monkeypatch):
+    # worker processes import the plan afresh, so this toy chapter cannot reach them: one process here
+    items = compute.survey(plan.book("smoke", ("toy",)), None)
+    assert len(compute.todo(items)) == 4
+
+
+def test_mistakes_are_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        compute.main(["--profile", "smoke", "--chapters", "nope"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "valid chapters: computers, memory" in err
+    with pytest.raises(SystemExit):
+        compute.main(["--all"])
+
+
+def test_draw_only_refuses_to_compute(toy, monkeypatch):
+    monkeypatch.setenv(store.DRAW_ONLY, "1")
+    with pytest.raises(store.NotComputed, match="decoupling compute --profile smoke"):
+        store.run(toy_record, Cfg("x"), profile="smoke")
+    with pytest.raises(store.NotComputed):
+        store.artifact(toy_body, Cfg("y"), profile="smoke")
+    assert CALLS == []
+
+
+@pytest.mark.slow
+def test_count_prints_steps_tokens_and_minutes_for_a_chapter(capsys):
+    assert compute.main(["--profile", "smoke", "--chapters", "memory", "--count", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "memory       4 records" in out
+    for group in ("gating", "task_token", "prompting", "icl"):
+        assert f"\n{group} " in out
+    assert "optimizer steps" in out and "min on this device" in out
