@@ -114,6 +114,8 @@ def print_count(items: list[Item], work: list[Item], profile: str, chapters: tup
                 every: bool) -> None:
     from decoupling.pipeline import cost
     shown = items if every else work
+    report(f"[compute] counting {len(shown)} runs with the training loops replaced by recorders (nothing trains; "
+           f"a `full` body needs the larger corpora, prepared once by `decoupling data --profile full`)")
     tallies = cost.count(profile, chapters, seed, [it.index for it in shown])
     rate = cost.training_rate()
     per_chapter = {ch: {it.run for it in items if it.run in set(plan.runs(ch, profile, seed))} for ch in chapters}

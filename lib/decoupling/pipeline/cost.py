@@ -189,9 +189,10 @@ def _count_here(profile: str, chapters: tuple, seed: int, wanted: list[int]) -> 
     os.environ[store.ALLOW_CPU_FULL] = "1"
     _install()
     from decoupling.experiments import pretrain
+    from decoupling.progress import report
     runs = plan.book(profile, chapters, seed)
     out = []
-    for i in wanted:
+    for k, i in enumerate(wanted, 1):
         r, t = runs[i], Tally()
         with REC.scope(t):
             if r.artifact:  # its own run: charged to it, and kept in the temporary store for its readers
@@ -205,6 +206,7 @@ def _count_here(profile: str, chapters: tuple, seed: int, wanted: list[int]) -> 
             else:
                 r.fn(r.cfg)
         out.append(dataclasses.asdict(t))
+        report(f"[count] {k}/{len(wanted)} {r.label}: {t.steps:,} steps ({t.host_s:.0f} s to count)")
     return out
 
 
