@@ -57,13 +57,16 @@ def _states(profile="smoke"):
     return [it.state for it in compute.survey(plan.book(profile, ("toy",)), None)]
 
 
-def test_bodies_first_then_records_and_a_second_call_computes_nothing(toy):
+def test_bodies_first_then_records_and_a_second_call_computes_nothing(toy, monkeypatch):
+    monkeypatch.delenv(store.ALLOW_CPU_FULL, raising=False)
     items = compute.survey(plan.book("smoke", ("toy",)), None)
     assert [it.state for it in items] == ["missing"] * 5
     # the body no missing record reads is not trained; the one r1 reads comes right before it
     assert [it.run.cfg.name for it in compute.todo(items)] == ["b", "r1", "r2", "r3"]
     assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
     assert CALLS == ["body b", "r1", "r2", "r3"]
+    # it computes `full` on a CPU while it runs, and leaves its caller's environment as it was
+    assert store.ALLOW_CPU_FULL not in __import__("os").environ
     assert _states() == ["current", "missing", "current", "current", "current"]
     assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
     assert CALLS == ["body b", "r1", "r2", "r3"]  # nothing again

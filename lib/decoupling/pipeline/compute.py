@@ -19,6 +19,7 @@ local store. `--jobs N` runs N experiments side by side, one CPU thread each.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -169,7 +170,26 @@ def main(argv=None) -> int:
     into = a.into or ("results" if a.profile == "full" else "store")
     root = paths.RESULTS_DIR if into == "results" else None
     chapters = tuple(a.chapters)
-    os.environ[store.ALLOW_CPU_FULL] = "1"  # this command is how a CPU computes `full`
+    with _cpu_full_allowed():  # this command is how a CPU computes `full`
+        return _main(a, chapters, root)
+
+
+@contextlib.contextmanager
+def _cpu_full_allowed():
+    """store.run computes `full` records on a CPU while this command runs, and only then (a caller in the
+    same process, a test session say, gets its environment back)."""
+    before = os.environ.get(store.ALLOW_CPU_FULL)
+    os.environ[store.ALLOW_CPU_FULL] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(store.ALLOW_CPU_FULL, None)
+        else:
+            os.environ[store.ALLOW_CPU_FULL] = before
+
+
+def _main(a, chapters: tuple, root: Path | None) -> int:
     runs = plan.book(a.profile, chapters, a.seed)
     items = survey(runs, root)
     work = todo(items)

@@ -42,7 +42,7 @@ class Run:
                 if isinstance(getattr(cfg, k, None), str)]
         if (inputs := getattr(cfg, "inputs", None)) is not None:
             what.append(inputs.target)
-        what += [f"{getattr(cfg, k)} {k}" for k in ("steps", "seed") if self.artifact and hasattr(cfg, k)]
+        what += [f"{k} {getattr(cfg, k)}" for k in ("steps", "seed") if self.artifact and hasattr(cfg, k)]
         return " ".join([self.group, *what])
 
 
