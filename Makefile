@@ -3,9 +3,8 @@
 # is the quick check while editing: every test not marked slow (no chapter execution, no book build).
 SHELL := /bin/bash
 PROFILE ?= smoke
-# Chapters executed side by side by `make book`: two on a laptop CPU (each chapter's experiments use one
-# thread), one at `full` (one GPU).
-JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
+# Chapters executed side by side by `make book` (each chapter's experiments use one thread).
+JOBS ?= 2
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,7 +15,8 @@ DATA := .cache/data/manifest.json
 .PHONY: help book test test-fast data venv browser publish notebooks bench clean
 
 help:
-	@echo "make book [PROFILE=smoke|full]  build the book into _build/html (smoke: laptop CPU; full: one GPU)"
+	@echo "make book [PROFILE=smoke|full]  build the book into _build/html (smoke: computed here in ~20 min;"
+	@echo "                                full: drawn from the records committed under results/)"
 	@echo "make test                       run the whole test suite (includes a smoke build and a browser test)"
 	@echo "make test-fast                  run the tests not marked slow (a few minutes on a laptop)"
 	@echo "make data                       obtain and prepare the offline data (done by book/test)"
@@ -43,12 +43,14 @@ $(DATA): $(STAMP)
 
 data: $(DATA)
 
-# At smoke every declared record is computed first (`decoupling compute`), so the pages only draw them; at
-# full the pages draw the records committed under results/ (`decoupling compute --profile full` makes them).
+# The pages only draw records, at every profile. At smoke every declared record is computed first
+# (`decoupling compute`); at full the pages draw the records committed under results/ and train nothing
+# (`decoupling compute --profile full` makes them: about four hours on two CPU cores). The full corpora are
+# prepared even so: the records' keys name the data they were computed from.
 book: $(DATA)
 	@[ "$(PROFILE)" != full ] || $(PY) -m decoupling data --profile full  # the larger corpora, once
 	@[ "$(PROFILE)" = full ] || $(PY) -m decoupling compute --profile $(PROFILE) --jobs $(JOBS)
-	$(PY) -m decoupling rebuild --profile $(PROFILE) --jobs $(JOBS) $(if $(filter full,$(PROFILE)),,--draw-only)
+	$(PY) -m decoupling rebuild --profile $(PROFILE) --jobs $(JOBS) --draw-only
 
 # Debian's Chromium + ChromeDriver for the browser test (a test tool's own browser download does not work
 # here), and an emoji font so the test's screenshot shows the claims' marks. Best effort, never an error:

@@ -92,8 +92,8 @@ def test_memory_full_paths(full_env):
 # ====================================================================================== tyranny
 def test_tyranny_full_paths(full_env):
     full = T.SCALING["full"]
-    assert (full.block_size, full.eval_units, full.tokens_per_param) == (256, 500_000, 20.0)
-    # the full preset's code path (context 256, its held-out tail, batched seeds) at toy sizes and budgets
+    assert (full.block_size, full.eval_units, full.tokens_per_param) == (128, 500_000, 20.0)
+    # the full preset's code path (context 128, its held-out tail, batched seeds) at toy sizes and budgets
     s = R(full, sizes=((1, 8), (1, 16), (2, 16)), tokens_per_param=0.05, batch_size=2, eval_windows=8,
           seeds=(0, 1, 2), n_boot=50)
     sc = jsonable(T.scaling(s))

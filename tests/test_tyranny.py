@@ -177,12 +177,13 @@ def test_scaling_budget_follows_the_token_rule_and_is_deterministic():
 
 
 def test_full_scaling_preset_gives_every_size_20_tokens_per_parameter():
-    """The full ladder's budget is proportional to size (Hoffmann et al. 2022's ~20 tokens per parameter),
-    has ≥ 3 seeds and ≥ 1000 resamples, and no size repeats its text more than ~4 times."""
+    """The full ladder spans ≥ 2 decades of non-embedding parameters in ≥ 6 sizes, its budget is proportional
+    to size (Hoffmann et al. 2022's ~20 tokens per parameter), it has ≥ 3 seeds and ≥ 1000 resamples, and no
+    size reads its training bytes more than 4 times."""
     from decoupling.core import models
     full = E.SCALING["full"]
     assert full.tokens_per_param >= 20 and len(full.seeds) >= 3 and len(full.sizes) >= 6 and full.n_boot >= 1000
-    budgets = []
+    budgets, N = [], []
     for n_layer, d in full.sizes:
         mc = models.ModelConfig(n_layer=n_layer, n_head=max(1, d // full.head_dim), d_model=d, vocab_size=256,
                                 block_size=full.block_size)
@@ -190,9 +191,12 @@ def test_full_scaling_preset_gives_every_size_20_tokens_per_parameter():
         units = E.scaling_steps(P, full) * full.batch_size * full.block_size
         assert 20 * P <= units < 20 * P + full.batch_size * full.block_size
         budgets.append((P, units))
+        N.append(models.non_embedding_params(mc))
+    assert N == sorted(N) and math.log10(N[-1] / N[0]) >= 2.0
     ratios = [u / p for p, u in budgets]
     assert max(ratios) / min(ratios) < 1.5  # proportional, up to whole steps
-    assert budgets[-1][1] <= 4 * 5.3e6  # ≤ ~4 passes over the code corpus's training bytes
+    train_bytes = len(E.stream(full.domain, full.unit)) - full.eval_units
+    assert budgets[-1][1] <= 4 * train_bytes  # ≤ 4 passes over the code corpus's training bytes
     assert E.SCALING["smoke"].n_boot >= 1000 and len(E.SCALING["smoke"].seeds) >= 5
 
 
@@ -324,4 +328,24 @@ def test_pretraining_data_bodies_learn_and_fine_tunes_code_the_labels():
         per = b["eval_bits_per_seed"]
         assert len(per) == 2 and per[0] != per[1] and b["eval_bits_per_token"] == pytest.approx(np.mean(per))
     full = TD.DATA["full"]
-    assert len(full.body_steps) >= 4 and len(full.targets) >= 2 and len(full.seeds) >= 3
+    assert len(full.body_steps) >= 4 and len(full.targets) >= 3 and len(full.seeds) >= 3
+
+
+def test_full_presets_run_on_a_cpu_and_the_data_ladder_fits():
+    """Every chapter-3 experiment is computed on a CPU at `full` (the store does not ask for a GPU); the data
+    ladder spans ≥ 1.5 decades of pretraining steps up to chapter 4's body (its top point is that body), on
+    ≥ 3 text targets whose train splits hold the protocol's examples, at ≤ the bodies' context."""
+    from decoupling import data
+    from decoupling.experiments import generality, pretrain
+    from decoupling.experiments import tyranny_data as TD
+    from decoupling.pipeline import store
+    for fn in (E.scaling, E.memorization, E.compression, E.double_descent, TD.pretraining_data):
+        assert store.runs_on_cpu(fn), fn.__name__
+    full = TD.DATA["full"]
+    body = pretrain.PRETRAIN[full.body_profile]
+    assert list(full.body_steps) == sorted(set(full.body_steps)) and full.body_steps[-1] == body.steps
+    assert math.log10(full.body_steps[-1] / full.body_steps[0]) >= 1.5
+    assert set(full.targets) <= set(generality.TEXT_TARGETS) and len(set(full.targets)) >= 3
+    assert full.max_len <= body.model.block_size
+    for t in full.targets:
+        assert full.protocol.ends[-1] <= len(data.arrays(t)["train"][1]), t

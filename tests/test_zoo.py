@@ -84,7 +84,7 @@ def test_equal_inputs_encoders_and_reference_read_the_same_strings(monkeypatch, 
     from decoupling import paths
     monkeypatch.setattr(paths, "STORE_DIR", tmp_path)
     seen = _capture(monkeypatch)
-    sizes = dict(runs=(0, 1), runs_cheap=(0, 1), n_labels=32, n_test=16, max_tokens=24)
+    sizes = dict(runs=(0, 1), n_labels=32, n_test=16, max_tokens=24)
     target = "code/module"  # its texts are longer than the budget: every one is cut
     Z.zoo_reference(Z.reference_config(target, "smoke", **sizes))
     rec = Z.zoo_cell(Z.config("minilm", target, "smoke", **sizes))
@@ -106,7 +106,7 @@ def test_each_run_scores_its_own_test_rows_and_a_body_run_reads_its_own_body_see
     from decoupling import paths
     from decoupling.core.prequential import heldout_rows
     monkeypatch.setattr(paths, "STORE_DIR", tmp_path)
-    sizes = dict(runs=(0, 1), runs_cheap=(0, 1), n_labels=32, n_test=16, max_tokens=24)
+    sizes = dict(runs=(0, 1), n_labels=32, n_test=16, max_tokens=24)
     inp = Z.inputs(Z.config("body:code", "sentiment/tweets", "smoke", **sizes).inputs)
     t0, t1 = (set(inp["tests"][r].tolist()) for r in (0, 1))
     assert len(t0) == len(t1) == inp["n_test"] == 16 and t0 != t1
@@ -124,6 +124,45 @@ def test_each_run_scores_its_own_test_rows_and_a_body_run_reads_its_own_body_see
     rec = Z.zoo_cell(Z.config("body:code", "sentiment/tweets", "smoke", **sizes))
     assert set(seeds) == {0, 1} and rec["platform"]["body_seeds"] == [0, 1]
     assert rec["n_test"] == 16 and rec["test_rows"] == inp["test_rows"]
+    # blocks 0–16 and 16–32: the proxies read the first 16 labels of each run, and all 32
+    assert rec["ends"] == [16, 32] and rec["proxy_labels"] == 16
+    assert set(rec["proxies_first"]) == set(rec["proxies"]) == {"0", "1"}
+    assert rec["hps"] == [h.name for h in Z.PROBE_GRID]
+
+
+def test_every_row_and_the_reference_code_the_same_runs():
+    """Every model (lab platforms and bodies alike) codes five runs at `full` and the reference codes the
+    same five, so every paired difference pairs all of them; `smoke` three."""
+    for profile, runs in (("full", (0, 1, 2, 3, 4)), ("smoke", (0, 1, 2))):
+        assert {Z.config(m, t, profile).inputs.runs for m in Z.MODELS for t in Z.TARGETS} == {runs}
+        assert {Z.reference_config(t, profile).inputs.runs for t in Z.TARGETS} == {runs}
+    from decoupling.experiments import zoo_summary as S
+    refs, cells = S.configs("full", seed=2)
+    assert {c.inputs.runs for c in [*refs, *cells]} == {(2, 3, 4, 5, 6)}  # the book's seed shifts every run
+
+
+def test_the_proxies_read_the_largest_block_end_at_most_half_the_labels():
+    assert Z.proxy_labels(Z.probe_protocol(640, 2).ends, 640) == 256  # 16, 32, …, 256 | 512, 640
+    assert Z.proxy_labels(Z.probe_protocol(640, 20).ends, 640) == 320  # 40, 80, 160, 320 | 640
+    assert Z.proxy_labels(Z.probe_protocol(64, 2).ends, 64) == 32
+    assert Z.proxy_labels((16, 20), 20) == 16  # the first block is more than half: the proxies read it alone
+
+
+def test_the_reference_chooses_among_the_zoos_c_grid(monkeypatch):
+    """zoo_reference hands `REFERENCE_CS` to the TF-IDF code, which fits and names exactly those values."""
+    from decoupling.core import baselines
+    fitted = []
+    real_fit = baselines._fit
+
+    def fit(texts, y, C):
+        fitted.append(C)
+        return real_fit(texts, y, C)
+    monkeypatch.setattr(baselines, "_fit", fit)
+    rec = Z.zoo_reference(Z.reference_config("sentiment/tweets", "smoke", runs=(0,), n_labels=32, n_test=8,
+                                             max_tokens=16))
+    assert rec["hps"] == [f"C={c:g}" for c in Z.REFERENCE_CS] and set(fitted) == set(Z.REFERENCE_CS)
+    assert len(fitted) == len(Z.REFERENCE_CS) * (len(rec["ends"]) - 1)  # every value at every coded block
+    assert all(0 <= c < len(Z.REFERENCE_CS) for c in rec["choices"][0])
 
 
 def test_a_missing_or_corrupted_platform_is_one_line_naming_the_command(monkeypatch, tmp_path):
@@ -186,3 +225,17 @@ def test_full_on_a_cpu_computes_what_needs_no_gpu(monkeypatch, tmp_path):
     assert store.run(probe, C(), profile="full", store=tmp_path).value == {"x": 1}
     with pytest.raises(store.NeedsGPU):
         store.run(trains, C(), profile="full", store=tmp_path)
+
+
+def test_the_h_score_is_left_out_with_no_more_examples_than_dimensions():
+    """With n <= d any features separate the classes' means completely: noise scores the ceiling K − 1, so
+    the zoo records no H-score there; with more examples noise scores well below it."""
+    from decoupling.core import measures
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % 2
+    wide, narrow = rng.normal(size=(64, 64)), rng.normal(size=(64, 8))
+    assert measures.h_score(wide, y) == pytest.approx(1.0)  # the ceiling, from noise
+    assert Z._proxies(wide.astype(np.float32), y, 2)["h_score"] is None
+    got = Z._proxies(narrow.astype(np.float32), y, 2)
+    assert got["h_score"] == pytest.approx(measures.h_score(narrow.astype(np.float32).astype(np.float64), y))
+    assert got["h_score"] < 0.5 and got["logme"] is not None

@@ -18,20 +18,31 @@ N = 100  # labels coded per run
 SPREAD = np.array([-1.0, 0.0, 1.0])  # bits per run around a mean: a t interval over 3 runs of ±5.4 bits
 
 
+ENDS = [16, 32, 64, N]  # block ends; the proxies read the first 32 labels, the later blocks hold 68
+SHARE = [0.16, 0.16, 0.32, 0.36]  # each block's share of a run's bits: the later blocks' L·0.68 / 68 = L/N per label
+
+
 def cell(model, target, L, scratch=None, control=None, runs=RUNS, n=N, K=2, kl=0.3, floor=0.05, test_bits=0.5,
-         twin_test_bits=None, logme=(1.0, 0.0)):
+         twin_test_bits=None, logme=(1.0, 0.0), logme_first=None):
     """A zoo_cell record: L per run of the pretrained init (its twin's and θ0′'s default to 99 bits per run),
-    the essay's KL of θP and of θ0′ against θ0, held-out bits per example of θP and θ0, LogME of θP and θ0."""
+    spread over blocks by SHARE, the essay's KL of θP and of θ0′ against θ0, held-out bits per example of θP
+    and θ0, LogME of θP and θ0 on all labels and on the first 32 (`logme_first`, default the same)."""
     k = len(runs)
     twin = [99.0] * k if scratch is None else list(scratch)
+    first = logme if logme_first is None else logme_first
+
+    def blocks(Ls):
+        return [[x * s for s in SHARE] for x in Ls]
     return {"model": model, "target": target, "runs_seeds": list(runs), "n": n, "K": K, "n_test": 16,
-            "max_tokens": 32,
-            "runs": {Z.PRETRAINED: {"L": list(L), "test_bits": [[1.0, test_bits]] * k},
-                     Z.SCRATCH: {"L": twin, "test_bits": [[1.0, math.log2(K) if twin_test_bits is None
-                                                          else twin_test_bits]] * k},
+            "max_tokens": 32, "ends": ENDS, "proxy_labels": 32,
+            "runs": {Z.PRETRAINED: {"L": list(L), "block_bits": blocks(L), "test_bits": [[1.0, test_bits]] * k},
+                     Z.SCRATCH: {"L": twin, "block_bits": blocks(twin),
+                                 "test_bits": [[1.0, math.log2(K) if twin_test_bits is None else twin_test_bits]] * k},
                      Z.CONTROL: {"L": twin if control is None else list(control)}},
             "pairs": {Z.PRETRAINED: {"essay_kl": [[0.1, kl]] * k}, Z.CONTROL: {"essay_kl": [[0.1, floor]] * k}},
             "proxies": {str(r): {Z.PRETRAINED: {"logme": logme[0]}, Z.SCRATCH: {"logme": logme[1]}} for r in runs},
+            "proxies_first": {str(r): {Z.PRETRAINED: {"logme": first[0]}, Z.SCRATCH: {"logme": first[1]}}
+                              for r in runs},
             "platform": {"n_params": 1_000_000, "params": "1.0M", "body_profile": "smoke"}}
 
 
@@ -214,7 +225,38 @@ def test_proxies_rank_like_bits_on_every_target():
     assert all(iv.n == 10 for iv in good.decision.parts.values())
     assert S.proxies_rank_like_bits(zoo_of(-1)).decision.verdict == "does not hold"
     header, rows = S.proxy_table(zoo_of(+1))
-    assert rows[0][1].startswith("+1.00")
+    assert rows[0][1].startswith("+1.00") and len(header) == 4 and "first labels" in header[1]
+
+
+def test_the_proxy_finding_reads_the_first_labels_against_the_bits_of_the_later_ones():
+    """LogME on the first labels is set against the code length of the blocks after them (which it never
+    read), not against L: a zoo where the two rank the candidates in opposite orders tells them apart."""
+    c = cell("m", Z.TARGETS[0], [100.0] * 3)
+    c["runs"][Z.PRETRAINED]["block_bits"] = [[10.0, 20.0, 30.0, 40.0]] * 3
+    assert S.later_bits(c, Z.PRETRAINED) == [70.0 / 68] * 3  # blocks 32–64 and 64–100: 68 labels
+
+    def zoo_of(first_tracks_later: bool, in_sample_tracks_L: bool):
+        cells = []
+        for i, m in enumerate(["m1", "m2", "m3", "m4", "m5"]):
+            for t in Z.TARGETS:
+                L, twin = 90.0 - 10 * i, 99.0 + i  # L falls with i; the later blocks' bits rise with it
+                c = cell(m, t, [L] * 3, scratch=[twin] * 3,
+                         logme=(-L, -twin) if in_sample_tracks_L else (L, twin),
+                         logme_first=(-i, -10.0 + i) if first_tracks_later else (i, 10.0 - i))
+                # the later blocks: 10 + i bits per label for θP (worse as i grows), 20 − i for the twin
+                for init, per in ((Z.PRETRAINED, 10.0 + i), (Z.SCRATCH, 20.0 - i)):
+                    c["runs"][init]["block_bits"] = [[1.0, 1.0, per * 32, per * 36]] * 3
+                cells.append(c)
+        return S.Zoo(cells, refs())
+    assert S.proxies_rank_like_bits(zoo_of(True, False)).decision.verdict == "holds"
+    assert S.proxies_rank_like_bits(zoo_of(False, True)).decision.verdict == "does not hold"
+    in_sample = S.proxies_vs_bits(zoo_of(False, True), first=False)
+    assert all(math.isclose(iv.value, 1.0) for iv in in_sample.values())  # shown beside it, never decided on
+    # records made before the first-labels proxies: left out of the finding, still in the in-sample column
+    old = zoo_of(True, True)
+    for c in old.cells.values():
+        del c["proxies_first"], c["proxy_labels"]
+    assert S.proxies_vs_bits(old) == {} and len(S.proxies_vs_bits(old, first=False)) == len(Z.TARGETS)
 
 
 def test_every_platform_finding_carries_a_p_value_and_only_decidable_ones_appear():
@@ -245,3 +287,45 @@ def test_the_zoo_module_never_imports_its_summary():
     """The summary is outside the records' keys: experiments.zoo must not import it."""
     from decoupling.pipeline import provenance
     assert not any("zoo_summary" in str(d) for d in provenance.dependencies("decoupling.experiments.zoo"))
+
+
+# ---------------------------------------------------------------------------------- the grids
+def test_grid_report_counts_the_blocks_that_had_a_choice_per_row():
+    """Choices pooled over runs and targets per row (pretrained, twin, second init, reference), the first
+    coded block (always candidate 0, nothing seen) left out; an edge that wins is flagged. by="runs": each
+    run's best single value, from the code lengths each candidate would have had alone (L_config)."""
+    hps = ["probe-lr1e-2", "probe-lr2e-3", "probe-lr5e-2", "probe-lr2.5e-1"]  # candidate order, not ascending
+    cells = []
+    for t in Z.TARGETS[:2]:
+        c = cell("mpnet", t, [90.0] * 3)
+        c["hps"] = hps
+        c["runs"][Z.PRETRAINED]["choices"] = [["probe-lr1e-2", "probe-lr5e-2", "probe-lr5e-2", "probe-lr1e-2"]] * 3
+        c["runs"][Z.SCRATCH]["choices"] = [["probe-lr1e-2", "probe-lr2e-3", "probe-lr2e-3", "probe-lr1e-2"]] * 3
+        c["runs"][Z.CONTROL]["choices"] = [["probe-lr1e-2", "probe-lr2.5e-1", "probe-lr1e-2", "probe-lr1e-2"]] * 3
+        # alone, 5e-2 (the third candidate) codes θP shortest in every run; 0.25 the twin's; the second init has none
+        c["runs"][Z.PRETRAINED]["L_config"] = [[95.0, 99.0, 90.0, 93.0]] * 3
+        c["runs"][Z.SCRATCH]["L_config"] = [[99.0, 98.0, 97.0, 96.0]] * 3
+        cells.append(c)
+    rs = [dict(ref(t), hps=["C=1", "C=10", "C=100"], choices=[[0, 1, 1, 2]] * 3,
+               L_config=[[50.0, 40.0, 45.0]] * 3) for t in Z.TARGETS[:2]]
+    z = S.Zoo(cells, rs)
+    rep = S.grid_report(z)
+    assert set(rep) == {"mpnet", "mpnet@scratch", "mpnet@scratch-seed", "tfidf"}
+    p, twin, second, tfidf = rep["mpnet"], rep["mpnet@scratch"], rep["mpnet@scratch-seed"], rep["tfidf"]
+    assert p.grid == (2e-3, 1e-2, 5e-2, 2.5e-1) and p.counts == (0, 6, 12, 0) and p.blocks == 18
+    assert p.top == 5e-2 and not p.edge_wins
+    assert twin.counts == (12, 6, 0, 0) and twin.top == 2e-3 and twin.edge_wins  # the low edge wins
+    assert second.counts == (0, 12, 0, 6) and not second.edge_wins
+    assert tfidf.grid == (1.0, 10.0, 100.0) and tfidf.counts == (0, 12, 6) and not tfidf.edge_wins
+    runs = S.grid_report(z, "runs")
+    assert runs["mpnet"].counts == (0, 0, 6, 0) and not runs["mpnet"].edge_wins
+    assert runs["mpnet@scratch"].counts == (0, 0, 0, 6) and runs["mpnet@scratch"].edge_wins  # the top edge
+    assert runs["mpnet@scratch-seed"].blocks == 0 and runs["tfidf"].counts == (0, 6, 0)
+    with pytest.raises(ValueError):
+        S.grid_report(z, "targets")
+    header, rows = S.grid_table(z)
+    assert all(len(r) == len(header) for r in rows)
+    assert rows[0][1] == "0.002: 0 · 0.01: 6 · **0.05: 12** · 0.25: 0"
+    assert rows[0][2] == "0.002: 0 · 0.01: 0 · **0.05: 6** · 0.25: 0"
+    assert rows[1][1].endswith("(edge)") and rows[2][0].endswith("second random init") and rows[2][2] == "–"
+    assert S.grid_value("probe-lr2.5e-1") == 0.25 and S.grid_value("C=1000") == 1000.0

@@ -4,9 +4,9 @@
 question: does the pretrained model beat what one would fit without any pretraining? For text that is
 TF-IDF over word 1–2-grams and character 2–4-grams with a logistic regression (a strong classical text
 classifier); for images, standardised pixels with a logistic regression. Either is coded on the same
-examples, in the same order, with the same blocks, and the same rule: two settings of the regularisation
-C, the block coded by the one whose code for the previous block was shorter, log2(2) bits charged per
-block (`prequential.select_prequential`).
+examples, in the same order, with the same blocks, and the same rule: settings of the regularisation C
+(`CS`, or the caller's `cs`), the block coded by the one whose code for the previous block was shorter,
+log2(#settings) bits charged per block (`prequential.select_prequential`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 from decoupling.core import measures
 from decoupling.core.prequential import select_prequential
 
-CS = (1.0, 10.0)  # inverse regularisation strengths: the two candidates chosen among per block
+CS = (1.0, 10.0)  # inverse regularisation strengths chosen among per block (a caller may pass its own `cs`)
 FLOOR = 1e-3  # mixture weight of the uniform code (see `_proba`)
 
 
@@ -53,25 +53,32 @@ def _proba(clf, texts, K: int) -> np.ndarray:
 
 
 def tfidf_prequential(train_texts: Sequence[str], train_y, orders: Sequence[np.ndarray], test_texts: Sequence[str],
-                      test_y, K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None) -> dict:
+                      test_y, K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None,
+                      cs: Sequence[float] = CS) -> dict:
     """For each order (one per seed: the training rows in the order they are sent), the prequential code
     length of their labels under TF-IDF + logistic regression, and the test-set bits of the fit that coded
-    each block (a learning curve). Lists over orders: L, block_bits, choices, test_bits. `test_of`: for
-    each order, the positions in test_texts / test_y of that run's own test rows (None: all of them)."""
-    return _coded(_fit, train_texts, train_y, orders, test_texts, test_y, K, ends, test_of)
+    each block (a learning curve). Lists over orders: L, L_config (each C's code length as if it had coded
+    every block), block_bits, choices, test_bits. `test_of`: for
+    each order, the positions in test_texts / test_y of that run's own test rows (None: all of them).
+    `cs`: the values of C chosen among (candidate 0 codes the first block); `hps` names them."""
+    return _coded(_fit, train_texts, train_y, orders, test_texts, test_y, K, ends, test_of, cs)
 
 
 def pixels_prequential(train_x: np.ndarray, train_y, orders: Sequence[np.ndarray], test_x: np.ndarray, test_y,
-                       K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None) -> dict:
+                       K: int, ends: Sequence[int], test_of: Sequence[np.ndarray] | None = None,
+                       cs: Sequence[float] = CS) -> dict:
     """`tfidf_prequential` for images: standardised pixels + logistic regression (the digits chapter's
     reference), the same outputs."""
-    return _coded(_fit_pixels, np.asarray(train_x), train_y, orders, np.asarray(test_x), test_y, K, ends, test_of)
+    return _coded(_fit_pixels, np.asarray(train_x), train_y, orders, np.asarray(test_x), test_y, K, ends, test_of,
+                  cs)
 
 
 def _coded(fit, train_x, train_y, orders: Sequence[np.ndarray], test_x_all, test_y_all, K: int,
-           ends: Sequence[int], test_of=None) -> dict:
+           ends: Sequence[int], test_of=None, cs: Sequence[float] = CS) -> dict:
     train_y, test_y_all = np.asarray(train_y), np.asarray(test_y_all)
-    out: dict = {"L": [], "block_bits": [], "choices": [], "test_bits": [], "hps": [f"C={c:g}" for c in CS]}
+    cs = tuple(cs)
+    out: dict = {"L": [], "L_config": [], "block_bits": [], "choices": [], "test_bits": [],
+                 "hps": [f"C={c:g}" for c in cs]}
     for i, order in enumerate(orders):
         order = np.asarray(order)
         rows = np.arange(len(test_y_all)) if test_of is None else np.asarray(test_of[i])
@@ -79,11 +86,12 @@ def _coded(fit, train_x, train_y, orders: Sequence[np.ndarray], test_x_all, test
         fits: dict = {}
 
         def fit_predict(c, tr, te, order=order, fits=fits):
-            fits[len(tr), c] = clf = fit(_rows(train_x, order[tr]), train_y[order[tr]], CS[c])
+            fits[len(tr), c] = clf = fit(_rows(train_x, order[tr]), train_y[order[tr]], cs[c])
             return _proba(clf, _rows(train_x, order[te]), K)
 
-        res = select_prequential(fit_predict, train_y[order], K, ends, len(CS))
+        res = select_prequential(fit_predict, train_y[order], K, ends, len(cs))
         out["L"].append(res["total_bits"])
+        out["L_config"].append(res["config_bits"])
         out["block_bits"].append(res["block_bits"])
         out["choices"].append(res["choices"])
         out["test_bits"].append([measures.log_loss_bits(_proba(fits[e, c], test_x, K), test_y)

@@ -92,7 +92,7 @@ class Many:
         skel = _skeleton(self.template).eval()  # an evaluation: no dropout
         fwd = vmap(lambda p, b, *x: _logits(_member_forward(skel, p, b), x, hf=False),
                    in_dims=(0, 0) + (None if shared else 0,) * len(inputs))
-        with autocast(), _attention_backend():
+        with autocast(self.template), _attention_backend():
             return fwd(self.params, self.buffers, *inputs)
 
     @torch.no_grad()
@@ -116,7 +116,7 @@ class Many:
         fwd = vmap(lambda p, b, *x: call(p, b, x))
         qs = []
         for i in range(0, n, batch_size):
-            with autocast(), _attention_backend():
+            with autocast(self.template), _attention_backend():
                 logits = fwd(self.params, self.buffers, *(x[:, i:i + batch_size] for x in xs))  # (K, b, C)
             qs.append(logits.double().log_softmax(-1))  # outside autocast: float64, as computed
         q = torch.cat(qs, 1).cpu()  # (K, n, C)
@@ -218,7 +218,7 @@ def _loop_many(template, params, buffers, cfg: train.TrainConfig, batch_at: Call
     step_losses = train.compiled(vmap(member_loss, randomness="different"), cfg)  # the members as one graph
 
     def step_loss(step):
-        with autocast(), _attention_backend():
+        with autocast(template), _attention_backend():
             loss = step_losses(params, buffers, *batch_at(step))  # (K,)
         loss.sum().backward()  # member k's parameters see only member k's loss
         if cfg.grad_clip > 0:

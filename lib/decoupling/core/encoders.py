@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .device import DEVICE, autocast
+from .device import DEVICE, autocast, dtype_name
 
 
 class PoolingError(ValueError):
@@ -113,7 +113,7 @@ def embed(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: i
                 x[j, :len(ids[r])] = torch.as_tensor(ids[r])
                 m[j, :len(ids[r])] = 1
             x, m = x.to(DEVICE), m.to(DEVICE)
-            with autocast():
+            with autocast(model):
                 res = model(input_ids=x, attention_mask=m)
             h = getattr(res, "last_hidden_state", None)
             if h is None:
@@ -162,14 +162,14 @@ def features(identity: dict, texts: Sequence[str], max_length: int, build: Calla
              cache_dir: Path | None, threads: int | None = None) -> np.ndarray:
     """Features of the encoder `build()` makes, cached on disk under `identity` (what decides its weights:
     a pretrained model's weights sha256, or a random init's architecture config and seed), the texts,
-    `max_length`, the tokenizer and the torch and transformers versions: the same encoder over the same
+    `max_length`, the tokenizer, the process's compute dtype and the torch and transformers versions: the same encoder over the same
     texts is one pass, whoever asks for it, and a record recomputed after a change elsewhere in the
     library re-reads its features instead of re-running its encoders."""
     import transformers
     key = hashlib.sha256(json.dumps({
         **identity, "texts": texts_sha(texts), "max_length": max_length, "tokenizer": type(tokenizer).__name__,
         "vocab": len(tokenizer), "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
-        "pool": "mean-l2"}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        "pool": "mean-l2", "dtype": dtype_name()}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir / f"{key}.npy" if cache_dir is not None else None
     if path is not None and path.exists():
         try:

@@ -210,7 +210,7 @@ def _loop(model: nn.Module, cfg: TrainConfig, batch_at: Callable[[int], tuple], 
 
     def step_loss(step):
         batch = batch_at(step)
-        with autocast():
+        with autocast(model):
             loss = loss_of(forward, batch)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -273,7 +273,7 @@ def eval_lm(model: nn.Module, tokens: torch.Tensor, block_size: int | None = Non
     total = torch.zeros((), device=DEVICE)
     for i in range(0, len(starts), batch_size):
         w = tokens[starts[i:i + batch_size, None] + offsets]  # (B, T+1)
-        with autocast():
+        with autocast(model):
             logits = model(input_ids=w[:, :-1]).logits  # (B, T, V)
         total += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), w[:, 1:].reshape(-1),
                                  reduction="sum")
@@ -417,7 +417,7 @@ def predict_log_proba(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     inputs = tuple(t.to(DEVICE) for t in inputs)
     out = []
     for i in range(0, len(inputs[0]), batch_size):
-        with autocast():
+        with autocast(model):
             logits = _logits(model, tuple(t[i:i + batch_size] for t in inputs))
         out.append(torch.log_softmax(logits.double(), dim=-1))
     model.train(was_training)

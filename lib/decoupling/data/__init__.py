@@ -20,6 +20,9 @@ Pretraining domains (`DOMAINS`):
 Target tasks (`TASKS`): sentiment in four domains (Hutto & Gilbert, ICWSM 2014, shipped in the
 vaderSentiment 3.3.2 sdist), stdlib snippet -> package ("code/module"), stdlib docstring -> package
 ("prose/topic"), and sklearn's handwritten digits split into 0-4 and 5-9 (Alpaydin & Kaynak 1998).
+`FULL_TASKS`, built by the full data step only: "code/agents", the same question as code/module asked of
+four agent frameworks first released after November 2024, code no lab model of the zoo can have read
+(`unexposed`); the readers load it like any task (`arrays("code/agents")`).
 
 Decontamination: the stdlib packages the code/module and prose/topic targets are cut from (`HELD_OUT`) are
 held out of every corpus: their code, their docstrings, their pages of the Python docs.
@@ -32,14 +35,15 @@ Used by: chapter 3 (corpora, token streams), chapter 4 (tasks, tokenizer), chapt
 
 The package: `read` (what experiments call, re-exported here), `layout` (names and DATA_DIR's layout),
 `sources` (where each text comes from), `tasks` (the target tasks), `preparation` (`prepare()`, the
-manifest, the tokenizer, `python -m decoupling.data`), `full` (the larger corpora). Imports go one way:
-layout < sources, tasks < read < preparation < full < this package; `read` prepares missing data through
-the functions `preparation` and `full` register with it. Importing it is cheap: torch, transformers,
-datasets and sklearn are imported inside the functions that need them.
+manifest, the tokenizer, `python -m decoupling.data`), `full` (the larger corpora), `unexposed` (the
+code/agents target). Imports go one way: layout < sources, tasks < unexposed, read < preparation < full <
+this package; `read` prepares missing data through the functions `preparation` and `full` register with it.
+Importing it is cheap: torch, transformers, datasets and sklearn are imported inside the functions that need
+them.
 """
-from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, HELD_OUT,
-                                    PAD, PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS, VOCAB_SIZE, check,
-                                    data_dir, read_manifest)
+from decoupling.data.layout import (BOS, CLS, DATA_VERSION, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS,
+                                    FULL_TASKS, HELD_OUT, PAD, PORTABLE_DOMAINS, SHUFFLE_SEED, SPECIAL_TOKENS, TASKS,
+                                    VOCAB_SIZE, check, data_dir, read_manifest)
 from decoupling.data.preparation import main_data, prepare, summary
 # imported so that full.py registers how the readers fetch the full corpora (read.py cannot import it)
 from decoupling.data import full  # noqa: F401
@@ -50,7 +54,8 @@ from decoupling.data.read import (arrays, available_domains, baseline, corpus, d
 _check = check  # the older name (decoupling.demo checks its --target and --source with it)
 
 __all__ = [
-    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "HELD_OUT", "PAD",
+    "BOS", "CLS", "DATA_VERSION", "DEBIAN_DOMAINS", "DEBIAN_SOURCES", "DOMAINS", "EOS", "FULL_TASKS", "HELD_OUT",
+    "PAD",
     "PORTABLE_DOMAINS",
     "SHUFFLE_SEED", "SPECIAL_TOKENS", "TASKS", "VOCAB_SIZE", "arrays", "available_domains", "baseline", "check",
     "corpus", "data_dir", "digits", "documents", "encode", "label_names", "main_data", "manifest_hash",

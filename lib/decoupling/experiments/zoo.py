@@ -29,8 +29,9 @@ cells (findings, leaderboard) are in `experiments.zoo_summary`, so that changing
 keys of these records.
 
 Cost: a cell is one pretrained pass (a body row: one per body seed) over every row any run codes or scores,
-plus two random passes per run, each over that run's rows and its test rows (`count`). Nothing here needs a GPU: the `full` zoo is computed on
-a CPU (`runs_on_cpu`), one record per cell, written as it finishes (`python -m decoupling.pipeline.cpu_full`).
+plus two random passes per run, each over that run's rows and its test rows (`count`). Nothing here needs a
+GPU: the `full` zoo is computed on a CPU (`runs_on_cpu`), one record per cell, written as it finishes
+(`decoupling compute --profile full`).
 """
 from __future__ import annotations
 
@@ -61,16 +62,43 @@ CUT_TOKENIZERS = ("minilm", "mpnet", "smollm2", "book")
 
 
 # ================================================================================== configs
+# The probes' learning rates, chosen among per block on seen data, a factor 5 apart. The grid was (1e-2, 5e-2),
+# and at `full` an edge won in every row (`zoo_summary.grid_report`, blocks that had a choice): SmolLM2's
+# pretrained probe took 5e-2 in 82 of 90 blocks and its random twins 1e-2 in 89 of 90; MiniLM's and mpnet's
+# pretrained probes took 5e-2 in 109 of 150 and 71 of 90; the book's bodies leaned to 1e-2. Coded again with
+# every rate from 4e-4 to 1.25 (27 runs of MiniLM, mpnet, SmolLM2 and a body, their twins included, on 8-class
+# and binary targets), the best single rate of a run was 0.25 in 10 (SmolLM2's pretrained probe, 149 bits below
+# the old grid's best on prose/topic and 18 on tweets; MiniLM's twins, 122–141 bits on code/module, 0.5–17 on
+# tweets), 5e-2 in 5, 1e-2 in 3 and 2e-3 in 7 (twins and a body, whose codes are nearly flat below 5e-2); 4e-4
+# was never half a bit better than 2e-3, and 1.25 coded worse than 0.25 in all 27. So the grid runs from 2e-3 to
+# 1.25: every best single rate inside it, and the value past the top one, where the large savings are, in the
+# records themselves (`L_config`). Candidate 0 (it codes the first block, with nothing seen to choose on) stays
+# 1e-2. Each value costs one fit per block, a small share of a cell next to its encoder passes, and log2(5) bits
+# per block, as the reference's grid does.
+PROBE_GRID = (HP("probe-lr1e-2", 1e-2, 1.0, 0.0), HP("probe-lr2e-3", 2e-3, 1.0, 0.0),
+              HP("probe-lr5e-2", 5e-2, 1.0, 0.0), HP("probe-lr2.5e-1", 2.5e-1, 1.0, 0.0),
+              HP("probe-lr1.25", 1.25, 1.0, 0.0))
+
+# TF-IDF + logistic regression's inverse regularisation C, a factor 10 apart. With (1, 10), C = 10 won 98 of 150
+# blocks at `full` (46 of 50 on the code and prose targets). Coded again on the same runs with C from 0.1 to 1e4,
+# the best single C of a run was 1 or 10 on every sentiment run (C = 0.1 worse than 1 in all 20) and 100 or 1000
+# on every code and prose run (1000 in 8 of 10, 97–192 bits below C = 10; 1e4 worse than 1000 in all 10). So
+# the grid runs from 1 to 1e4: every best single C inside it and the value past the top one in the records.
+# Chosen per block on those runs, 1: 52, 10: 56, 100: 15, 1000: 24, 1e4: 3 (the most chosen value interior).
+# Five values, as the probes have, so that both charge log2(5) bits per block and the charge cancels from every
+# comparison of a row with the reference. Candidate 0, which codes the first block, stays C = 1.
+REFERENCE_CS = (1.0, 10.0, 100.0, 1000.0, 1e4)
+
+
 def probe_protocol(n: int, K: int) -> Protocol:
-    """Blocks that double from max(16, 2K) to n; two probe learning rates chosen per block on seen data
-    (the protocol `decoupling gain` uses in probe mode)."""
+    """Blocks that double from max(16, 2K) to n (as `decoupling gain` cuts them); the probe learning rates of
+    `PROBE_GRID` chosen per block on seen data."""
     first = max(16, 2 * K)
     ends = [first]
     while ends[-1] * 2 < n:
         ends.append(ends[-1] * 2)
     ends.append(n)
-    hps = (HP("probe-lr1e-2", 1e-2, 1.0, 0.0), HP("probe-lr5e-2", 5e-2, 1.0, 0.0))
-    return Protocol(ends=tuple(ends), hps=hps, epochs=20.0, batch_size=64, min_steps=20)
+    return Protocol(ends=tuple(ends), hps=PROBE_GRID, epochs=20.0, batch_size=64, min_steps=20)
 
 
 @dataclass(frozen=True)
@@ -96,25 +124,25 @@ class ZooConfig:
 def config(model: str, target: str, profile: str, **inputs) -> ZooConfig:
     """The cell's config at `profile` (see SIZES), with `inputs` overriding sizes (tests shrink them)."""
     sizes = {**SIZES[profile], **inputs}
-    runs = sizes.pop("runs_cheap" if model in CHEAP else "runs")
-    sizes.pop("runs_cheap" if model not in CHEAP else "runs", None)
     weights = platforms.ZOO[model].weights_sha256 if model in platforms.ZOO else ""
-    return ZooConfig(model=model, inputs=Inputs(target=target, runs=tuple(runs), **sizes),
+    return ZooConfig(model=model, inputs=Inputs(target=target, runs=tuple(sizes.pop("runs")), **sizes),
                      body_profile=sizes_body(profile), weights=weights)
 
 
-# 5 runs where a run is cheap (MiniLM and the book's small bodies), 3 where a random twin is a 110–135M
-# parameter pass (mpnet, SmolLM2). The full sizes are counted in `count` and in the README.
-CHEAP = ("minilm", *BODIES)
+# Every row codes the same runs, so every paired difference (model vs model, vs the reference) pairs all of
+# them. 5 at `full` for every row: with 3 runs a 95% t interval is 4.30 standard errors wide on each side
+# (2.78 with 5), too wide to decide mpnet's and SmolLM2's comparisons; their random twins (110–135M-parameter
+# passes) fit 5 runs on a CPU that computes them in bf16 (`core.device`). `count` says what a profile reads.
 SIZES = {
-    "smoke": {"runs": (0, 1, 2), "runs_cheap": (0, 1, 2), "n_labels": 64, "n_test": 32, "max_tokens": 32},
-    "full": {"runs": (0, 1, 2), "runs_cheap": (0, 1, 2, 3, 4), "n_labels": 640, "n_test": 128, "max_tokens": 64},
+    "smoke": {"runs": (0, 1, 2), "n_labels": 64, "n_test": 32, "max_tokens": 32},
+    "full": {"runs": (0, 1, 2, 3, 4), "n_labels": 640, "n_test": 128, "max_tokens": 64},
 }
 
 
 def sizes_body(profile: str) -> str:
-    # The book's own bodies at `full` are trained on a GPU; the CPU-computed zoo uses the bodies a CPU
-    # trains (the smoke preset) and says so wherever they are shown.
+    # The zoo's body rows read the smoke bodies (seconds each) at every profile and say so wherever they
+    # are shown: five runs need five bodies per domain, and the full bodies (minutes each) are compared with
+    # their random twins on every target in the generality chapter's transfer experiment.
     return "smoke"
 
 
@@ -218,10 +246,21 @@ def _shape_only(conf):
         return AutoModel.from_config(conf)
 
 
+def proxy_labels(ends, n: int) -> int:
+    """How many of a run's labels (its first ones, in the order they are sent) the proxies read: the largest
+    block end at most n/2. The labels after it are coded in blocks the proxies never saw, so a proxy can be
+    compared with the bits of those blocks (`zoo_summary.proxies_vs_bits`): a score from labels in hand
+    against the code length of the labels to come."""
+    return max(e for e in ends if e <= max(n // 2, ends[0]))
+
+
 def _proxies(f: np.ndarray, y: np.ndarray, K: int) -> dict:
     """LogME (You et al. 2021) and the H-score (Bao et al. 2019) of frozen features; None where LogME's
-    fixed point fails (fewer examples than dimensions can break it)."""
-    out = {"h_score": float(measures.h_score(f.astype(np.float64), y))}
+    fixed point fails (fewer examples than dimensions can break it), and an H-score of None with no more
+    examples than dimensions: the features' covariance is then singular and any features, noise included,
+    separate the classes' means completely (the score sits at its ceiling, K − 1)."""
+    n, d = f.shape
+    out = {"h_score": float(measures.h_score(f.astype(np.float64), y)) if n > d else None}
     try:
         out["logme"] = float(measures.logme(f.astype(np.float64), y, K))
     except (ValueError, FloatingPointError, np.linalg.LinAlgError):
@@ -231,7 +270,8 @@ def _proxies(f: np.ndarray, y: np.ndarray, K: int) -> dict:
 
 def zoo_cell(cfg: ZooConfig) -> dict:
     """One (model, target) cell: every run's ΔL against the random twin, the θ0' control, test-split
-    learning curves, the essay's KL, proxies. The function the results store caches."""
+    learning curves, the essay's KL, and the proxies (LogME, H-score) of θP's and θ0's features on all the
+    coded labels and on each run's first `proxy_labels` ones. The function the results store caches."""
     with cpu_threads(1), models.quiet_loading():
         return _cell(cfg)
 
@@ -268,7 +308,9 @@ def _cell(cfg: ZooConfig) -> dict:
     n_params = sum(p.numel() for p in _shape_only(conf).parameters())
     n_tr = len(inp["texts"])
     members: dict[tuple[int, str], Member] = {}
-    proxies: dict = {}
+    proxies: dict = {}  # run -> init -> proxies on all n coded labels (the same labels the code codes)
+    first: dict = {}  # run -> init -> proxies on the first `seen` labels only (disjoint from the later blocks)
+    seen = proxy_labels(proto.ends, n)
     for r in runs:
         o, t = inp["orders"][r], inp["tests"][r]
         seed = run_seed(cfg.inputs.target, r)
@@ -283,12 +325,15 @@ def _cell(cfg: ZooConfig) -> dict:
         for name, (ftr, fte) in feats.items():
             make = (lambda d=ftr.shape[1], s=seed: models.seeded(s, lambda: nn.Linear(d, K)))
             members[r, name] = Member(make, (ftr.float(),), y, (fte.float(),), seed, y_test=inp["y_test"][t])
-        proxies[r] = {name: _proxies(feats[name][0].numpy(), y.numpy(), K) for name in (PRETRAINED, SCRATCH)}
+        for got, rows in ((proxies, n), (first, seen)):
+            got[r] = {name: _proxies(feats[name][0][:rows].numpy(), y[:rows].numpy(), K)
+                      for name in (PRETRAINED, SCRATCH)}
     coded, _ = code_members(members, None, K, proto, f"zoo {cfg.model} {cfg.inputs.target}")
     info = platforms.provenance(cfg.model) if cfg.model in platforms.ZOO else {
         "name": cfg.model, "body_profile": cfg.body_profile, "body_seeds": list(runs)}
     return {**coded, "model": cfg.model, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs),
-            "proxies": {str(r): v for r, v in proxies.items()}, "platform": {**info, "n_params": n_params},
+            "proxies": {str(r): v for r, v in proxies.items()}, "proxy_labels": seen,
+            "proxies_first": {str(r): v for r, v in first.items()}, "platform": {**info, "n_params": n_params},
             "max_tokens": cfg.inputs.max_tokens, "tokens_mean": float(lengths.mean()), "tokens_max": int(lengths.max()),
             "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
             "test_rows": inp["test_rows"], "pretrained_pass_s": round(pretrained_pass_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
@@ -307,7 +352,7 @@ def zoo_reference(cfg: ReferenceConfig) -> dict:
         proto = probe_protocol(inp["n"], inp["K"])
         ref = baselines.tfidf_prequential(inp["texts"], inp["y"], [inp["orders"][r] for r in cfg.inputs.runs],
                                           inp["test_texts"], inp["y_test"], inp["K"], proto.ends,
-                                          test_of=[inp["tests"][r] for r in cfg.inputs.runs])
+                                          test_of=[inp["tests"][r] for r in cfg.inputs.runs], cs=REFERENCE_CS)
     return {**ref, "target": cfg.inputs.target, "runs_seeds": list(cfg.inputs.runs), "n": inp["n"],
             "K": inp["K"], "ends": list(proto.ends), "uniform_bits": inp["n"] * math.log2(inp["K"]),
             "cut_train": inp["cut_train"], "cut_test": inp["cut_test"], "rows": inp["rows"],
@@ -319,10 +364,9 @@ zoo_reference.runs_on_cpu = True
 
 
 def reference_config(target: str, profile: str, **inputs) -> ReferenceConfig:
-    """The reference for `target`, on the union of every row's runs (the cheap rows' runs include the others)."""
+    """The reference for `target`, on the runs every row codes."""
     sizes = {**SIZES[profile], **inputs}
-    runs = tuple(sorted(set(sizes.pop("runs")) | set(sizes.pop("runs_cheap"))))
-    return ReferenceConfig(Inputs(target=target, runs=runs, **sizes))
+    return ReferenceConfig(Inputs(target=target, runs=tuple(sizes.pop("runs")), **sizes))
 
 
 # One cell per experiment and profile, as every experiments module names them (the presets contract of

@@ -25,18 +25,22 @@ import math
 import numpy as np
 
 from decoupling.core import intervals, verdicts
+from decoupling.core.grids import GridUse, grid_use
 from decoupling.core.intervals import Interval
 from decoupling.core.prequential import CONTROL, SCRATCH
 from decoupling.core.verdicts import Finding
 from decoupling.experiments import zoo
 from decoupling.experiments.zoo import BODIES, LAB, PRETRAINED, SENTIMENT, TARGETS
-from decoupling.pipeline.page import fmt_interval
+from decoupling.pipeline.page import fmt_grid_use, fmt_interval
 
 REFERENCE = "tfidf"
 LABEL = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm2": "SmolLM2-135M-Instruct (Q4_1)",
          "body:code": "code LM (ours, smoke size)", "body:prose": "prose LM (ours, smoke size)",
          REFERENCE: "TF-IDF + logistic regression"}
 CODE_PROSE = tuple(t for t in TARGETS if t not in SENTIMENT)
+# Computed at full beside TARGETS, never pooled with them: code/module's question on code no lab model can
+# have read (decoupling.data.unexposed); the findings' suites stay the exposed targets.
+UNEXPOSED = ("code/agents",)
 GROUPS = {"sentiment": SENTIMENT, "code & prose": CODE_PROSE}
 KEY = {"sentiment": "sentiment", "code & prose": "code-prose"}  # a group's name inside a finding's name
 MARGIN = 0.05  # bits per label (or per held-out example): the book's equivalence bound, measures.DELTA_BITS
@@ -215,24 +219,45 @@ def kl_vs_bits(z: Zoo) -> dict:
             "negative_dL_kl_above_floor": sum(r["kl"] > r["floor"] for r in neg)}
 
 
-def proxies_vs_bits(z: Zoo, proxy: str = "logme") -> dict[str, Interval]:
+def later_bits(c: dict, init: str) -> list[float]:
+    """Per run, the bits per label of the labels a cell's proxies never read: the blocks sent after the
+    run's first `proxy_labels` labels (`zoo.proxy_labels`), under the init's chosen probes."""
+    seen, ends = c["proxy_labels"], c["ends"]
+    later = [i + 1 for i, e in enumerate(ends[:-1]) if e >= seen]  # block i+1 holds labels ends[i]..ends[i+1]
+    return [sum(bb[i] for i in later) / (c["n"] - seen) for bb in c["runs"][init]["block_bits"]]
+
+
+def _proxy_mean(c: dict, field: str, init: str, proxy: str) -> float | None:
+    """A proxy of one init averaged over the cell's runs (runs where it failed left out; None if all did)."""
+    v = [c[field][str(r)][init].get(proxy) for r in c["runs_seeds"]]
+    v = [x for x in v if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def proxies_vs_bits(z: Zoo, proxy: str = "logme", first: bool = True) -> dict[str, Interval]:
     """Do LogME / the H-score rank candidate features the way the code length does? Per target, every
     row's pretrained features and its random twin's are candidates (LogME is comparable only within a
-    target); Spearman's rho between the proxy (first run's rows) and −L (mean over runs), with its Fisher
-    interval over the candidates. The proxies are computed on the same labelled examples the code codes."""
+    target); Spearman's rho between the proxy and minus the bits per label, each averaged over the cell's
+    runs, with its Fisher interval over the candidates.
+
+    first=True (what the finding decides on): the proxy read only each run's first labels
+    (`zoo.proxy_labels`) and is set against the bits of the labels sent after them (`later_bits`), which it
+    never saw: a score from labels in hand against the code length of the labels to come. first=False: the
+    proxy read all n coded labels and is set against the code length of those same labels (in-sample, shown
+    beside it). Cells without the first-labels proxies (records made before them) are left out."""
+    field = "proxies_first" if first else "proxies"
     per = {}
     for t in TARGETS:
         xs, ys = [], []
         for m in z.models:
-            if (m, t) not in z.cells:
+            c = z.cells.get((m, t))
+            if c is None or field not in c:
                 continue
-            c = z.cells[(m, t)]
-            first = c["proxies"][str(c["runs_seeds"][0])]
             for init, row in ((PRETRAINED, m), (SCRATCH, f"{m}@{SCRATCH}")):
-                p = first[init].get(proxy)
-                if p is not None and np.isfinite(p):
+                p = _proxy_mean(c, field, init, proxy)
+                if p is not None:
                     xs.append(p)
-                    ys.append(-_mean(list(z.L(row, t).values())) / z.n(t))
+                    ys.append(-_mean(later_bits(c, init)) if first else -_mean(list(z.L(row, t).values())) / z.n(t))
         if len(xs) >= 4:
             per[t] = rank_interval(xs, ys)
     return per
@@ -311,11 +336,66 @@ def apart(z: Zoo, board: dict) -> list[str]:
     return [f"{label(r)} ({len(z.targets_of(r))} targets)" for r in board["apart"]]
 
 
+PROXY_NAME = {"logme": "LogME", "h_score": "H-score"}
+
+
 def proxy_table(z: Zoo, proxies=("logme", "h_score")) -> tuple[list[str], list[list]]:
-    """Per target, each proxy's rank correlation with −L and its interval."""
-    per = {p: proxies_vs_bits(z, p) for p in proxies}
-    return (["target"] + [f"ρ ({p})" for p in proxies],
-            [[f"`{t}`"] + [fmt_interval(per[p].get(t), 2) for p in proxies] for t in TARGETS])
+    """Per target, each proxy's rank correlation with minus the bits per label and its interval: read on the
+    first labels against the bits of the later ones (what the finding decides on), then LogME in-sample
+    (on all the coded labels, against their own code length)."""
+    cols = [(p, True) for p in proxies] + [("logme", False)]
+    per = {(p, f): proxies_vs_bits(z, p, f) for p, f in cols}
+    head = [f"ρ ({PROXY_NAME.get(p, p)}, first labels → later bits)" if f else
+            f"ρ ({PROXY_NAME.get(p, p)}, all labels → their bits)" for p, f in cols]
+    return (["target"] + head, [[f"`{t}`"] + [fmt_interval(per[c].get(t), 2) for c in cols] for t in TARGETS])
+
+
+# ================================================================================== the grids
+def grid_value(name: str) -> float:
+    """The number a candidate's name stands for: a probe's learning rate ("probe-lr5e-2": `zoo.PROBE_GRID`)
+    or the reference's C ("C=10": `baselines`' names)."""
+    lrs = {h.name: h.lr for h in zoo.PROBE_GRID}
+    if name in lrs:
+        return lrs[name]
+    return float(name.split("=", 1)[1] if name.startswith("C=") else name.rsplit("lr", 1)[1])
+
+
+def grid_report(z: Zoo, by: str = "blocks") -> dict[str, GridUse]:
+    """How often each value of its grid each row chose (`core.grids.grid_use`), pooled over runs and
+    targets: every model's pretrained init, its random twin ("model@scratch") and its second random init
+    ("model@scratch-seed"), and the reference ("tfidf").
+
+    by="blocks": the value each block was coded with; only blocks that had a choice count (the first coded
+    block, with nothing seen to choose on, always takes candidate 0). by="runs": per run, the value whose code
+    length as if it had coded every block (`L_config`) is the shortest — the best single value, less noisy
+    than a block's choice, which is made on one block and paid on the next. Records without `L_config` (a
+    reference made before it was kept) are left out of "runs"."""
+    if by not in ("blocks", "runs"):
+        raise ValueError(f"by is 'blocks' or 'runs', not {by!r}")
+    chosen: dict[str, list] = {}
+    grids: dict[str, set] = {}
+
+    def add(row: str, names: list, rec: dict, picks) -> None:
+        if by == "runs":
+            picks = [names[int(np.argmin(lc))] for lc in rec.get("L_config", [])]
+        chosen.setdefault(row, []).extend(map(grid_value, picks))
+        grids.setdefault(row, set()).update(map(grid_value, names))
+    for (m, _), c in z.cells.items():
+        for init, rec in c["runs"].items():
+            row = m if init == PRETRAINED else f"{m}@{init}"
+            add(row, c["hps"], rec, [h for run in rec["choices"] for h in run[1:]])
+    for r in z.refs.values():
+        add(REFERENCE, r["hps"], r, [r["hps"][h] for run in r["choices"] for h in run[1:]])
+    return {row: grid_use({row: v}, sorted(grids[row]))[row] for row, v in chosen.items()}
+
+
+def grid_table(z: Zoo) -> tuple[list[str], list[list]]:
+    """The grid report as (header, rows): per row, the blocks that chose each value and the runs whose best
+    single value it was, each marked "(edge)" where an edge of the grid won."""
+    blocks, runs = grid_report(z, "blocks"), grid_report(z, "runs")
+    rows = [[label(r) + (" — second random init" if r.endswith(f"@{CONTROL}") else ""), fmt_grid_use(u),
+             fmt_grid_use(runs[r]) if runs[r].blocks else "–"] for r, u in blocks.items()]
+    return ["row", "blocks coded with each value (most in bold)", "runs whose best single value it was"], rows
 
 
 # ================================================================================== the platforms' table
@@ -440,20 +520,24 @@ def kl_tracks_bits(z: Zoo) -> Finding:
 
 
 def proxies_rank_like_bits(z: Zoo, proxy: str = "logme") -> Finding:
-    """`proxies-rank-like-bits`: on every target, LogME ranks the candidate features the way −L does."""
+    """`proxies-rank-like-bits`: on every target, LogME read on each run's first labels ranks the candidate
+    features the way the code length of the labels sent after them does (labels LogME never read)."""
     parts = proxies_vs_bits(z, proxy)
+    seen = {c["proxy_labels"] for c in z.cells.values() if "proxy_labels" in c}
     return Finding(
         "proxies-rank-like-bits",
         essay="a model's generality is the information it gives new tasks; a cheap score of frozen features that "
               "ranks models the way the bits do would let one choose a platform from one closed-form fit on the "
-              "task's labelled examples instead of coding them block by block (it still needs the labels: "
-              "LogME is computed on the same examples the code length codes)",
-        criterion=f"on each of the six targets, Spearman's ρ between LogME and −L over the candidates (every "
-                  f"row's pretrained and random-init features) has a 95% interval (Fisher z) above {RHO} (holds "
-                  f"when it does on every target); does not hold if on some target it lies below {RHO}; "
-                  "inconclusive otherwise",
+              "labels in hand, before coding the ones to come (it still needs labelled examples: the first ones "
+              "a run sends)",
+        criterion=f"on each of the six targets, Spearman's ρ between LogME computed on each run's first labels "
+                  f"(the largest block end at most half the coded labels) and minus the bits per label of the "
+                  f"labels sent after them (both averaged over runs), over the candidates (every row's pretrained "
+                  f"and random-init features), has a 95% interval (Fisher z) above {RHO} (holds when it does on "
+                  f"every target); does not hold if on some target it lies below {RHO}; inconclusive otherwise",
         decision=verdicts.on_every(parts, RHO), applies_to=FULL,
         detail=f"{len(parts)} targets, {max((iv.n for iv in parts.values()), default=0)} candidates per target; "
+               f"LogME read the first {', '.join(map(str, sorted(seen))) or '–'} labels of each run; "
                f"the H-score by the same rule: {verdicts.on_every(proxies_vs_bits(z, 'h_score'), RHO).verdict}")
 
 
@@ -499,14 +583,15 @@ def kl_page(z: Zoo) -> dict:
 
 
 # ================================================================================== what a chapter asks for
-# The rows each profile computes: every row at `full` (computed on a CPU, about an hour); at `smoke` the
-# rows whose passes fit the smoke budget (mpnet and SmolLM2 cost 5–6× MiniLM per token).
+# The rows each profile computes: every row at `full` (computed on a CPU); at `smoke` the rows whose passes
+# fit the smoke budget (mpnet and SmolLM2 cost 5–6× MiniLM per token).
 ROWS = {"smoke": ("minilm", *BODIES), "full": (*LAB, *BODIES)}
 
 
 def configs(profile: str, seed: int = 0, rows=None) -> tuple[list, list]:
     """(reference configs, cell configs) of the zoo at `profile`, every run shifted by the book's seed."""
     shift = {k: tuple(seed + r for r in v) for k, v in zoo.SIZES[profile].items() if k.startswith("runs")}
-    refs = [zoo.reference_config(t, profile, **shift) for t in TARGETS]
-    cells = [zoo.config(m, t, profile, **shift) for m in (rows or ROWS[profile]) for t in TARGETS]
+    targets = TARGETS + (UNEXPOSED if profile == "full" else ())
+    refs = [zoo.reference_config(t, profile, **shift) for t in targets]
+    cells = [zoo.config(m, t, profile, **shift) for m in (rows or ROWS[profile]) for t in targets]
     return refs, cells

@@ -76,7 +76,7 @@ class Chapter:
         rec = store.run(fn, cfg, profile=self.profile)
         m = rec.meta
         self.records.append({k: m.get(k) for k in ("experiment", "logical", "cache_hit", "stale", "wall_time_s",
-                                                    "device", "commit", "seeds", "path")})
+                                                    "device", "dtype", "commit", "seeds", "path")})
         run = _Run(rec.value, self.records[-1], _source_of(fn))
         self._runs.append(run)
         self._pending.append(run)
@@ -145,7 +145,8 @@ class Chapter:
         return out
 
     def _device_of(self, metas):
-        devs = sorted({m.get("device") for m in metas if m.get("device")})
+        devs = sorted({m["device"] + (f", {m['dtype']}" if m.get("dtype") else "") for m in metas
+                       if m.get("device")})
         return ", ".join(devs) if devs else self.device
 
     def _source_url(self, fig_id: str, side: dict) -> str | None:

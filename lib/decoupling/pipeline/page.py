@@ -184,3 +184,14 @@ def errorbar(ax, x, ivs, **kw):
     below = np.nan_to_num(v - np.array([iv.lo for iv in ivs]))
     above = np.nan_to_num(np.array([iv.hi for iv in ivs]) - v)
     return ax.errorbar(x, v, yerr=[below, above], **kw)
+
+
+# ------------------------------------------------------------------------------ hyperparameter grids
+def fmt_grid_use(use) -> str:
+    """A `core.grids.GridUse` on one line: each grid value with how often it was chosen, the most chosen in
+    bold, and "(edge)" where an edge of the grid won ("1: 52 · **10: 98** (edge)"). Used by
+    experiments.zoo_summary's grid table."""
+    def cell(v, k):
+        text = f"{v:g}: {k}" if isinstance(v, (int, float)) else f"{v}: {k}"
+        return f"**{text}**" if v == use.top else text
+    return " · ".join(cell(v, k) for v, k in zip(use.grid, use.counts)) + (" (edge)" if use.edge_wins else "")

@@ -147,12 +147,19 @@ def versions() -> dict:
     return out
 
 
-def data_hash() -> str:
-    """The prepared data's manifest hash, or 'none' when no data was prepared (synthetic chapters)."""
+def data_hash(profile: str = "smoke") -> str:
+    """The prepared data's manifest hash, or 'none' when no data was prepared (synthetic chapters). At
+    `full` it covers the full corpora and the full-only tasks too (a full record reads bodies pretrained on
+    them, or code/agents), or says they are not prepared: a full key never starts a download."""
     try:
         from decoupling import data
         # portable: the PyPI/stdlib sources only, so a machine without apt (no Debian extras) computes
         # the same keys and finds the committed results
+        if profile == "full":
+            from decoupling.data import full
+            if full.read_full_manifest() is None:
+                return "full-data-not-prepared"
+            return data.manifest_hash(portable=True, profile="full")
         return data.manifest_hash(portable=True)
     except Exception:  # no data prepared yet: experiments that need data will fail on their own
         return "none"

@@ -100,7 +100,7 @@ def keys(fn: Callable, config, profile: str) -> tuple[str, str, dict]:
     logical = _sha(canonical({"experiment": name, "config": cfg, "profile": profile}))
     parts = {
         "experiment": name, "config": cfg, "profile": profile,
-        "source": provenance.source_hash(fn.__module__), "data": provenance.data_hash(),
+        "source": provenance.source_hash(fn.__module__), "data": provenance.data_hash(profile),
         "torch": torch.__version__.split("+")[0], "device": DEVICE.type,
     }
     return logical, _sha(canonical(parts)), parts
@@ -206,6 +206,7 @@ def _compute(fn: Callable, config, profile: str, store: Path | None, logical: st
     meta = {
         "experiment": parts["experiment"], "profile": profile, "key": key, "logical": logical,
         "wall_time_s": round(wall, 3), "device": device.name(), "device_type": device.DEVICE.type,
+        "dtype": device.dtype_name(),
         "commit": commit, "dirty": dirty, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seeds": _seeds(config), **provenance.versions(), "source": parts["source"], "data": parts["data"],
     }
