@@ -2,9 +2,10 @@
 
 CUDA when present: bf16 autocast (same exponent range as fp32, so no loss scaling) and TF32 matmuls.
 CPU with bf16 units (x86 avx512_bf16 or AMX): bf16 autocast for every transformer at least
-`BF16_MIN_WIDTH` wide; weights, optimizer state and losses stay fp32. Measured on an AMD EPYC, one
-thread (benchmarks/cpu_pilot.py): a GPT-2 training step of width 128 runs ~1.4x faster and width 192
-~1.6x, a frozen mpnet forward ~3.6x; at width 64 bf16 is slower (the casts cost more than the matmuls save).
+`BF16_MIN_WIDTH` wide; weights, optimizer state and losses stay fp32. Measured in one run on one thread of
+an Intel Xeon with AMX (bf16/fp32 tokens per second): GPT-2 training 0.56x at
+width 64 (the casts cost more than the matmuls save), 1.2x at width 128, 1.0x at width 192; frozen forward
+passes of all-MiniLM-L6-v2 1.9x, SmolLM2-135M 2.6x, all-mpnet-base-v2 3.6x.
 Any other CPU: fp32. Every CPU: deterministic algorithms, so two runs with one seed on one machine give
 bitwise-identical weights (bf16 autocast included: its kernels are deterministic on one thread).
 DECOUPLING_DEVICE=cpu forces the CPU on a GPU machine; DECOUPLING_DTYPE=fp32 forces fp32 (DECOUPLING_DTYPE=bf16
@@ -39,7 +40,7 @@ def _dtype() -> torch.dtype:
 
 DTYPE = _dtype()
 # Below this hidden width a CPU step is bound by overhead, not matmuls, and bf16's casts make it slower
-# (GPT-2 width 64: 14.8k tokens/s fp32 vs 13.8k bf16; width 128: 7.6k vs 10.6k).
+# (GPT-2 training, one thread: width 64 6.5k tokens/s fp32 vs 3.7k bf16; width 128 3.3k vs 4.0k).
 BF16_MIN_WIDTH = 128
 if DEVICE.type == "cuda":
     REASON = "CUDA present: bf16 autocast, TF32 matmuls, fused AdamW"

@@ -110,8 +110,8 @@ TRANSFER = {
     # full: the full bodies (pretrain.FULL: 4 layers, d=128, 1000 steps), 6 inits x 3 seeds (each seed reads
     # the bodies pretrained with it) fine-tuned end to end on 6 blocks up to 640 examples of 64 tokens, two
     # candidates per block. The 18 members of a (block, candidate) train as one vmapped run
-    # (`run_protocols`). Counted at ~78 steps of 32 x 64 tokens per member and candidate: ~5.8M tokens per
-    # target, ~10 CPU-minutes per target under bf16 (`decoupling compute --profile full --count`).
+    # (`run_protocols`): about 78 steps of 32 x 64 tokens per member and candidate, ~5.8M tokens per target
+    # (`decoupling compute --profile full --count` gives the minutes on the machine at hand).
     "full": TransferConfig(
         body_profile="full", max_len=64, n_test=256, seeds=(0, 1, 2),
         protocol=Protocol(ends=(20, 40, 80, 160, 320, 640),
@@ -291,8 +291,8 @@ class MiniLMConfig:
 # (and a second twin, the control) and TF-IDF, on the same texts cut to 32 WordPiece tokens. Two sentiment
 # targets with the shortest texts (tweets, movie snippets: the cut shortens them least), three learning
 # rates a factor ~3 apart so that the rate each init prefers can be interior, 5 blocks up to 256 labels.
-# Counted: ~30 steps of 32 x 32 tokens per fit, 9 members x 3 rates x 2 targets, ~20 CPU-minutes under
-# bf16 (MiniLM is 384 wide).
+# About 30 steps of 32 x 32 tokens per fit, 9 members x 3 rates x 2 targets; MiniLM (384 wide) trains
+# under bf16 autocast on a CPU with bf16 units.
 MINILM_FT_GRID = (HP("finetune-lr3e-5", 3e-5, 1.0), HP("finetune-lr1e-4", 1e-4, 1.0), HP("finetune-lr3e-4", 3e-4, 1.0))
 MINILM = {
     "smoke": MiniLMConfig(),
