@@ -79,14 +79,14 @@ FIRST_UPLOAD_SOURCE = ("PyPI JSON API https://pypi.org/pypi/{name}/json: the ear
 PROJECTS = (
     Project("openai-agents", "0.25.0", "09a02b815842b498647749a8d9e4c101b0bd69d2a81a8f91e8ec3ac0f2c54150",
             "agents", "2025-03-04T18:16:20.752702Z",
-            "the wheel ships none; the 0.25.0 sdist's CHANGELOG.md starts at 0.23.0 (2026-10-01)",
+            "the wheel ships none; the 0.25.0 sdist's changelog starts at 0.23.0 (2026-10-01)",
             (("agents/strict_schema.py", "says it is adapted from openai-python's lib/_pydantic.py (2024)"),)),
     Project("google-adk", "2.15.0", "0b50fcc59d6fdd336d4772aad8ab8f01af6bf3dcd901a50eaa4e1e7f379e3b94",
             "google.adk", "2025-03-17T17:49:28.521047Z",
-            "neither the wheel nor the 2.15.0 sdist ships one (METADATA links CHANGELOG.md on GitHub)"),
+            "neither the wheel nor the 2.15.0 sdist ships one (METADATA links a changelog on GitHub)"),
     Project("a2a-sdk", "1.3.0", "b94a73b5dc7ff1afe5f11d324480f83386a64d02b8a6b719baf013595284cc6c",
             "a2a", "2025-05-15T20:13:06.370364Z",
-            "the wheel ships none; the 1.3.0 sdist's CHANGELOG.md has its oldest entry at 0.2.2 (2025-05-20)",
+            "the wheel ships none; the 1.3.0 sdist's changelog has its oldest entry at 0.2.2 (2025-05-20)",
             (("a2a/utils/_jcs.py", "says it is adapted from Anders Rundgren's JSON canonicalization "
                                    "reference implementation (RFC 8785, 2020)"),)),
     Project("strands-agents", "1.65.0", "5e8dd8538fea593763f9da9aecf72f5b71f421413ba8fafbeef1b2ccd3093658",
