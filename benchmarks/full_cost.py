@@ -1,12 +1,13 @@
 """What the `full` profile costs, counted without training anything.
 
 The counting lives in the library (`decoupling.pipeline.cost`, called by `decoupling compute --count`):
-every declared run's experiment is called with its `full` config while the loops are replaced by
-recorders, giving optimizer steps, tokens, FLOPs and forward-only batches per run, and minutes on this
-device. This script prints that table for every declared run (computed or not), or what each pretrained
-body reads:
+every declared run's experiment is called with its `full` config while the loops and forward passes are
+replaced by recorders, giving optimizer steps, tokens and forward-only work per model shape, and minutes
+at each shape's rate measured on this machine (counts and rates cached under .cache/cost, so a second
+call is instant). This script prints that table for every declared run (computed or not), or what each
+pretrained body reads:
 
-    PYTHONPATH=lib python benchmarks/full_cost.py                     # every chapter (a few minutes)
+    PYTHONPATH=lib python benchmarks/full_cost.py                     # every chapter (cold: minutes)
     PYTHONPATH=lib python benchmarks/full_cost.py --chapters memory tyranny
     PYTHONPATH=lib python benchmarks/full_cost.py --bodies            # steps, tokens seen, epochs per body
 """

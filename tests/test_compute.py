@@ -126,10 +126,40 @@ def test_draw_only_refuses_to_compute(toy, monkeypatch):
 
 
 @pytest.mark.slow
-def test_count_prints_steps_tokens_and_minutes_for_a_chapter(capsys):
+def test_count_prints_steps_tokens_and_minutes_for_a_chapter(capfd):
     assert compute.main(["--profile", "smoke", "--chapters", "memory", "--count", "--all"]) == 0
-    out = capsys.readouterr().out
-    assert "memory       4 records" in out
+    out = capfd.readouterr().out
     for group in ("gating", "task_token", "prompting", "icl"):
         assert f"\n{group} " in out
-    assert "optimizer steps" in out and "min on this device" in out
+    chapter = next(line for line in out.splitlines() if line.startswith("memory "))
+    assert chapter.split()[1] == "4"  # runs; then records current/stale/missing, bodies, steps, tokens, minutes
+    total = next(line for line in out.splitlines() if line.startswith("total "))
+    assert float(total.split()[-1]) > 0  # minutes at the rates measured here
+    assert "optimizer steps" in out and "\nestimate " in out and "\nnot in it " in out
+    # a second count reads every tally and rate from the cache, and prints the same table
+    assert compute.main(["--profile", "smoke", "--chapters", "memory", "--count", "--all"]) == 0
+    again = capfd.readouterr()
+    assert "4 runs from the count cache, 0 counted, 0 shapes measured" in again.err
+    table = [line for line in out.splitlines() if line.split(" ")[0] in ("gating", "task_token", "prompting", "icl")]
+    assert [line for line in again.out.splitlines() if line in table] == table
+
+
+def test_a_worker_takes_its_share_of_the_cores(monkeypatch):
+    """`--jobs N` workers run side by side: a pass that takes "every core" takes the worker's share instead,
+    so two workers' encoder passes do not each start one thread per core."""
+    import torch
+
+    from decoupling.core import encoders
+    monkeypatch.delenv(encoders.WORKER_THREADS, raising=False)
+    alone, threads = encoders.all_cores(), torch.get_num_threads()
+    for var in (encoders.WORKER_THREADS, store.ALLOW_CPU_FULL):  # what the worker sets is restored after
+        monkeypatch.setenv(var, "")
+    monkeypatch.setattr(compute.os, "cpu_count", lambda: 8)
+    assert compute.worker_threads(2) == 4 and compute.worker_threads(16) == 1
+    compute._worker_init(1)  # what each of `--jobs 2` workers runs first on a 2-core machine
+    try:
+        assert encoders.all_cores() == 1
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.delenv(encoders.WORKER_THREADS)
+    assert encoders.all_cores() == alone

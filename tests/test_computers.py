@@ -202,30 +202,27 @@ def test_probe_is_deterministic_and_scores_held_out_rows(one_thread):
     assert r1["adapt_flops"] > 1e6 and 0.5 < r1["heldout_acc"] <= 1.0
 
 
-def test_beats_random_is_the_check_of_pretrained_against_random_features():
-    assert C.beats_random({"a": {"diff_ci": [0.1, 0.3]}, "b": {"diff_ci": [0.01, 0.2]}})
-    assert not C.beats_random({"a": {"diff_ci": [0.1, 0.3]}, "b": {"diff_ci": [-0.01, 0.2]}})
+# -- the full presets: sized for 2 CPU cores ---------------------------------------------------------------------
+
+def test_every_computers_experiment_computes_full_on_a_cpu():
+    from decoupling.pipeline import store
+    assert all(store.runs_on_cpu(fn) for fn in (C.economics, C.minilm_platform, C.platform_vs_specialist))
 
 
-def test_specialist_verdict_is_a_non_inferiority_rule_with_its_margin():
-    m = C.SPECIALIST_MARGIN
-    ok = {"diff_ci": [-m + 0.01, 0.02]}
-    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [0.05, 0.1]}}) == "holds"
-    # worse than the specialist, but not by more than the margin: still "about as well"
-    assert C.specialist_verdict({"a": {"diff_ci": [-m + 0.001, -0.01]}}) == "holds"
-    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [-m - 0.02, 0.0]}}) == "inconclusive"
-    assert C.specialist_verdict({"a": ok, "b": {"diff_ci": [-0.2, -m - 0.01]}}) == "does not hold"
-    assert C.specialist_verdict({"a": ok}, margin=0.0) == "inconclusive"
+def test_full_presets_give_every_finding_three_runs_and_a_grid_with_a_middle():
+    econ, plat, spec = C.ECONOMICS["full"], C.PLATFORM["full"], C.SPECIALIST["full"]
+    for cfg in (econ, plat, spec):
+        assert len(cfg.seeds) >= 3 and len(set(cfg.seeds)) == len(cfg.seeds)
+        assert len(cfg.lrs) >= 3 and list(cfg.lrs) == sorted(set(cfg.lrs))  # an interior point can win
+    assert econ.max_len <= econ.body.model.block_size
+    assert set(plat.tasks) <= set(econ.tasks)  # the platform figure sets MiniLM beside our body, task by task
 
 
-def test_pays_within_asks_whether_t_star_is_at_most_the_tasks_served():
-    # C_pretrain 600 over N = 6 tasks: the bar is a saving of 100 per task
-    assert C.pays_within((120.0, 300.0), 600.0, 6) == "holds"  # T* between 2 and 5 tasks
-    assert C.pays_within((10.0, 90.0), 600.0, 6) == "does not hold"  # cheaper, but T* > 6
-    assert C.pays_within((-50.0, -1.0), 600.0, 6) == "does not hold"  # no saving at all
-    assert C.pays_within((50.0, 150.0), 600.0, 6) == "inconclusive"
-    assert C.pays_within(None, 600.0, 6) == "inconclusive"
-    assert C.pays_within((None, 3.0), 600.0, 6) == "inconclusive"
+def test_economics_refuses_a_sequence_longer_than_the_body_before_pretraining():
+    from decoupling.experiments import pretrain
+    body = pretrain.config("smoke", "code")
+    with pytest.raises(ValueError, match="learned positions"):
+        C.economics(C.EconomicsConfig(profile="smoke", body=body, max_len=body.model.block_size + 1))
 
 
 # -- the application-specific reference -----------------------------------------------------------------------

@@ -133,8 +133,8 @@ def test_matches_specialist_fails_when_a_task_trails_by_more_than_the_bar():
 
 
 # ================================================================================== one platform vs specialists
-def _spec(diffs: dict) -> dict:
-    return {"level": 0.90, "tasks": {t: {"diff": d, "diff_ci": list(ci), "n_train": 10, "n_test": 500,
+def _spec(diffs: dict, level: float = 0.95) -> dict:
+    return {"level": level, "tasks": {t: {"diff": d, "diff_ci": list(ci), "n_train": 10, "n_test": 500,
                                          "platform": {"acc": 0.7, "acc_per_seed": [0.7] * 3, "lr": 0.01},
                                          "specialist": {"acc": 0.7, "C": 1.0}}
                                      for t, (d, ci) in diffs.items()}}
@@ -150,12 +150,13 @@ def test_serves_tasks_is_non_inferiority_on_every_task():
         assert (f.decision.p < 0.05) == (f.decision.verdict != "inconclusive")
 
 
-def test_serves_tasks_reads_the_recorded_90pc_interval_at_95pc():
+def test_serves_tasks_reads_the_recorded_95pc_interval_and_refuses_another_level():
     part = CS.specialist_parts(_spec({"a": (0.0, (-0.045, 0.03))}))["a"]
-    assert part.level == 0.95
-    assert part.lo == pytest.approx(-0.045 * 1.959964 / 1.644854, rel=1e-5)  # below the margin now
-    assert part.hi == pytest.approx(0.03 * 1.959964 / 1.644854, rel=1e-5)
-    assert CS.serves_tasks(_spec({"a": (0.0, (-0.045, 0.03))})).decision.verdict == "inconclusive"
+    assert (part.level, part.lo, part.hi, part.method) == (0.95, -0.045, 0.03, "bootstrap")  # as recorded
+    assert CS.serves_tasks(_spec({"a": (0.0, (-0.045, 0.03))})).decision.verdict == "holds"
+    assert CS.serves_tasks(_spec({"a": (0.0, (-0.055, 0.03))})).decision.verdict == "inconclusive"
+    with pytest.raises(ValueError, match="90%"):  # an old 90% record is not widened into a 95% one
+        CS.specialist_parts(_spec({"a": (0.0, (-0.045, 0.03))}, level=0.90))
 
 
 # ================================================================================== MiniLM and its control
@@ -196,6 +197,21 @@ def test_checks_pass_on_a_record_built_right_and_fail_on_one_built_wrong():
     econ = CS.Economics(res)
     assert [c.passed for c in econ.accounting_checks(MODEL)] == [False, False]
     assert not econ.reference_competent().passed
+
+
+def test_flop_accounting_reads_the_fine_tunes_sequence_length():
+    T = MODEL.block_size // 2  # fine-tunes on examples shorter than the body's context
+    per_token = models.flops_per_token(MODEL, T, include_head=False)
+    rec = _task([800.0] * 3, [200.0] * 3)
+    for runs in rec["runs"].values():
+        for r in runs:
+            r["flops"] = 10 * r["batch"] * T * per_token
+            r["counted_flops_per_token"] = r["recounted_flops_per_token"] = per_token
+    res = _econ({"a": rec})
+    res["pretrain"] = {"flops": 1000 * models.flops_per_token(MODEL), "tokens": 1000, "wall_s": 1.0}
+    assert not CS.flop_accounting(res, MODEL).passed  # read at the block size, the count is off
+    res["seq_len"] = T
+    assert CS.flop_accounting(res, MODEL).passed
 
 
 def test_every_finding_records_a_p_value():

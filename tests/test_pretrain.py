@@ -25,10 +25,11 @@ def test_every_source_reads_the_same_unique_tokens(prepared):
 
 
 def test_full_reads_each_token_at_most_four_times():
-    """From the presets alone (the full corpora are not needed): 32.8M positions over >= 8.2M tokens."""
+    """The positions a full body reads (steps × batch × block) over the unique tokens the full corpora give
+    it: at most MAX_EPOCHS_FULL passes, so a body does not memorise its corpus."""
     f = P.FULL
     seen = f.steps * f.batch_size * f.model.block_size
-    assert f.corpus == "full" and seen == 4000 * 64 * 128
+    assert f.corpus == "full"
     from decoupling.data import full
     m = full.read_full_manifest()
     if m is None:

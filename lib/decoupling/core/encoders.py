@@ -141,8 +141,15 @@ def _threads(n: int | None):
         torch.set_num_threads(before)
 
 
+WORKER_THREADS = "DECOUPLING_WORKER_THREADS"  # set by `decoupling compute --jobs N` in each of its workers
+
+
 def all_cores() -> int:
-    """The cores this process may use (what a pass that runs alone should take)."""
+    """The cores this process may use (what a pass that runs alone should take). A worker of `decoupling
+    compute --jobs N` shares the cores with N - 1 others: it takes its share, or the passes oversubscribe
+    the machine (two 2-thread encoder passes on 2 cores ran 2.5-15x slower than one thread each)."""
+    if os.environ.get(WORKER_THREADS):
+        return max(1, int(os.environ[WORKER_THREADS]))
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

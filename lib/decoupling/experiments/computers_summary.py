@@ -336,8 +336,9 @@ class Economics:
 # ================================================================================== economics: checks
 def flop_accounting(res: dict, model_cfg) -> Check:
     """Every run's counted FLOPs = steps · batch · T · flops_per_token, that per-token count equals a recount
-    from the module's parameters, and the body's pretraining FLOPs = tokens · flops_per_token(body)."""
-    T = model_cfg.block_size
+    from the module's parameters, and the body's pretraining FLOPs = tokens · flops_per_token(body). T is the
+    fine-tunes' sequence length (`seq_len`, the body's block size where a record has none)."""
+    T = res.get("seq_len") or model_cfg.block_size
     per_token = models.flops_per_token(model_cfg, T, include_head=False)
     errs = []
     for rec in res["tasks"].values():
@@ -446,17 +447,15 @@ class Platform:
 
 # ================================================================================== one platform vs specialists
 def specialist_parts(spec: dict, level: float = LEVEL) -> dict[str, Interval]:
-    """Per task the paired accuracy difference platform − specialist, with the record's percentile bootstrap
-    interval over test examples widened from its level (90%) to `level` side by side as a normal interval
-    would be (each half-width × z(level) / z(90%)): the book decides every finding on a 95% interval, so a
-    non-inferiority lower end is a one-sided 2.5% test (the usual convention for non-inferiority)."""
-    from scipy.stats import norm
-    out = {}
-    for t, v in spec["tasks"].items():
-        k = norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + spec["level"] / 2)
-        d, (lo, hi) = v["diff"], v["diff_ci"]
-        out[t] = Interval(d, d - k * (d - lo), d + k * (hi - d), level=level, n=v["n_test"], method="bootstrap")
-    return out
+    """Per task the paired accuracy difference platform − specialist with the record's percentile bootstrap
+    interval over test examples, at the level the record computed it (`computers.SPECIALIST_LEVEL`). The book
+    decides every finding on a 95% interval, so a non-inferiority lower end is a one-sided 2.5% test (the
+    usual convention for non-inferiority); a record at another level is refused, not rescaled."""
+    if not math.isclose(spec["level"], level):
+        raise ValueError(f"the specialist record's intervals are {spec['level']:.0%} ones, not {level:.0%}: "
+                         "recompute it (computers.platform_vs_specialist)")
+    return {t: Interval(v["diff"], *v["diff_ci"], level=level, n=v["n_test"], method="bootstrap")
+            for t, v in spec["tasks"].items()}
 
 
 def serves_tasks(spec: dict) -> Finding:
@@ -469,9 +468,9 @@ def serves_tasks(spec: dict) -> Finding:
               "specialist built for each",
         criterion=f"per task, accuracy(one frozen MiniLM + a linear head per task) − accuracy(that task's TF-IDF + "
                   f"logistic specialist), same training rows, whole test split, 95% paired bootstrap CI over test "
-                  f"examples (the recorded {spec['level']:.0%} one widened as a normal interval would be); margin "
-                  f"{MARGIN}: holds when on every task the CI's lower end lies above −{MARGIN} (not worse by more than the margin); does not hold when on some task its upper end lies "
-                  f"below −{MARGIN}; inconclusive otherwise",
+                  f"examples; margin {MARGIN}: holds when on every task the CI's lower end lies above −{MARGIN} (not "
+                  f"worse by more than the margin); does not hold when on some task its upper end lies below "
+                  f"−{MARGIN}; inconclusive otherwise",
         decision=verdicts.on_every(parts, -MARGIN, ">"),
         detail="per task: " + "; ".join(f"{t}: {fmt_interval(iv)}, {v['n_train']} training rows, {v['n_test']} test "
                                         "rows" for (t, iv), v in zip(parts.items(), spec["tasks"].values())))

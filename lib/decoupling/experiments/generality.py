@@ -107,7 +107,7 @@ TRANSFER = {
     # domain), the prose body (another) and the shuffled-token control — to leave the budget to what smoke
     # decides
     "smoke": TransferConfig(sources=("code", "prose", "shuffled")),
-    # full: the full bodies (pretrain.FULL: 4 layers, d=128, 1000 steps), 6 inits x 3 seeds (each seed reads
+    # full: the full bodies (pretrain.FULL: 4 layers, d=128, 500 steps), 6 inits x 3 seeds (each seed reads
     # the bodies pretrained with it) fine-tuned end to end on 6 blocks up to 640 examples of 64 tokens, two
     # candidates per block. The 18 members of a (block, candidate) train as one vmapped run
     # (`run_protocols`): about 78 steps of 32 x 64 tokens per member and candidate, ~5.8M tokens per target

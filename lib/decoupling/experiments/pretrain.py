@@ -48,13 +48,14 @@ class PretrainConfig:
 # shuffled control below its corpus's unigram entropy. 600 steps of 8 windows: at a fixed number of tokens,
 # more and smaller steps lowered the held-out loss of these tiny models most; lr 1e-2 beat 3e-3 and 6e-3.
 SMOKE = PretrainConfig(domain="code", steps=320, batch_size=8, lr=1e-2, eval_every=80)
-# full: `mini` (4 layers, d=128, N = 793k non-embedding parameters), 1000 steps of 32 windows of 128 tokens
-# = 4.1M token positions, under one epoch of each ~10M-token corpus. Measured (code, seed 0, bf16, one
-# thread of a loaded 2-core machine): 14 CPU-minutes; held-out 6.03, 5.23, 4.83, 4.65 bits/token after
-# 250, 500, 750, 1000 steps against the corpus's unigram 9.04, still falling. Every body must end well
-# below its corpus's unigram entropy (the bodies-learned check); the shuffled control cannot.
+# full: `mini` (4 layers, d=128, N = 793k non-embedding parameters), 500 steps of 32 windows of 128 tokens
+# = 2.0M token positions, a fifth of an epoch of each ~10M-token corpus; 12 full bodies are declared (four
+# sources x three seeds), so a body's minutes count twelve times. A 1000-step pilot (code, seed 0, bf16)
+# read 6.03, 5.23, 4.83, 4.65 bits/token held out after 250, 500, 750, 1000 steps against the corpus's
+# unigram 9.04: half the steps keep most of the drop below unigram at half the cost. Every body must end
+# well below its corpus's unigram entropy (the bodies-learned check); the shuffled control cannot.
 FULL = PretrainConfig(domain="code", model=ModelConfig(n_layer=4, n_head=4, d_model=128, block_size=128),
-                      steps=1000, batch_size=32, lr=3e-3, corpus="full", eval_tokens=131_072, eval_every=250,
+                      steps=500, batch_size=32, lr=3e-3, corpus="full", eval_tokens=131_072, eval_every=125,
                       eval_windows=128)
 PRETRAIN = {"smoke": SMOKE, "full": FULL}  # `domain`, `seed` (and `data_sha`) are set per body by `config`
 PRESETS = {"pretrain": PRETRAIN}  # experiment function -> {profile: config}

@@ -8,7 +8,8 @@ experiment at all. What it does, in order:
    data), *stale* (a results/ record computed by other code or data: recomputed, its file replaced) or
    *missing*;
 2. `--count`: prints what computing the rest costs (records, bodies to pretrain, optimizer steps, tokens,
-   FLOPs, and minutes on this device: counted FLOPs over the training rate measured here), runs nothing;
+   and minutes on this machine: the work counted per model shape over each shape's rate measured here,
+   `pipeline.cost`), runs nothing; counts and rates are cached, so a second count is instant;
 3. otherwise computes the missing runs: the pretrained bodies a missing record reads first, then the
    records in book order, each written the moment it finishes. `--budget-min M` starts no new run after
    M minutes, so a long profile is computed in chunks that each end cleanly; Ctrl-C keeps what finished;
@@ -94,9 +95,17 @@ def compute_one(it: Item, root: Path | None) -> float:
     return time.perf_counter() - t0
 
 
+def worker_threads(jobs: int) -> int:
+    """CPU threads each of `jobs` side-by-side runs takes: its share of the cores."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def _worker_init(threads: int) -> None:
     import torch
+
+    from decoupling.core import encoders
     torch.set_num_threads(threads)
+    os.environ[encoders.WORKER_THREADS] = str(threads)  # the passes that take every core take this share
     os.environ[store.ALLOW_CPU_FULL] = "1"
 
 
@@ -111,34 +120,92 @@ def _fmt_count(x: float) -> str:
     return f"{x:,.0f}" if x < 1e6 else f"{x:.3g}"
 
 
+def _fmt_rate(r: float | None, unit: str) -> str:
+    if not r:
+        return "not measured"
+    return (f"{r / 1e6:.3g}M" if r >= 1e6 else f"{r / 1e3:.3g}k" if r >= 1e3 else f"{r:.3g}") + f" {unit}/s"
+
+
 def print_count(items: list[Item], work: list[Item], profile: str, chapters: tuple, seed: int,
-                every: bool) -> None:
+                every: bool, remeasure: bool = False, jobs: int = 1) -> None:
+    """The cost of the runs to compute (every declared run with `every`): per run, per chapter and per shape,
+    in steps, tokens and minutes on this machine (`pipeline.cost`), and what the minutes leave out."""
     from decoupling.pipeline import cost
     shown = items if every else work
-    report(f"[compute] counting {len(shown)} runs with the training loops replaced by recorders (nothing trains; "
-           f"a `full` body needs the larger corpora, prepared once by `decoupling data --profile full`)")
-    tallies = cost.count(profile, chapters, seed, [it.index for it in shown])
-    rate = cost.training_rate()
-    per_chapter = {ch: {it.run for it in items if it.run in set(plan.runs(ch, profile, seed))} for ch in chapters}
-    print(f"{'run':<58} {'state':<8} {'opt steps':>10} {'tokens/examples':>16} {'TFLOP':>8} {'eval bat':>9} {'est min':>8}")
-    total = cost.Tally()
-    for it, t in zip(shown, tallies):
-        total.add(t)
-        print(f"{it.run.label[:58]:<58} {it.state:<8} {t.steps:>10,} {_fmt_count(t.units):>16} {t.flops / 1e12:>8.2f} "
-              f"{t.eval_batches:>9,} {(t.flops / rate + t.host_s) / 60:>8.1f}")
-    print("-" * 122)
+    report(f"[compute] counting {len(shown)} runs ({'every declared run' if every else 'those to compute'}) with "
+           "the training loops and forward passes replaced by recorders (nothing trains; counts and rates are "
+           f"cached under {cost.cache_dir()}; a `full` body needs the larger corpora, `decoupling data --profile full`)")
+    t0 = time.perf_counter()
+    res = cost.count([it.run for it in shown], remeasure=remeasure, threads=worker_threads(jobs) if jobs > 1 else None)
+    report(f"[compute] {len(shown) - res.counted} runs from the count cache, {res.counted} counted, "
+           f"{len(res.measured)} shapes measured, in {time.perf_counter() - t0:.0f} s")
+    rates = res.rates
+    owner: dict = {}  # each run under the first chapter that declares it, so chapters add up to the total
     for ch in chapters:
-        mine = [it for it in items if it.run in per_chapter[ch]]
-        n_rec = [it for it in mine if not it.run.artifact]
-        print(f"{ch:<12} {len(n_rec)} records ({sum(it.state == 'current' for it in n_rec)} current, "
-              f"{sum(it.state == 'stale' for it in n_rec)} stale, {sum(it.state == 'missing' for it in n_rec)} missing); "
-              f"{sum(it.run.artifact for it in mine)} bodies ({sum(it.run.artifact and it.state == 'missing' for it in mine)} not trained yet)")
-    print(f"{'counted':<12} {len(shown)} runs ({'every declared run' if every else 'those to compute'}): "
-          f"{total.steps:,} optimizer steps ({total.member_steps:,} member steps), {_fmt_count(total.units)} tokens or "
-          f"examples trained on, {total.flops / 1e12:.1f} TFLOP, {total.eval_batches:,} forward-only batches")
-    print(f"{'estimate':<12} {(total.flops / rate + total.host_s) / 60:.1f} min on this device: counted FLOPs at the "
-          f"{rate / 1e9:.1f} GFLOP/s measured here on a small GPT-2 step, plus the recorder's host time; forward-only "
-          "passes outside the library's loops (the zoo's encoders) are not in it")
+        for r in plan.runs(ch, profile, seed):
+            owner.setdefault(r, ch)
+    print(f"{'run':<50} {'state':<8} {'steps':>8} {'tokens':>9} {'examples':>9} {'fwd tok':>9} {'fwd ex':>9} "
+          f"{'est min':>8}  not in it")
+    per_ch = {ch: cost.Tally() for ch in chapters}
+    n_ch = dict.fromkeys(chapters, 0)
+    total = cost.Tally()
+    for it, t in zip(shown, res.tallies):
+        total.add(t)
+        per_ch[owner[it.run]].add(t)
+        n_ch[owner[it.run]] += 1
+        print(f"{it.run.label[:50]:<50} {it.state:<8} {t.steps:>8,} {_fmt_count(t.tokens):>9} "
+              f"{_fmt_count(t.examples):>9} {_fmt_count(t.fwd_tokens):>9} {_fmt_count(t.fwd_examples):>9} "
+              f"{cost.estimate(t, rates).seconds / 60:>8.1f}  "
+              + ", ".join(f"{c} {w.split(' fits')[0]} fits" for w, (c, _) in sorted(t.untimed.items())))
+    print("-" * 118)
+    print(f"{'chapter':<12} {'runs':>5} {'records: current/stale/missing':>31} {'bodies (untrained)':>19} "
+          f"{'steps':>9} {'tokens':>9} {'fwd tok':>9} {'est min':>8}")
+    for ch in chapters:
+        mine = [it for it in items if owner.get(it.run) == ch]
+        recs = [it for it in mine if not it.run.artifact]
+        states = "/".join(str(sum(it.state == s for it in recs)) for s in ("current", "stale", "missing"))
+        bodies = [it for it in mine if it.run.artifact]
+        untrained = f"{len(bodies)} ({sum(b.state == 'missing' for b in bodies)})"
+        t = per_ch[ch]
+        print(f"{ch:<12} {n_ch[ch]:>5} {states:>31} {untrained:>19} "
+              f"{t.steps:>9,} {_fmt_count(t.tokens):>9} {_fmt_count(t.fwd_tokens):>9} "
+              f"{cost.estimate(t, rates).seconds / 60:>8.1f}")
+    est = cost.estimate(total, rates)
+    print(f"{'total':<12} {len(shown):>5} {'':>31} {'':>19} {total.steps:>9,} {_fmt_count(total.tokens):>9} "
+          f"{_fmt_count(total.fwd_tokens):>9} {est.seconds / 60:>8.1f}")
+    print("(a run several chapters declare, a shared body or the zoo, is listed under the first of them)")
+    print("-" * 118)
+    by_shape = sorted(((u / rates[k]["rate"] if (rates.get(k) or {}).get("rate") else float("inf"), k, c, u)
+                       for k, (c, u) in total.work.items()), reverse=True)
+    print(f"{'the shapes that take longest':<78} {'calls':>9} {'rate here':>15} {'est min':>8}")
+    for s, k, c, u in by_shape[:15]:
+        sh = total.shapes[k]
+        name = f"{sh['kind']} {sh['model']} {sh['inputs']}" + (f" K={sh['members']}" if sh["members"] > 1 else "") \
+            + (f" {sh['threads']} threads" if sh["threads"] > 1 else "")
+        print(f"{name[:78]:<78} {c:>9,} {_fmt_rate((rates.get(k) or {}).get('rate'), sh['unit']):>15} "
+              f"{s / 60 if s != float('inf') else float('nan'):>8.1f}")
+    ctx = res.context
+    print(f"estimate     {est.seconds / 60:.1f} min: one run at a time, each on the threads it uses (one, the zoo's "
+          f"encoder passes every core), at {ctx['dtype'].replace('torch.', '')} on {ctx['name']} (torch {ctx['torch']}); "
+          f"`--jobs N` runs N side by side")
+    print(f"             {len(total.work)} shapes, each timed here on its real batch for a fraction of a second "
+          f"({len(res.measured)} now; rates measured while others load the machine are lower than an idle one's: "
+          "`--remeasure` measures again)")
+    if total.host:
+        names = ", ".join(sorted(total.host))
+        print(f"             of which {est.host_s / 60:.1f} min of host work timed while counting ({names}; run for "
+              "real, on made-up features where features are faked)")
+    for what, (calls, rows) in sorted(total.untimed.items()):
+        print(f"not in it    {what}: {calls:,} on {_fmt_count(rows)} rows in all (stand-ins while counting)")
+    if est.unmeasured:
+        print(f"not in it    {len(est.unmeasured)} shapes with no rate here: "
+              + "; ".join(f"{k} ({(rates.get(k) or {}).get('error', 'not measured')})" for k in est.unmeasured[:5]))
+    print(f"not in it    other host work: reading data, tokenizing, cutting texts, building, loading and saving models "
+          f"(counting, which does most of it once, took {total.count_s / 60:.1f} min)")
+    print(f"counted      {total.steps:,} optimizer steps ({total.member_steps:,} member steps), "
+          f"{_fmt_count(total.tokens)} tokens and {_fmt_count(total.examples)} examples trained on, "
+          f"{_fmt_count(total.fwd_tokens)} tokens and {_fmt_count(total.fwd_examples)} rows read forward only, "
+          f"{total.flops / 1e12:.1f} training TFLOP (6N per token)")
 
 
 # ------------------------------------------------------------------------------------------ the command
@@ -150,8 +217,11 @@ def parser() -> Parser:
                    default=list(plan.CHAPTERS), help=f"only these chapters' runs (default all: {', '.join(plan.CHAPTERS)})")
     p.add_argument("--seed", type=at_least(0), default=0, help="the book's base seed, as `rebuild --seed` (default 0)")
     p.add_argument("--count", action="store_true",
-                   help="print what the missing runs cost (records, steps, tokens, FLOPs, minutes here); run nothing")
+                   help="print what the missing runs cost (records, steps, tokens, minutes here); run nothing")
     p.add_argument("--all", action="store_true", help="with --count: count every declared run, computed or not")
+    p.add_argument("--remeasure", action="store_true",
+                   help="with --count: measure every shape's rate again (this machine's load changed), which "
+                        "counts every run again")
     p.add_argument("--budget-min", type=at_least(0, float, strict=True), metavar="M",
                    help="start no new run after M minutes (a run under way finishes); the next call continues")
     p.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
@@ -165,8 +235,8 @@ def parser() -> Parser:
 def main(argv=None) -> int:
     p = parser()
     a = p.parse_args(argv)
-    if a.all and not a.count:
-        p.error("--all only goes with --count")
+    if (a.all or a.remeasure) and not a.count:
+        p.error(f"--{'all' if a.all else 'remeasure'} only goes with --count")
     into = a.into or ("results" if a.profile == "full" else "store")
     root = paths.RESULTS_DIR if into == "results" else None
     chapters = tuple(a.chapters)
@@ -199,7 +269,7 @@ def _main(a, chapters: tuple, root: Path | None) -> int:
            f"{sum(not it.run.artifact for it in work)} to compute "
            f"({sum(it.state == 'stale' for it in work)} stale), {sum(it.run.artifact for it in work)} bodies to pretrain")
     if a.count:
-        print_count(items, work, a.profile, chapters, a.seed, a.all)
+        print_count(items, work, a.profile, chapters, a.seed, a.all, a.remeasure, a.jobs)
         return 0
     if not work:
         return 0
@@ -241,7 +311,7 @@ def _compute_parallel(work, a, chapters, root, budget_s, t0, progress) -> int:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     done = 0
-    threads = max(1, (os.cpu_count() or 1) // a.jobs)
+    threads = worker_threads(a.jobs)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(threads,)) as pool:
         for phase in ([it for it in work if it.run.artifact], [it for it in work if not it.run.artifact]):
