@@ -4,7 +4,7 @@ For every GPT-2 size of `decoupling.core.models.PRESETS` from nano up (a trainin
 it: the library's AdamW groups, its LM loss, gradient clipping) and for every lab encoder of
 `decoupling.data.platforms.ZOO` (a frozen forward pass, as the zoo's features take it), the same step is
 timed twice in one process: with no autocast (fp32) and under `torch.autocast("cpu", dtype=torch.bfloat16)`.
-Each rate comes from `decoupling.pipeline.cost.measure`, the probe `decoupling compute --count` measures every
+Each rate comes from `decoupling.pipeline.rates.measure`, the probe `decoupling compute --count` measures every
 shape with: one warm-up call, then calls for `--seconds`. The table says where bf16 pays on this CPU (it
 needs bf16 units: avx512_bf16 or AMX; elsewhere it is emulated and slower).
 
@@ -50,7 +50,7 @@ def gpt2_step(preset: str, batch: int, ctx):
     import torch
 
     from decoupling.core import models, train
-    from decoupling.pipeline import cost
+    from decoupling.pipeline.rates import timed
     cfg = models.PRESETS[preset]
     lm = models.build_lm(cfg, seed=0)
     opt, params = train.adamw(lm, train.TrainConfig())
@@ -65,14 +65,14 @@ def gpt2_step(preset: str, batch: int, ctx):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return cost.timed(step), batch * cfg.block_size
+    return timed(step), batch * cfg.block_size
 
 
 def encoder_pass(model, batch: int, tokens: int, ctx):
     """(run(n), tokens per call) for a frozen forward pass of a lab encoder over batch x tokens."""
     import torch
 
-    from decoupling.pipeline import cost
+    from decoupling.pipeline.rates import timed
     vocab = model.config.vocab_size
     x = torch.randint(5, vocab, (batch, tokens), generator=torch.Generator().manual_seed(0))
     m = torch.ones_like(x)
@@ -81,7 +81,7 @@ def encoder_pass(model, batch: int, tokens: int, ctx):
     def call():
         with ctx():
             model(input_ids=x, attention_mask=m)
-    return cost.timed(call), batch * tokens
+    return timed(call), batch * tokens
 
 
 def main(argv=None) -> int:
@@ -91,13 +91,13 @@ def main(argv=None) -> int:
 
     from decoupling.core import models
     from decoupling.data import platforms
-    from decoupling.pipeline import cost
+    from decoupling.pipeline.rates import cpu_name, measure
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []
     for size in a.sizes:
         c = models.PRESETS[size]
-        rates = [cost.measure(*gpt2_step(size, a.batch, ctx), seconds=a.seconds) for _, ctx in precisions()]
+        rates = [measure(*gpt2_step(size, a.batch, ctx), seconds=a.seconds) for _, ctx in precisions()]
         rows.append((f"GPT-2 {size}", f"train {c.n_layer}x{c.d_model}", f"{a.batch}x{c.block_size}",
                      f"{models.non_embedding_params(c) / 1e6:.2f}M", *rates))
     for name in a.encoders if a.encoders is not None else list(platforms.ZOO):
@@ -107,13 +107,13 @@ def main(argv=None) -> int:
             print(f"{name}: not available here ({type(e).__name__}: {e}); `decoupling data --platforms {name}`")
             continue
         model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
-        rates = [cost.measure(*encoder_pass(model, a.encoder_batch, a.encoder_tokens, ctx), seconds=a.seconds)
+        rates = [measure(*encoder_pass(model, a.encoder_batch, a.encoder_tokens, ctx), seconds=a.seconds)
                  for _, ctx in precisions()]
         n = sum(p.numel() for p in model.parameters())
         rows.append((name, f"forward {type(model).__name__}", f"{a.encoder_batch}x{a.encoder_tokens}",
                      f"{n / 1e6:.1f}M", *rates))
         del model
-    print(f"one thread, {cost.cpu_name()}, torch {torch.__version__}")
+    print(f"one thread, {cpu_name()}, torch {torch.__version__}")
     print(f"{'model':<14} {'what':<24} {'batch':>7} {'params':>7} {'fp32 tok/s':>11} {'bf16 tok/s':>11} {'bf16/fp32':>9}")
     for name, what, shape, params, fp32, bf16 in rows:
         print(f"{name:<14} {what:<24} {shape:>7} {params:>7} {fp32:>11,.0f} {bf16:>11,.0f} {bf16 / fp32:>9.2f}")

@@ -60,9 +60,14 @@ def test_outside_the_profiles_that_decide_it_a_finding_is_an_illustration(chapte
 
 
 def test_a_check_outside_its_profiles_is_recorded_only(chapter):
+    """Recorded where it is not enforced, a check that did not pass shows a neutral box, not a failure."""
     ch, shown = chapter
     ch.check("c", passed=False, value=0, statement="must hold at full", applies_to=("full",))
-    assert "recorded only; enforced at `full`" in shown[-1]
+    assert shown[-1].startswith("> **🔹 check** `c`: must hold at full. — **not decided at `smoke`: enforced at `full`, "
+                                "recorded here only** — measured **0**")
+    assert "❌" not in shown[-1] and "FAIL" not in shown[-1]
+    ch.check("d", passed=False, value=0, statement="must hold here")  # enforced at smoke: still a failure
+    assert "❌ CHECK FAILED" in shown[-1]
 
 
 def _c(name, kind, applies_to, verdict, profile="smoke", **kw):
@@ -79,13 +84,16 @@ RECS = {"memory": {"chapter": "memory", "profile": "smoke", "claims": [
 def test_scorecard_groups_verdicts_by_profile(monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")  # no committed full records
     md = status.scorecard_md(RECS, "smoke", {"smoke": {"memory/ev": "holds"}})
-    smoke, full = md.split("## Verdicts at `smoke`")[1].split("## Verdicts at `full`")
-    evidence, rest = smoke.split("### Illustrations")
-    assert "`ev`" in evidence and "🟢 holds" in evidence and "CI above 0" in evidence and "`ill`" not in evidence
-    assert "`ill`" in rest and "`full`" in rest and "not verdicts" in rest and "inconclusive" not in rest
-    assert "`chk`" in rest and "✅ pass" in rest
-    assert "not yet measured" in full and "`ill`" in full and "`ev`" in full and "🟢" not in full
-    assert "- **full**: not yet measured (2 findings are decided here)" in md
+    smoke, full = md.split("## Findings at `smoke` (this build)")[1].split("## Findings at `full`")
+    full = full.split("## What each claim says")[0]
+    findings, checks = smoke.split("### Checks at `smoke`")
+    assert "| {doc}`memory <memory>` | `ev` | 🟢 holds |" in findings
+    assert "| {doc}`memory <memory>` | `ill` | 🔹 not decided at smoke (decided at full) |" in findings
+    assert "inconclusive" not in findings.split("`ill`")[1].splitlines()[0]  # an illustration has no verdict
+    assert "| {doc}`memory <memory>` | `chk` | ✅ pass |" in checks
+    assert "No chapter record at `full` is visible to this build" in full and "🟢" not in full
+    assert "Decided at `full` but not yet measured there: `memory/ev`, `memory/ill`." in full
+    assert "| {doc}`memory <memory>` | `full` | 0 | 0 | 0 | 2 not yet measured |" in md
 
 
 def test_scorecard_flags_a_verdict_that_differs_from_the_snapshot(monkeypatch, tmp_path):
@@ -131,10 +139,10 @@ def test_scorecard_shows_p_and_the_verdict_after_holm(monkeypatch, tmp_path):
         _c("x", "finding", ("smoke",), "holds", criterion="CI above 0", p=0.03),
         _c("y", "finding", ("smoke",), "holds", criterion="CI above 0", p=0.001234)]}}
     md = status.scorecard_md(recs, "smoke", {"smoke": {"memory/x": "holds", "memory/y": "holds"}})
-    evidence = md.split("### Evidence")[1]
-    assert "Holm-adjusted p" in evidence and "verdict after Holm" in evidence
+    evidence = md.split("## Findings at `smoke`")[1].split("## Findings at `full`")[0]
     row_x = next(line for line in evidence.splitlines() if "`x`" in line)
-    assert "| 0.03 | 0.03 | 🟢 holds |" in row_x  # 2 × 0.001234 = 0.0025, then max(2 × … , 0.03)
+    assert row_x.startswith("| {doc}`memory <memory>` | `x` | 🟢 holds |")  # the verdict stands after Holm
+    assert row_x.endswith("; p = 0.03, Holm 0.03 |")  # 2 × 0.001234 = 0.0025, then max(2 × … , 0.03)
     assert "no verdict changes" in evidence
     assert "0.5 (95% CI 0.1 … 0.9)" in evidence  # three significant digits
     assert claims.fmt(0.123456, 3) == "0.123" and claims.fmt(0.123456) == "0.1235"

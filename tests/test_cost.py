@@ -1,5 +1,6 @@
 """What runs cost (pipeline/cost.py): counting with the loops replaced by recorders gives known step, token
-and example counts; tallies are cached by the run's results key; minutes are units over each shape's rate."""
+and example counts; tallies are cached by the run's results key; minutes are units over each shape's rate,
+measured here (pipeline/rates.py)."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch import nn
 from decoupling import paths
 from decoupling.core import batched, models, train
 from decoupling.pipeline import cost, plan
+from decoupling.pipeline.rates import measure, rates_path
 
 CALLS: list[str] = []
 
@@ -118,7 +120,7 @@ def test_measuring_fills_every_shape_once_and_a_missing_rate_recounts(store, one
     shapes = {k for t in res.tallies for k in t.work}
     assert set(res.measured) == shapes and all(res.rates[k]["rate"] > 0 for k in shapes)
     assert cost.count(_runs(), probe=True, child=False, seconds=0.01).counted == 0
-    cost.rates_path().unlink()  # another dtype or CPU: no rates there yet
+    rates_path().unlink()  # another dtype or CPU: no rates there yet
     again = cost.count(_runs(), probe=True, child=False, seconds=0.01)
     assert again.counted == 2 and set(again.measured) == shapes
 
@@ -129,5 +131,5 @@ def test_measure_times_calls_after_a_warm_up():
     def run(n):  # a clock that says every call takes 0.1 s, the first one 1 s
         calls.append(n)
         return 1.0 if len(calls) == 1 else 0.1 * n
-    assert cost.measure(run, units_per_call=32, seconds=0.5) == pytest.approx(320)
+    assert measure(run, units_per_call=32, seconds=0.5) == pytest.approx(320)
     assert calls[0] == 1 and sum(calls[1:]) >= 5  # half a second of 0.1 s calls, the warm-up not among them

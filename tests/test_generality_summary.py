@@ -159,6 +159,19 @@ def test_our_bodies_findings_known_answers():
     assert out["vs_shuffled"]["code"]["decision"].verdict == HOLDS
 
 
+def test_the_unexposed_target_stays_outside_the_suite():
+    """code/agents beside the six targets: a shuffled-token body that costs 0.2 bits/label there alone leaves
+    unrelated-source holding, since the findings and scores average over the exposed suite only."""
+    ts = _grid([0.1] * 3, [0.1] * 3, [0.001, -0.001, 0.0], targets=(*TEXT, "code/agents"))
+    ts[-1]["pairs"]["shuffled"]["dL"] = [-0.2 * N] * 3
+    for t in ts:
+        t["K"] = 4
+    out = S.summarize(ts)
+    assert out["targets"] == list(TEXT) and set(out["matrix"]["code"]) == set(TEXT)
+    assert out["findings"]["unrelated-source"].decision.verdict == HOLDS
+    assert S.exposure(ts)["inits"]["shuffled"]["unexposed"].value == pytest.approx(-0.2)  # shown beside it
+
+
 def test_unrelated_source_is_equivalence_on_every_target():
     """One target where the shuffled source costs 0.2 bits/label: it does not hold, though the mean over six
     targets (−0.033) sits inside the margin; a noisy target leaves it inconclusive."""
@@ -297,3 +310,108 @@ def test_seed_control_summary_and_digits_details():
     assert rows[1]["L"] == pytest.approx(N + 10) and rows[1]["dL"].value == pytest.approx(-0.1) and rows[0]["dL"] is None
     bits = S.candidate_bits(dig, [SCRATCH, "pretrained"])
     assert bits == {"finetune": [N, N + 10], "probe": [N, N], "tuned": [N, N + 10]}
+
+
+# ------------------------------------------------------------------------------- exposed and unexposed code
+def test_exposure_sets_our_bodies_on_read_and_unread_code_side_by_side():
+    """ΔL per label against θ0 on code/module and on code/agents per init (t intervals over runs), and the
+    difference with Welch's interval (different examples: not paired); the bodies first, θ0′ last; other
+    targets play no part."""
+    code = {"code/module": [0.1, 0.12, 0.11], "code/agents": [0.05, 0.06, 0.04], "sentiment/movies": [9.0] * 3}
+    prose = {"code/module": [0.02, 0.03, 0.01], "code/agents": [0.02, 0.04, 0.0], "sentiment/movies": [9.0] * 3}
+    ctrl = {t: [0.001, -0.001, 0.0] for t in code}
+    K = {"code/module": 8, "code/agents": 4, "sentiment/movies": 2}
+    ts = [dict(_transfer(t, {CONTROL: ctrl[t], "code": code[t], "prose": prose[t]}), K=K[t]) for t in code]
+    ex = S.exposure(ts)
+    assert (ex["exposed"], ex["unexposed"]) == ("code/module", "code/agents")
+    assert list(ex["inits"]) == ["code", "prose", CONTROL]
+    assert ex["K"] == {"code/module": 8, "code/agents": 4} and ex["n"] == {"code/module": N, "code/agents": N}
+    c = ex["inits"]["code"]
+    assert c["exposed"].value == pytest.approx(0.11) and c["unexposed"].value == pytest.approx(0.05)
+    assert c["exposed"].ci == pytest.approx(intervals.mean_ci([0.1, 0.12, 0.11]).ci)
+    assert c["difference"].value == pytest.approx(0.06) and c["difference"].method == "welch"
+    assert c["difference"] == intervals.diff_ci([0.1, 0.12, 0.11], [0.05, 0.06, 0.04])
+    assert c["difference"].lo > 0  # 0.06 apart with a spread of 0.01 per run
+    p = ex["inits"]["prose"]["difference"]
+    assert p.value == pytest.approx(0.0) and p.lo < 0 < p.hi
+    header, rows = S.exposure_table(ex)
+    assert [r[0] for r in rows] == ["code LM", "prose LM", "θ0′ (2nd random init)"]
+    assert all(len(r) == len(header) for r in rows) and rows[0][1] == "+0.110 [+0.085, +0.135]"
+
+
+def test_exposure_is_none_without_both_code_targets():
+    """At smoke the transfer runs code/module alone: nothing to set side by side."""
+    assert S.exposure([dict(_transfer("code/module", {"code": [0.1, 0.1, 0.1]}), K=8)]) is None
+    assert S.exposure([]) is None
+
+
+# ------------------------------------------------------------------------------- the grids
+def _chose(record, choices: dict, L_config: dict | None = None, hps=("finetune", "head-fast-body-slow")):
+    """A record whose inits coded their blocks with `choices[init]` (names, one list per run) and, alone,
+    would have coded them in `L_config[init]` bits (one list per run, a value per candidate)."""
+    record = {**record, "hps": list(hps), "runs": {i: dict(r) for i, r in record["runs"].items()}}
+    for i, ch in choices.items():
+        record["runs"][i]["choices"] = ch
+        if L_config and i in L_config:
+            record["runs"][i]["L_config"] = L_config[i]
+    return record
+
+
+def test_grid_choices_count_the_blocks_that_had_a_choice_per_init():
+    """Our transfer's two candidates, pooled over runs and targets, the first block (always candidate 0)
+    left out; with two candidates both are edges, so every init that chose flags. The reference (its
+    choices stored as indices) is its own row. by="runs": each run's best single candidate."""
+    two = ("finetune", "head-fast-body-slow")
+    ts = []
+    for t in ("code/module", "code/agents"):
+        rec = _transfer(t, {CONTROL: [0.0] * 3, "code": [0.1] * 3})
+        ts.append(_chose(rec, {SCRATCH: [["finetune"] * 3] * 3,
+                               CONTROL: [["finetune", "finetune", "head-fast-body-slow"]] * 3,
+                               "code": [["finetune", "head-fast-body-slow", "head-fast-body-slow"]] * 3},
+                         {SCRATCH: [[90.0, 95.0]] * 3, "code": [[95.0, 90.0]] * 2 + [[90.0, 95.0]]}))
+    refs = [{"hps": ["C=1", "C=10"], "choices": [[0, 1, 1]] * 3, "L_config": [[50.0, 40.0]] * 3}, None]
+    use = S.grid_choices(ts, refs)
+    assert list(use) == [SCRATCH, CONTROL, "code", "reference"]
+    assert use[SCRATCH].grid == two and use[SCRATCH].counts == (12, 0) and use[SCRATCH].blocks == 12
+    assert use[CONTROL].counts == (6, 6) and use[CONTROL].top == "finetune"  # a tie: the first
+    assert use["code"].counts == (0, 12) and use["code"].top == "head-fast-body-slow"
+    assert all(u.edge_wins for u in use.values())  # two candidates: no interior
+    assert use["reference"].grid == ("C=1", "C=10") and use["reference"].counts == (0, 6)  # one target's
+    runs = S.grid_choices(ts, refs, by="runs")
+    assert runs[SCRATCH].counts == (6, 0) and runs["code"].counts == (2, 4) and runs[CONTROL].blocks == 0
+    assert runs["reference"].counts == (0, 3)
+    header, rows = S.grid_table(ts, refs)
+    assert all(len(r) == len(header) for r in rows)
+    assert rows[0] == ["θ0 (random)", "**finetune: 12** · head-fast-body-slow: 0 (edge)",
+                       "**finetune: 6** · head-fast-body-slow: 0 (edge)"]
+    assert rows[1][2] == "–" and rows[3][0] == "TF-IDF + logistic regression"
+    with pytest.raises(ValueError):
+        S.grid_choices(ts, refs, by="targets")
+    with pytest.raises(ValueError):  # one reference per record
+        S.grid_choices(ts, refs[:1])
+    with pytest.raises(ValueError):  # records that chose among different candidates are not pooled
+        S.grid_choices([ts[0], _chose(ts[1], {}, hps=("finetune", "probe"))])
+
+
+def test_grid_page_for_the_transfer_and_minilm():
+    """MiniLM's fine-tune chooses among three learning rates, so an interior rate can win (no flag) while an
+    init that keeps the smallest rate flags; each MiniLM target carries its own reference."""
+    grid = ("finetune-lr3e-5", "finetune-lr1e-4", "finetune-lr3e-4")
+    targets = {}
+    for t in ("sentiment/tweets", "sentiment/movies"):
+        rec = _transfer(t, {CONTROL: [0.0] * 3, "minilm": [0.1] * 3})
+        rec = _chose(rec, {SCRATCH: [[grid[0], grid[0], grid[0]]] * 3, CONTROL: [[grid[0], grid[0], grid[1]]] * 3,
+                           "minilm": [[grid[0], grid[1], grid[1]]] * 3}, hps=grid)
+        rec["reference"] = {"hps": ["C=1", "C=10"], "choices": [[0, 1, 0]] * 3}
+        targets[t] = rec
+    mini = {"mode": "finetune", "targets": targets}
+    tr = [_chose(_transfer("code/module", {"code": [0.1] * 3}),
+                 {SCRATCH: [["finetune", "finetune"]] * 3, "code": [["finetune", "head-fast-body-slow"]] * 3})]
+    g = S.grid_page(tr, mini)
+    assert g["minilm_mode"] == "finetune" and g["minilm"]["grid"] == list(grid)
+    assert g["minilm"]["edge"] == ["θ0 (random)", "θ0′ (2nd random init)", "TF-IDF + logistic regression"]
+    assert "(edge)" not in g["minilm"]["table"][1][2][1]  # MiniLM: 1e-4 won, inside the grid
+    assert g["transfer"]["grid"] == ["finetune", "head-fast-body-slow"]
+    assert g["transfer"]["edge"] == ["θ0 (random)", "code LM"]
+    assert g["transfer"]["table"] == S.grid_table(tr)
+    assert S.grid_page(tr)["minilm"] is None

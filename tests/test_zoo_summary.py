@@ -329,3 +329,66 @@ def test_grid_report_counts_the_blocks_that_had_a_choice_per_row():
     assert rows[0][2] == "0.002: 0 · 0.01: 0 · **0.05: 6** · 0.25: 0"
     assert rows[1][1].endswith("(edge)") and rows[2][0].endswith("second random init") and rows[2][2] == "–"
     assert S.grid_value("probe-lr2.5e-1") == 0.25 and S.grid_value("C=1000") == 1000.0
+
+
+def test_grid_page_names_the_rows_whose_edge_won():
+    hps = ["probe-lr1e-2", "probe-lr2e-3", "probe-lr5e-2"]
+    c = cell("mpnet", Z.TARGETS[0], [90.0] * 3)
+    c["hps"] = hps
+    c["runs"][Z.PRETRAINED]["choices"] = [["probe-lr1e-2", "probe-lr1e-2", "probe-lr1e-2"]] * 3  # interior: 1e-2
+    c["runs"][Z.SCRATCH]["choices"] = [["probe-lr1e-2", "probe-lr2e-3", "probe-lr2e-3"]] * 3  # the low edge
+    c["runs"][Z.CONTROL]["choices"] = [["probe-lr1e-2", "probe-lr5e-2", "probe-lr5e-2"]] * 3  # the high edge
+    r = dict(ref(Z.TARGETS[0]), hps=["C=1", "C=10", "C=100"], choices=[[0, 1, 1]] * 3)
+    g = S.grid_page(S.Zoo([c], [r]))
+    assert g["rows"] == 4 and g["table"] == S.grid_table(S.Zoo([c], [r]))
+    assert g["edge"] == ["all-mpnet-base-v2 — random init", "all-mpnet-base-v2 — second random init"]
+
+
+# ---------------------------------------------------------------------------------- exposed and unexposed code
+AGENTS = S.UNEXPOSED[0]
+
+
+def test_exposure_sets_each_row_on_read_and_unread_code_side_by_side():
+    """Per leaderboard row, bits per label saved against TF-IDF on code/module and on code/agents (t intervals
+    over runs) and their difference (Welch: the two targets code different examples). mpnet saves 0.3 on the
+    code it may have read and 0.1 on the code it cannot have; its twin (99 bits a run against the reference's
+    100 ± 1) saves 0.01 on both; a model without code/agents is left out."""
+    ref_agents = [100.0, 101.5, 98.5]  # a spread of its own, so the two targets' runs differ
+    cells = [cell("mpnet", t, saving(0.3 if t == "code/module" else 0.2)) for t in Z.TARGETS]
+    cells.append(cell("mpnet", AGENTS, [90.0, 90.0, 90.0]))  # saves 0.1, 0.115, 0.085
+    cells += [cell("minilm", t, saving(0.2)) for t in Z.TARGETS]  # measured on the exposed targets only
+    z = S.Zoo(cells, [*refs(), dict(ref(AGENTS, ref_agents), K=4)])
+    ex = S.exposure(z)
+    assert ex["exposed"] == "code/module" and ex["unexposed"] == AGENTS
+    assert list(ex["rows"]) == ["mpnet", "mpnet@scratch"]
+    assert ex["K"] == {"code/module": 2, AGENTS: 4} and ex["n"] == {"code/module": N, AGENTS: N}
+    m, twin = ex["rows"]["mpnet"], ex["rows"]["mpnet@scratch"]
+    assert m["exposed"].value == pytest.approx(0.3) and m["unexposed"].value == pytest.approx(0.1)
+    assert m["exposed"].method == "t" and m["exposed"].n == 3
+    assert m["difference"].value == pytest.approx(0.2) and m["difference"].method == "welch"
+    assert m["difference"].lo < 0.2 < m["difference"].hi  # the agents' runs spread: a real interval
+    assert twin["exposed"].value == pytest.approx(0.01) and twin["unexposed"].value == pytest.approx(0.01)
+    half = 4.302653 * 0.01 / math.sqrt(3)  # t(0.975, 2 df) × sd / √3 of the savings 0, 0.01, 0.02
+    assert twin["exposed"].ci == pytest.approx((0.01 - half, 0.01 + half), rel=1e-5)
+    # the difference is the library's Welch interval of the two targets' per-run savings
+    from decoupling.core import intervals
+    want = intervals.diff_ci(z.paired("mpnet", S.REFERENCE, "code/module"), z.paired("mpnet", S.REFERENCE, AGENTS))
+    assert m["difference"] == want
+    header, rows = S.exposure_table(ex)
+    assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
+    assert rows[0][0] == "all-mpnet-base-v2" and rows[0][1] == "+0.300 [+0.300, +0.300]"
+    assert rows[1][0] == "all-mpnet-base-v2 — random init"
+    page = S.exposure_page(z)
+    assert page["table"] == (header, rows) and page["numbers"] is not None
+    assert page["lab"] == {"all-mpnet-base-v2": (m["difference"], twin["difference"])}
+    # the findings' suites and the leaderboard stay the exposed targets
+    assert S.leaderboard(z)["ranked"] == ["mpnet", "minilm", "mpnet@scratch", "minilm@scratch"]
+    assert AGENTS not in S.vs_reference(z, "mpnet")["per_target"]
+
+
+def test_exposure_is_none_without_the_unexposed_target():
+    """Smoke records have no code/agents: nothing to set side by side, and the page says where it is made."""
+    z = S.Zoo([cell("minilm", t, saving(0.2)) for t in Z.TARGETS], refs())
+    assert S.exposure(z) is None and S.exposure_page(z) is None
+    # a reference without any row measured on it is not a comparison either
+    assert S.exposure(S.Zoo([cell("minilm", t, saving(0.2)) for t in Z.TARGETS], [*refs(), ref(AGENTS)])) is None

@@ -2,9 +2,10 @@
 results of `experiments.generality` — the source → target ΔL matrix against θ0 and against the reference
 with no pretraining, each body's generality score, the seed-vs-seed controls as equivalence tests, the three
 estimators side by side, the effective data transferred D_T and its exponent, the rank correlation of LogME
-with ΔL, the code/prose square of text bodies run both ways, the digits in both directions, and every
-finding and check of the chapter as `core.verdicts` objects. Pure functions of those results: nothing here
-trains, and no experiment module imports this one (its source stays outside every results key).
+with ΔL, the code/prose square of text bodies run both ways, the bodies on exposed and unexposed code side
+by side, which candidate of its grid each init chose, the digits in both directions, and every finding and
+check of the chapter as `core.verdicts` objects. Pure functions of those results: nothing here trains, and
+no experiment module imports this one (its source stays outside every results key).
 
 How the findings are decided. A claim about a fixed suite of targets (a body is general, a platform beats
 the reference, an unrelated source gives nothing) is decided target by target (`verdicts.on_every` /
@@ -22,8 +23,11 @@ from typing import Sequence
 import numpy as np
 
 from decoupling.core import intervals, measures, verdicts
+from decoupling.core.grids import GridUse, grid_use
 from decoupling.core.intervals import Interval
 from decoupling.core.prequential import CONTROL, SCRATCH
+from decoupling.experiments.zoo_summary import EXPOSED, UNEXPOSED
+from decoupling.pipeline.page import fmt_grid_use, fmt_interval
 
 NAN = float("nan")
 DELTA = measures.DELTA_BITS  # the seed-vs-seed and no-information margin, bits per label
@@ -287,7 +291,12 @@ def summarize(transfers: Sequence[dict], minilm: dict | None = None, n_boot: int
     seed mean) against θ0 and against the reference, each body's generality score against both, the
     seed-vs-seed controls, the three estimators side by side with the essay KL's floor, D_T per (body,
     target) with the pooled exponent, LogME ↔ ΔL, each body against the shuffled-token one, the code/prose
-    square, and the text findings and checks (`findings`, `checks`: name → verdicts.Finding / Check)."""
+    square, and the text findings and checks (`findings`, `checks`: name → verdicts.Finding / Check).
+    The suite is the exposed targets: an unexposed one (code/agents, at `full`) is set beside code/module by
+    `exposure` and enters no score or finding, as on the leaderboard, so both chapters decide on one suite."""
+    if references is not None:
+        references = [r for t, r in zip(transfers, references) if t["target"] not in UNEXPOSED]
+    transfers = [t for t in transfers if t["target"] not in UNEXPOSED]
     rows = cells(transfers, minilm, references)
     ours = [r for r in rows if r["body"] == "ours"]
     mini = [r for r in rows if r["body"] != "ours"]
@@ -453,6 +462,118 @@ def control_outcomes(S: dict) -> dict:
     """The seed-vs-seed controls' outcome words (equivalent / biased / undecided), as the prose names them."""
     return {k: control_word(_control_equivalence(S["scores"][k]["interval"]))
             for k in ("minilm-control", CONTROL) if k in S["scores"]}
+
+
+# ============================================================================ exposed and unexposed code
+def exposure(transfers: Sequence[dict], exposed: str = EXPOSED, unexposed: str = UNEXPOSED[0]) -> dict | None:
+    """Our bodies' ΔL per label against θ0 on the two code targets side by side: `exposed` (CPython's
+    standard library, which every lab model of the zoo has most likely read) and `unexposed` (projects first
+    released after every one of them was trained, decoupling.data.unexposed). Our bodies read neither: the
+    first's packages are held out of every corpus, the second's rows found in any corpus are dropped. So
+    their difference between the two targets is what the targets themselves do to ΔL, the yardstick for the
+    lab models' difference on the leaderboard page.
+
+    Per init (the bodies, then the θ0′ control): "exposed" and "unexposed", each a t interval over its runs
+    (`pooled_ci`), and "difference", exposed minus unexposed with Welch's interval (`diff_ci`: the targets
+    code different examples, so their runs are not paired). Also "K" and "n" per target (classes and labels
+    per run: the bits per label of the two targets are on scales of log2 K each). A description; it decides
+    nothing. None where either target was not run (every profile but `full`)."""
+    rows = [r for r in cells(transfers) if r["target"] in (exposed, unexposed)]
+    per = {(r["init"], r["target"]): r["dL_per_label"] for r in rows}
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    inits = [i for i in inits if i != CONTROL] + [i for i in inits if i == CONTROL]
+    both = [i for i in inits if (i, exposed) in per and (i, unexposed) in per]
+    if not both:
+        return None
+    rec = {t["target"]: t for t in transfers}
+    return {"exposed": exposed, "unexposed": unexposed,
+            "K": {t: rec[t]["K"] for t in (exposed, unexposed)}, "n": {t: rec[t]["n"] for t in (exposed, unexposed)},
+            "inits": {i: {"exposed": pooled_ci(per[i, exposed]), "unexposed": pooled_ci(per[i, unexposed]),
+                          "difference": diff_ci(per[i, exposed], per[i, unexposed])} for i in both}}
+
+
+def exposure_table(ex: dict) -> tuple[list[str], list[list]]:
+    """`exposure` as (header, rows): per init its ΔL per label on each code target and the difference, each
+    with its 95% interval."""
+    e, u = ex["exposed"], ex["unexposed"]
+    return (["body (vs θ0)", f"`{e}`: ΔL, bits/label", f"`{u}`: ΔL, bits/label", f"`{e}` − `{u}` (Welch)"],
+            [[LABEL.get(i, i), fmt_interval(v["exposed"]), fmt_interval(v["unexposed"]),
+              fmt_interval(v["difference"])] for i, v in ex["inits"].items()])
+
+
+def exposure_page(transfers: Sequence[dict]) -> dict | None:
+    """The chapter's section on exposed and unexposed code: `exposure`'s numbers and its table; None where
+    either code target was not run (every profile but `full`)."""
+    ex = exposure(transfers)
+    return None if ex is None else {"numbers": ex, "table": exposure_table(ex)}
+
+
+# ======================================================================================== the grids
+def grid_choices(records: Sequence[dict], references: Sequence[dict | None] | None = None,
+                 by: str = "blocks") -> dict[str, GridUse]:
+    """Which candidate of its grid each init chose (`core.grids.grid_use`), pooled over runs and targets.
+    `records`: one experiment's per-target records, every one with the same candidates (`hps`): `transfer`'s,
+    or the values of `minilm_transfer`'s "targets". `references`: the reference coded on the same blocks,
+    one per record or None (`reference_transfer`'s); by default each record's own "reference" where it has one
+    (MiniLM's). The reference's row is "reference". A candidate is its name, in the grid's order.
+
+    by="blocks": the candidate each block was coded with; only blocks that had a choice count (the first,
+    with nothing seen to choose on, always takes candidate 0). by="runs": per run, the candidate whose code
+    length as if it had coded every block (`L_config`) is the shortest, the best single value of the run.
+    Records that disagree on an init's candidates are refused (their choices cannot be pooled)."""
+    if by not in ("blocks", "runs"):
+        raise ValueError(f"by is 'blocks' or 'runs', not {by!r}")
+    records = list(records)
+    refs = [r.get("reference") for r in records] if references is None else list(references)
+    if len(refs) != len(records):
+        raise ValueError(f"{len(refs)} references for {len(records)} records: one each, or None")
+    chosen: dict[str, list] = {}
+    grids: dict[str, list] = {}
+
+    def add(row: str, names, rec: dict) -> None:
+        names = list(names)
+        if grids.setdefault(row, names) != names:
+            raise ValueError(f"{row}: the records chose among different candidates, {grids[row]} and {names}")
+        if by == "runs":
+            picks = [names[int(np.argmin(lc))] for lc in rec.get("L_config", [])]
+        else:  # the reference stores candidate indices, the protocol's runs their names
+            picks = [names[int(c)] if isinstance(c, (int, np.integer)) else c
+                     for run in rec["choices"] for c in run[1:]]
+        chosen.setdefault(row, []).extend(picks)
+    for rec, ref in zip(records, refs):
+        for init, run in rec["runs"].items():
+            add(init, rec["hps"], run)
+        if ref is not None:
+            add("reference", ref["hps"], ref)
+    return {row: grid_use({row: v}, grids[row])[row] for row, v in chosen.items()}
+
+
+def grid_table(records: Sequence[dict],
+               references: Sequence[dict | None] | None = None) -> tuple[list[str], list[list]]:
+    """`grid_choices` as (header, rows): per init, the blocks coded with each candidate and the runs whose
+    best single candidate it was, the most chosen in bold, "(edge)" where an edge of the grid won."""
+    blocks, runs = grid_choices(records, references, "blocks"), grid_choices(records, references, "runs")
+    return (["init", "blocks coded with each candidate (most in bold)", "runs whose best single candidate it was"],
+            [[LABEL.get(i, i), fmt_grid_use(u), fmt_grid_use(runs[i]) if runs[i].blocks else "–"]
+             for i, u in blocks.items()])
+
+
+def grid_page(transfers: Sequence[dict], minilm: dict | None = None,
+              references: Sequence[dict | None] | None = None) -> dict:
+    """What the chapter shows of the grids: for our bodies' transfer ("transfer", its references beside it)
+    and for MiniLM ("minilm", None without its record), the table (`grid_table`), the candidates in the
+    grid's order, how many rows the table has, and the rows (their page names, the reference's included)
+    where an edge of the grid won the most blocks. A grid of two candidates has no interior, so there every
+    row that chose flags (`core.grids.GridUse`)."""
+    def part(records, refs):
+        if not records:
+            return None
+        uses = grid_choices(records, refs)
+        return {"table": grid_table(records, refs), "grid": list(records[0]["hps"]), "rows": len(uses),
+                "edge": [LABEL.get(i, i) for i, u in uses.items() if u.edge_wins]}
+    return {"transfer": part(list(transfers), references),
+            "minilm": part(list((minilm or {}).get("targets", {}).values()), None),
+            "minilm_mode": (minilm or {}).get("mode")}
 
 
 # ======================================================================================== the digits

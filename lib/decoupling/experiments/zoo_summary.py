@@ -40,6 +40,7 @@ LABEL = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm2": 
 CODE_PROSE = tuple(t for t in TARGETS if t not in SENTIMENT)
 # Computed at full beside TARGETS, never pooled with them: code/module's question on code no lab model can
 # have read (decoupling.data.unexposed); the findings' suites stay the exposed targets.
+EXPOSED = "code/module"  # CPython's standard library: text every lab model of the zoo has most likely read
 UNEXPOSED = ("code/agents",)
 GROUPS = {"sentiment": SENTIMENT, "code & prose": CODE_PROSE}
 KEY = {"sentiment": "sentiment", "code & prose": "code-prose"}  # a group's name inside a finding's name
@@ -350,6 +351,51 @@ def proxy_table(z: Zoo, proxies=("logme", "h_score")) -> tuple[list[str], list[l
     return (["target"] + head, [[f"`{t}`"] + [fmt_interval(per[c].get(t), 2) for c in cols] for t in TARGETS])
 
 
+# ================================================================================== exposed and unexposed code
+
+
+def exposure(z: Zoo, exposed: str = EXPOSED, unexposed: str = UNEXPOSED[0]) -> dict | None:
+    """The leaderboard's per-target quantity, bits per label saved against TF-IDF + logistic regression on
+    identical blocks ((L_ref − L_row) / n, paired by run), on the code target the lab models have most likely
+    read (`exposed`) and on the one none of them can have read (`unexposed`, decoupling.data.unexposed), side
+    by side for every leaderboard row that has both: each model and its random twin.
+
+    Per row: "exposed" and "unexposed", a t interval over the runs of each target (`intervals.mean_ci`), and
+    "difference", exposed minus unexposed with Welch's interval (`intervals.diff_ci`): the two targets code
+    different examples, so their runs are not paired. Positive: the row gains more over TF-IDF on the code it
+    may have read. A random twin read nothing, so its difference is what the two targets alone make of the
+    comparison. A description: it decides nothing, and the unexposed target stays outside every finding's
+    suite. Also "K" and "n" per target (classes and labels coded per run; the bits per label of the two
+    targets are on scales of log2 K each). None where the records hold no row measured on both (every
+    profile but `full`)."""
+    targets = (exposed, unexposed)
+
+    def has(row: str) -> bool:
+        model = row.split("@")[0]
+        return all((model, t) in z.cells and t in z.refs for t in targets)
+
+    rows = [r for r in [*z.models, *(f"{m}@{SCRATCH}" for m in z.models)] if has(r)]
+    if not rows:
+        return None
+    out = {}
+    for r in rows:
+        a, b = z.paired(r, REFERENCE, exposed), z.paired(r, REFERENCE, unexposed)
+        out[r] = {"exposed": intervals.mean_ci(a), "unexposed": intervals.mean_ci(b),
+                  "difference": intervals.diff_ci(a, b)}
+    return {"exposed": exposed, "unexposed": unexposed, "rows": out,
+            "K": {t: z.refs[t]["K"] for t in targets}, "n": {t: z.n(t) for t in targets}}
+
+
+def exposure_table(ex: dict) -> tuple[list[str], list[list]]:
+    """`exposure` as (header, rows): per row its saving against TF-IDF on each code target and the
+    difference, each with its 95% interval."""
+    e, u = ex["exposed"], ex["unexposed"]
+    return (["row", f"`{e}` (read): bits/label vs TF-IDF", f"`{u}` (unread): bits/label vs TF-IDF",
+             f"`{e}` − `{u}` (Welch)"],
+            [[label(r), fmt_interval(v["exposed"]), fmt_interval(v["unexposed"]), fmt_interval(v["difference"])]
+             for r, v in ex["rows"].items()])
+
+
 # ================================================================================== the grids
 def grid_value(name: str) -> float:
     """The number a candidate's name stands for: a probe's learning rate ("probe-lr5e-2": `zoo.PROBE_GRID`)
@@ -389,12 +435,17 @@ def grid_report(z: Zoo, by: str = "blocks") -> dict[str, GridUse]:
     return {row: grid_use({row: v}, sorted(grids[row]))[row] for row, v in chosen.items()}
 
 
+def grid_label(row: str) -> str:
+    """A row of the grid report on the pages: `label`, and the second random init named as such."""
+    return label(row) + (" — second random init" if row.endswith(f"@{CONTROL}") else "")
+
+
 def grid_table(z: Zoo) -> tuple[list[str], list[list]]:
     """The grid report as (header, rows): per row, the blocks that chose each value and the runs whose best
     single value it was, each marked "(edge)" where an edge of the grid won."""
     blocks, runs = grid_report(z, "blocks"), grid_report(z, "runs")
-    rows = [[label(r) + (" — second random init" if r.endswith(f"@{CONTROL}") else ""), fmt_grid_use(u),
-             fmt_grid_use(runs[r]) if runs[r].blocks else "–"] for r, u in blocks.items()]
+    rows = [[grid_label(r), fmt_grid_use(u), fmt_grid_use(runs[r]) if runs[r].blocks else "–"]
+            for r, u in blocks.items()]
     return ["row", "blocks coded with each value (most in bold)", "runs whose best single value it was"], rows
 
 
@@ -575,6 +626,28 @@ def platforms_page(z: Zoo) -> dict:
             "scale": scale_table(z) if "smollm2" in has else None,
             "serves": serves_table(z) if "mpnet" in has else None,
             "findings": platform_findings(z)}
+
+
+def exposure_page(z: Zoo) -> dict | None:
+    """The leaderboard's section on code the lab models cannot have read: `exposure`'s numbers, its table,
+    and each lab model's difference beside its random twin's (label → (model's, twin's)), as the sentence
+    under the table quotes them. None where no row was measured on both code targets (every profile but
+    `full`)."""
+    ex = exposure(z)
+    if ex is None:
+        return None
+    rows = ex["rows"]
+    return {"numbers": ex, "table": exposure_table(ex),
+            "lab": {label(m): (rows[m]["difference"], rows.get(f"{m}@{SCRATCH}", {}).get("difference"))
+                    for m in LAB if m in rows}}
+
+
+def grid_page(z: Zoo) -> dict:
+    """The leaderboard's section on the grids: `grid_table`, the rows (their page names) where an edge of
+    the grid won the most blocks, and how many rows there are."""
+    blocks = grid_report(z, "blocks")
+    return {"table": grid_table(z), "rows": len(blocks),
+            "edge": [grid_label(r) for r, u in blocks.items() if u.edge_wins]}
 
 
 def kl_page(z: Zoo) -> dict:

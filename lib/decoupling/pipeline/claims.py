@@ -10,7 +10,8 @@
 - `applies_to` names the profiles that *decide* a claim. A finding measured at another profile (say a
   CPU-sized `smoke` run of a finding only `full` can decide) is an illustration, not evidence: its box says
   where it is decided, and its verdict is neither snapshotted nor compared. A check is enforced where it
-  applies and only recorded elsewhere.
+  applies and only recorded elsewhere, where it shows as "not decided at <profile>", neither a pass nor a
+  failure.
 - Findings and checks are decided in `core.verdicts` (each chapter's summary module builds them) and
   recorded with `Chapter.add`. A finding records `p`, the p-value of the test that decides it, scaled so
   that its verdict is "holds" or "does not hold" exactly when p < 0.05. The scorecard adjusts these over
@@ -79,7 +80,7 @@ def decided_at(c: dict) -> str:
         return ""
     where = ", ".join(f"`{p}`" for p in c.get("applies_to", ())) or "no profile"
     if c["kind"] == "check":
-        return f"recorded only; enforced at {where}"
+        return f"not decided at `{c['profile']}`: enforced at {where}, recorded here only"
     return f"decided at {where} — the {c['profile']} value is an illustration, not a verdict"
 
 
@@ -134,13 +135,19 @@ def box_md(c: dict) -> str:
     """The markdown box a chapter shows under a claim (a dict): what it says, for a finding the criterion
     (*before* the value, so the reader knows what would make it hold before reading the number), the value
     and CI, the published anchor; measured outside the profiles that decide it, a finding shows "decided at
-    …" and no verdict."""
+    …" and no verdict, and a check a neutral "not decided at <profile>" whether it passed or not (a check
+    fails a build only where it is enforced)."""
     illustration = c["kind"] == "finding" and not decides(c)
-    mark = "🔹 finding, illustration only" if illustration else _BOX_MARK[c["verdict"]]
+    if illustration:
+        mark = "🔹 finding, illustration only"
+    elif not decides(c):  # a check recorded where it is not enforced: neither a pass nor a failure
+        mark = "🔹 check"
+    else:
+        mark = _BOX_MARK[c["verdict"]]
     text = f"> **{mark}** `{c['name']}`: {_sentence(c['statement'])}"
     if c["kind"] == "finding" and c.get("criterion"):
         text += f" **Holds if:** {_sentence(c['criterion'])}"
-    if illustration:
+    if not decides(c):
         text += f" — **{decided_at(c)}**"
     ci = f" ({c.get('level') or 0.95:.0%} CI {fmt_ci(c.get('ci'))})" if c.get("ci") else ""
     text += f" — measured **{fmt(c.get('value'))}**{ci}"
@@ -148,8 +155,6 @@ def box_md(c: dict) -> str:
         text += f", p = {fmt(c['p'], 2)}"
     if c.get("anchor"):
         text += f"; published: {c['anchor']}"
-    if c["kind"] == "check" and not decides(c):
-        text += f" — {decided_at(c)}"
     if c.get("warning"):
         text += f" — ⚠ {c['warning']}"
     return text

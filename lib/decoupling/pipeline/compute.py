@@ -131,10 +131,11 @@ def print_count(items: list[Item], work: list[Item], profile: str, chapters: tup
     """The cost of the runs to compute (every declared run with `every`): per run, per chapter and per shape,
     in steps, tokens and minutes on this machine (`pipeline.cost`), and what the minutes leave out."""
     from decoupling.pipeline import cost
+    from decoupling.pipeline.rates import cache_dir
     shown = items if every else work
     report(f"[compute] counting {len(shown)} runs ({'every declared run' if every else 'those to compute'}) with "
            "the training loops and forward passes replaced by recorders (nothing trains; counts and rates are "
-           f"cached under {cost.cache_dir()}; a `full` body needs the larger corpora, `decoupling data --profile full`)")
+           f"cached under {cache_dir()}; a `full` body needs the larger corpora, `decoupling data --profile full`)")
     t0 = time.perf_counter()
     res = cost.count([it.run for it in shown], remeasure=remeasure, threads=worker_threads(jobs) if jobs > 1 else None)
     report(f"[compute] {len(shown) - res.counted} runs from the count cache, {res.counted} counted, "

@@ -22,15 +22,9 @@ target's texts, a platform's file checks) is done once (`ONCE`).
 **Work per shape.** A run's `Tally` holds its work per `Shape`: the kind (training steps or forward
 calls), the architecture, one call's input shapes, how many members a vmapped call stacks, the threads.
 Time per unit differs by orders of magnitude between a linear probe and SmolLM2, between a step and a
-forward pass and between fp32 and bf16, so no single FLOP rate can turn counts into minutes.
-
-**Rates.** Each shape's rate is measured here: the first time a shape is met, the real step or pass runs
-on the run's real batch (`measure`: a warm-up call, then ten calls or a third of a second; a forward probe
-reads at most `PROBE_TOKENS` tokens a call), under the process's dtype (`device.autocast(model)`), on the
-threads the run uses, and the rate is kept under .cache/cost/rates, one file per (device, dtype, bf16
-width threshold, torch version, CPU model and its bf16/AVX-512 flags). Minutes = Σ units / rate over
-shapes (`estimate`). A rate measured while others load the machine stays in the cache: `decoupling
-compute --count --remeasure` measures again.
+forward pass and between fp32 and bf16, so no single FLOP rate can turn counts into minutes: each shape's
+rate is measured on this machine the first time a count meets it, and kept (`pipeline.rates`); minutes =
+Σ units / rate over shapes (`estimate`).
 
 **Host work.** LogME, H-scores, bootstraps, power-law fits and double descent's SVDs run for real while
 counting (on made-up features and losses where those are faked) and are timed: their seconds go into the
@@ -56,14 +50,15 @@ import hashlib
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from decoupling import files, paths
+from decoupling import files
+from decoupling.pipeline.rates import (cache_dir, context, cpu_name, load_rates, measure, rates_path, save_rates,
+                                       timed)
 
 
 # ================================================================================== shapes and tallies
@@ -138,93 +133,6 @@ def estimate(t: Tally, rates: dict) -> Estimate:
     return Estimate(s + t.host_s, t.host_s, missing)
 
 
-# ================================================================================== measuring a rate
-def measure(run: Callable[[int], float], units_per_call: float, seconds: float = 0.3, calls: int = 10) -> float:
-    """Units per second of a call: `run(n)` makes n calls and returns the seconds they took. One call warms
-    up (allocations, kernel choice, optimizer state: a bf16 model's first call can take several times the
-    next); then `calls` calls are timed and more until `seconds` have passed, or until a tenth of `seconds`
-    once `calls` are done (a quick call needs no more); a call slower than `seconds` is timed once.
-    The probe of every shape, and of benchmarks/cpu_pilot.py."""
-    per = max(run(1), 1e-9)
-    n_done, t_done = 0, 0.0
-    while True:
-        goal = seconds / 10 if n_done >= calls else seconds
-        if t_done >= goal:
-            break
-        left = calls - n_done if n_done < calls else 10_000
-        n = int(max(1, min(left, (goal - t_done) / per)))
-        t_done += run(n)
-        n_done += n
-        per = max(t_done / n_done, 1e-9)
-    return units_per_call * n_done / t_done
-
-
-def timed(call: Callable[[], object]) -> Callable[[int], float]:
-    """`run(n)` for `measure`: n calls of `call()`, their seconds."""
-    def run(n: int) -> float:
-        from decoupling.core.device import sync
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            call()
-        sync()
-        return time.perf_counter() - t0
-    return run
-
-
-def cpu_name() -> str:
-    """The processor's model name and the flags that decide bf16 speed (a VM often hides the generation)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name} [{' '.join(have)}]" if have else name
-
-
-def context() -> dict:
-    """What a measured rate depends on besides its shape."""
-    import torch
-
-    from decoupling.core import device
-    dev = device.name() if device.DEVICE.type == "cuda" else cpu_name()
-    return {"device": device.DEVICE.type, "name": dev, "dtype": str(getattr(device, "DTYPE", "")),
-            "bf16_min_width": getattr(device, "BF16_MIN_WIDTH", None), "torch": torch.__version__.split("+")[0]}
-
-
-def cache_dir() -> Path:
-    return paths.STORE_DIR.parent / "cost"
-
-
-def _sha(obj) -> str:
-    return hashlib.sha256(files.canonical(obj).encode()).hexdigest()
-
-
-def rates_path(ctx: dict | None = None) -> Path:
-    return cache_dir() / "rates" / f"{_sha(ctx or context())[:16]}.json"
-
-
-def load_rates(path: Path | None = None) -> dict:
-    path = path or rates_path()
-    try:
-        return json.loads(path.read_text())["rates"]
-    except (OSError, ValueError, KeyError):
-        return {}
-
-
-def save_rates(rates: dict, path: Path | None = None) -> dict:
-    """Merge `rates` into the file (another count may have measured other shapes meanwhile); the merged
-    table."""
-    path = path or rates_path()
-    merged = {**load_rates(path), **rates}
-    files.atomic_write(path, files.pretty({"context": context(), "rates": merged}))
-    return merged
-
-
 # ================================================================================== the count cache
 def _recorder_hash() -> str:
     """This module's code without comments and docstrings (`provenance.code_text`): a changed recorder
@@ -244,7 +152,7 @@ def count_path(run, threads: int | None = None) -> Path:
     ident = {"key": key, "artifact": run.artifact, "recorder": RECORDER, "cpu": cpu_name()}
     if threads:  # a run's share under `--jobs N`; None keeps the names of one-at-a-time tallies
         ident["threads"] = threads
-    name = _sha(ident)[:24]
+    name = hashlib.sha256(files.canonical(ident).encode()).hexdigest()[:24]
     return cache_dir() / "counts" / parts["experiment"] / f"{name}.json"
 
 

@@ -189,8 +189,8 @@ def errorbar(ax, x, ivs, **kw):
 # ------------------------------------------------------------------------------ hyperparameter grids
 def fmt_grid_use(use) -> str:
     """A `core.grids.GridUse` on one line: each grid value with how often it was chosen, the most chosen in
-    bold, and "(edge)" where an edge of the grid won ("1: 52 · **10: 98** (edge)"). Used by
-    experiments.zoo_summary's grid table."""
+    bold, and "(edge)" where an edge of the grid won ("1: 52 · **10: 98** (edge)"). Used by the grid
+    tables of experiments.zoo_summary and experiments.generality_summary."""
     def cell(v, k):
         text = f"{v:g}: {k}" if isinstance(v, (int, float)) else f"{v}: {k}"
         return f"**{text}**" if v == use.top else text
