@@ -81,6 +81,21 @@ def test_a_budget_stops_between_runs_and_the_next_call_continues(toy, monkeypatc
     assert CALLS == ["body b", "r1", "r2", "r3"]
 
 
+def test_an_interrupt_keeps_and_reports_what_finished(toy, monkeypatch, capfd):
+    real = compute.compute_one
+
+    def ctrl_c_at_r2(it, root):
+        if it.run.cfg.name == "r2":
+            raise KeyboardInterrupt
+        return real(it, root)
+    monkeypatch.setattr(compute, "compute_one", ctrl_c_at_r2)
+    assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 130
+    assert "stopped after 2 of 4" in "".join(capfd.readouterr()) and CALLS == ["body b", "r1"]
+    monkeypatch.setattr(compute, "compute_one", real)
+    assert compute.main(["--profile", "smoke", "--chapters", "toy"]) == 0
+    assert CALLS == ["body b", "r1", "r2", "r3"]
+
+
 def test_full_goes_to_results_and_a_stale_record_there_is_replaced(toy):
     from decoupling.core import device
     if device.DEVICE.type == "cuda":

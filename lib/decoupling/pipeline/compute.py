@@ -280,7 +280,7 @@ def _main(a, chapters: tuple, root: Path | None) -> int:
 def _compute(work: list[Item], a, chapters: tuple, root: Path | None) -> int:
     budget_s = a.budget_min * 60 if a.budget_min else None
     t0 = time.perf_counter()
-    done = 0
+    finished: list[Item] = []  # filled as runs finish, so an interrupted call still reports them
     progress = bar(total=len(work), desc=f"compute {a.profile}", unit="run")
     try:
         if a.jobs == 1:
@@ -289,17 +289,18 @@ def _compute(work: list[Item], a, chapters: tuple, root: Path | None) -> int:
                     break
                 progress.set_postfix_str(it.run.label[:40])
                 s = compute_one(it, root)
-                done += 1
+                finished.append(it)
                 progress.update(1)
-                report(f"[compute] {done}/{len(work)} {it.run.label}: {s:.0f} s")
+                report(f"[compute] {len(finished)}/{len(work)} {it.run.label}: {s:.0f} s")
         else:
-            done = _compute_parallel(work, a, chapters, root, budget_s, t0, progress)
+            _compute_parallel(work, a, chapters, root, budget_s, t0, progress, finished)
     except KeyboardInterrupt:
         progress.close()
-        report(f"[compute] stopped after {done} of {len(work)}; every finished run is kept: the same command "
-               "continues")
+        report(f"[compute] stopped after {len(finished)} of {len(work)}; every finished run is kept: the same "
+               "command continues")
         return 130
     progress.close()
+    done = len(finished)
     left = len(work) - done
     minutes = (time.perf_counter() - t0) / 60
     report(f"[compute] {done} computed in {minutes:.1f} min" + (
@@ -307,11 +308,11 @@ def _compute(work: list[Item], a, chapters: tuple, root: Path | None) -> int:
     return 0
 
 
-def _compute_parallel(work, a, chapters, root, budget_s, t0, progress) -> int:
-    """Bodies first (every record may read one), then records; `a.jobs` processes of one thread each."""
+def _compute_parallel(work, a, chapters, root, budget_s, t0, progress, finished: list) -> None:
+    """Bodies first (every record may read one), then records; `a.jobs` processes of one thread each.
+    Each finished run is appended to `finished`."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    done = 0
     threads = worker_threads(a.jobs)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(threads,)) as pool:
@@ -323,16 +324,15 @@ def _compute_parallel(work, a, chapters, root, budget_s, t0, progress) -> int:
                     f = pool.submit(_compute_in_worker, a.profile, chapters, a.seed, it.index, it.state,
                                     it.stale_path, str(root) if root else None)
                     running[f] = it
-                if not running:
-                    return done
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
+                if not running:  # the budget is spent
+                    return
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in ready:
                     it = running.pop(f)
                     s = f.result()
-                    done += 1
+                    finished.append(it)
                     progress.update(1)
-                    report(f"[compute] {done}/{len(work)} {it.run.label}: {s:.0f} s")
-    return done
+                    report(f"[compute] {len(finished)}/{len(work)} {it.run.label}: {s:.0f} s")
 
 
 if __name__ == "__main__":
